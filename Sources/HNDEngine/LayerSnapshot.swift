@@ -1,0 +1,65 @@
+/// One dissection of one layer over the images seen so far: a row of SPEC §4.
+public struct LayerSnapshot: Sendable, Equatable {
+    public var layer: String
+    public var run: String = ""
+    public var step: Int64 = 0
+    public var imagesSeen: Int
+    public var imagesTotal: Int
+    public var complete: Bool { imagesSeen == imagesTotal }
+    public var timeUnix: Double = 0
+    public var units: Int
+    /// Dimensions, for reading the flat arrays: G subgroups, L concepts, k top images.
+    public var subgroupCount: Int
+    public var conceptCount: Int
+    public var topImageCount: Int
+
+    /// [C] T_u (NaN before any image of the local set arrived).
+    public var threshold: [Float]
+    /// [C, G]
+    public var globalProb: [Float]
+    public var globalBiased: [UInt8]
+    /// [C, L]
+    public var iou: [Float]
+    /// [C] region index, −1 unlocalised.
+    public var region: [Int32]
+    /// [C, L], 0 outside the unit's region.
+    public var localProb: [Float]
+    public var localPaired: [UInt8]
+    /// [C] concept index of the Network Dissection baseline, −1 none.
+    public var netdissectConcept: [Int32]
+    /// [C, k] the images with the largest unit maxima, largest first; −1 pads.
+    public var topImages: [Int64]
+
+    public init(layer: String, imagesSeen: Int, imagesTotal: Int, units: Int, subgroupCount: Int,
+                conceptCount: Int, topImageCount: Int) {
+        self.layer = layer
+        self.imagesSeen = imagesSeen
+        self.imagesTotal = imagesTotal
+        self.units = units
+        self.subgroupCount = subgroupCount
+        self.conceptCount = conceptCount
+        self.topImageCount = topImageCount
+        threshold = .init(repeating: .nan, count: units)
+        globalProb = .init(repeating: 0, count: units * subgroupCount)
+        globalBiased = .init(repeating: 0, count: units * subgroupCount)
+        iou = .init(repeating: 0, count: units * conceptCount)
+        region = .init(repeating: -1, count: units)
+        localProb = .init(repeating: 0, count: units * conceptCount)
+        localPaired = .init(repeating: 0, count: units * conceptCount)
+        netdissectConcept = .init(repeating: -1, count: units)
+        topImages = .init(repeating: -1, count: units * topImageCount)
+    }
+
+    /// Units biased toward some subgroup or paired with some local concept.
+    public func isInterpretable(unit u: Int) -> Bool {
+        isBiased(unit: u) || isPaired(unit: u)
+    }
+    public func isBiased(unit u: Int) -> Bool {
+        globalBiased[(u * subgroupCount)..<((u + 1) * subgroupCount)].contains(1)
+    }
+    public func isPaired(unit u: Int) -> Bool {
+        localPaired[(u * conceptCount)..<((u + 1) * conceptCount)].contains(1)
+    }
+    public var interpretableUnits: Int { (0..<units).filter(isInterpretable).count }
+    public var netdissectUnits: Int { netdissectConcept.filter { $0 >= 0 }.count }
+}

@@ -1,0 +1,110 @@
+/// An exact running top-k of one unit's raw activations: enough to give numpy's linear
+/// (1 − q) quantile of all values seen, as long as k covers the order statistics the quantile
+/// needs (see `QuantileRule`). Values enter a buffer of 2k and are cut back to the k largest when
+/// it fills, so the amortised cost is O(1) per value. Merges by union.
+public struct TopValues: Sendable, Equatable {
+    public let capacity: Int
+    /// Unordered; after `compact()` exactly the `min(capacity, seen)` largest values.
+    public private(set) var values: [Float]
+    /// The k-th largest value seen so far (once k values were seen), else −∞. Never decreases;
+    /// never exceeds the k-th largest value of the final population.
+    public private(set) var lowerBound: Float = -.infinity
+
+    public init(capacity: Int) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        values = []
+        values.reserveCapacity(2 * capacity)
+    }
+
+    /// Offers one value; values not above `lowerBound` cannot change the top k as a multiset.
+    public mutating func offer(_ v: Float) {
+        if v > lowerBound {
+            values.append(v)
+            if values.count >= 2 * capacity { compact() }
+        }
+    }
+
+    /// Cuts the buffer back to the k largest and raises `lowerBound`.
+    public mutating func compact() {
+        guard values.count > capacity else {
+            if values.count == capacity, let m = values.min() { lowerBound = max(lowerBound, m) }
+            return
+        }
+        let kth = values.count - capacity // index of the k-th largest in ascending order
+        values.withUnsafeMutableBufferPointer { select(in: $0, index: kth) }
+        values.removeFirst(kth)
+        lowerBound = max(lowerBound, values.min()!)
+    }
+
+    public mutating func merge(_ other: TopValues) {
+        precondition(other.capacity == capacity)
+        for v in other.values { offer(v) }
+        lowerBound = max(lowerBound, other.lowerBound)
+        compact()
+    }
+
+    /// The `count` largest values kept, sorted descending.
+    public func largest(_ count: Int) -> [Float] {
+        Array(values.sorted(by: >).prefix(count))
+    }
+
+    public static func restore(capacity: Int, values: [Float], lowerBound: Float) -> TopValues {
+        var t = TopValues(capacity: capacity)
+        t.values = values
+        t.lowerBound = lowerBound
+        return t
+    }
+}
+
+/// Quickselect: after it, `buffer[index]` holds the value of that ascending rank, smaller values
+/// before it, larger after it.
+@usableFromInline func select(in buffer: UnsafeMutableBufferPointer<Float>, index: Int) {
+    var lo = 0, hi = buffer.count - 1
+    while lo < hi {
+        // Median of three as pivot keeps sorted or constant input linear on average.
+        let mid = lo + (hi - lo) / 2
+        let a = buffer[lo], b = buffer[mid], c = buffer[hi]
+        let pivot = max(min(a, b), min(max(a, b), c))
+        var i = lo, j = hi
+        while i <= j {
+            while buffer[i] < pivot { i += 1 }
+            while buffer[j] > pivot { j -= 1 }
+            if i <= j { buffer.swapAt(i, j); i += 1; j -= 1 }
+        }
+        if index <= j { hi = j } else if index >= i { lo = i } else { return }
+    }
+}
+
+/// numpy's default (linear) quantile, expressed in "ranks from the top" so it can be answered
+/// from a top-k: for n values and quantile p = 1 − q, the virtual index is p·(n − 1) in ascending
+/// order, interpolating between its floor and the next order statistic.
+public struct QuantileRule: Sendable, Equatable {
+    public let quantile: Double // p, e.g. 0.995
+
+    public init(upperTail q: Double) { quantile = 1 - q }
+
+    /// How many of the largest values the quantile of n values needs.
+    public func valuesNeeded(population n: Int) -> Int {
+        guard n > 0 else { return 1 }
+        let lower = Int((quantile * Double(n - 1)).rounded(.down))
+        return n - lower
+    }
+
+    /// The quantile of a population of n values, given (at least) its `valuesNeeded(n)` largest
+    /// values sorted descending; nil when n is 0. Interpolates in Float as numpy does for float32
+    /// data, so thresholds agree bit for bit.
+    public func value(population n: Int, largestDescending top: [Float]) -> Float? {
+        guard n > 0 else { return nil }
+        let virtual = Double(n - 1) * quantile
+        let lowerIndex = Int(virtual.rounded(.down))
+        let upperIndex = min(lowerIndex + 1, n - 1)
+        let gamma = virtual - Double(lowerIndex)
+        // Ascending index i is rank n − 1 − i from the top.
+        let below = top[n - 1 - lowerIndex]
+        let above = top[n - 1 - upperIndex]
+        // numpy's _lerp: a + (b − a)·t, evaluated from the nearer end for t ≥ 0.5.
+        let diff = above - below
+        return gamma >= 0.5 ? above - diff * Float(1 - gamma) : below + diff * Float(gamma)
+    }
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import HNDEngine
+import HNDStore
+
+struct DictionaryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dictionary", abstract: "Work with Face Dictionary files.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a dictionary against SPEC §1 and print images per concept.")
+        @Argument(help: "Face Dictionary file.") var path: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let dictionary = try DictionaryFile.load(path)
+                print(DictionaryReport(DictionaryIndex(dictionary)).text(source: path))
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+
+@main
+struct HNDD: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hndd",
+        abstract: "Live Hierarchical Network Dissection of face models.",
+        discussion: "See README.md. File formats and numbers: SPEC §1–§5.",
+        subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Report.self, DictionaryCommand.self]
+    )
+}
+
+/// A failure the user can act on: printed as one line on stderr, exit status 1.
+struct UserError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`, turning any error into one line on stderr and a non-zero exit.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+import Foundation

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Not built yet.")
+    func run() async throws { throw UserError("`report` is not built yet") }
+}

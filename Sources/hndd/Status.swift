@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Not built yet.")
+    func run() async throws { throw UserError("`status` is not built yet") }
+}
