@@ -68,23 +68,23 @@ public struct LayerAccumulator: Sendable {
     public let index: DictionaryIndex
     public let options: DissectionOptions
     public let layer: String
-    public private(set) var units = 0
-    public private(set) var height = 0
-    public private(set) var width = 0
+    public internal(set) var units = 0
+    public internal(set) var height = 0
+    public internal(set) var width = 0
 
-    public private(set) var seen: [Bool]
-    public private(set) var imagesSeen = 0
-    public private(set) var localImagesSeen = 0
+    public internal(set) var seen: [Bool]
+    public internal(set) var imagesSeen = 0
+    public internal(set) var localImagesSeen = 0
     /// [C, N] unit-major: each unit's maxima contiguous for ranking.
-    public private(set) var maxima: [Float] = []
-    public private(set) var topValues: [TopValues] = []
-    public private(set) var histograms: [TailHistogram] = []
+    public internal(set) var maxima: [Float] = []
+    public internal(set) var topValues: [TopValues] = []
+    public internal(set) var histograms: [TailHistogram] = []
     /// Σ over seen images of D_c of |L_{n,c}|, per concept.
-    public private(set) var maskAreaSeen: [Double]
+    public internal(set) var maskAreaSeen: [Double]
     /// Maps of local-set images that arrived before each unit had k values (the threshold's
     /// lower bound is −∞ until then): [image][C][h][w]. Bounded by about q·|D_L| images.
-    public private(set) var pendingMaps: [Float] = []
-    public private(set) var pendingImages: [Int32] = []
+    public internal(set) var pendingMaps: [Float] = []
+    public internal(set) var pendingImages: [Int32] = []
     var upsampler: BilinearUpsampler?
 
     public init(layer: String, index: DictionaryIndex, options: DissectionOptions = .init()) {
@@ -99,7 +99,7 @@ public struct LayerAccumulator: Sendable {
     var rule: QuantileRule { QuantileRule(upperTail: options.quantile) }
     /// Whether every unit's threshold lower bound is established (k values of the local set
     /// seen); until then maps of the local set wait in `pendingMaps`.
-    public private(set) var isWarm = false
+    public internal(set) var isWarm = false
 
     /// Checks a batch against the layer without changing anything.
     public func validate(imageIDs: [Int64], units c: Int, height h: Int, width w: Int,
@@ -249,17 +249,9 @@ public struct LayerAccumulator: Sendable {
                             let map = maps.value + (row * c + u) * hw
                             let pixels = grid.value + i * s2
                             let countBits = countRowsOfImage[image]
-                            upsampler.forEachPixel(of: map, above: bound) { pixel, v in
-                                let start = hists.value[u].binStart(v)
-                                var bits = countBits
-                                while bits != 0 {
-                                    hists.value[u].increment(at: start + bits.trailingZeroBitCount)
-                                    bits &= bits - 1
-                                }
-                                bits = pixels[pixel]
-                                while bits != 0 {
-                                    hists.value[u].increment(at: start + countRows + bits.trailingZeroBitCount)
-                                    bits &= bits - 1
+                            hists.value[u].withRecorder { recorder in
+                                upsampler.forEachPixel(of: map, above: bound) { pixel, v in
+                                    recorder.count(v, countBits: countBits, conceptBits: pixels[pixel], countRows: countRows)
                                 }
                             }
                         }
@@ -268,6 +260,18 @@ public struct LayerAccumulator: Sendable {
             }
         }
         }
+    }
+}
+
+extension TailHistogram.Recorder {
+    /// One pixel: +1 in each |M| row of its image, +1 in the |M ∩ L| row of each concept
+    /// covering it.
+    @inline(__always) func count(_ v: Float, countBits: UInt64, conceptBits: UInt64, countRows: Int) {
+        let bin = bin(v)
+        var bits = countBits
+        while bits != 0 { bin[bits.trailingZeroBitCount] &+= 1; bits &= bits - 1 }
+        bits = conceptBits
+        while bits != 0 { bin[countRows + bits.trailingZeroBitCount] &+= 1; bits &= bits - 1 }
     }
 }
 

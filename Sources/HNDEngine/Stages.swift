@@ -81,11 +81,10 @@ extension LayerAccumulator {
                     score[s] = sets.subgroupCounts[s] > 0 ? score[s] / Double(sets.subgroupCounts[s]) : 0
                     total += score[s]
                 }
-                let bias = 1 / Double(perCategory[category]) + 0.05
                 for s in 0..<g where dictionary.subgroupCategory[s] == Int32(category) {
                     let p = total > 0 ? score[s] / total : 0
                     out.globalProb[u * g + s] = Float(p)
-                    out.globalBiased[u * g + s] = p >= bias ? 1 : 0
+                    out.globalBiased[u * g + s] = StageRules.isBiased(p, subgroups: perCategory[category]) ? 1 : 0
                 }
             }
 
@@ -113,13 +112,13 @@ extension LayerAccumulator {
                     total += score[c]
                     concepts &= concepts - 1
                 }
-                let pairing = 1.5 / Double(index.regionConcepts[r].nonzeroBitCount)
+                let regionSize = regionMask.nonzeroBitCount
                 concepts = regionMask
                 while concepts != 0 {
                     let c = concepts.trailingZeroBitCount
                     let p = total > 0 ? score[c] / total : 0
                     out.localProb[u * l + c] = Float(p)
-                    out.localPaired[u * l + c] = p > pairing ? 1 : 0
+                    out.localPaired[u * l + c] = StageRules.isPaired(p, conceptsInRegion: regionSize) ? 1 : 0
                     concepts &= concepts - 1
                 }
             }
@@ -151,12 +150,10 @@ extension LayerAccumulator {
             for (i, image) in pendingImages.enumerated() {
                 let map = maps.baseAddress! + (i * units + u) * hw
                 let countBits = index.countRowsOfImage[Int(image)]
-                upsampler!.forEachPixel(of: map, above: threshold) { pixel, v in
-                    let start = histogram.binStart(v)
-                    var bits = countBits
-                    while bits != 0 { histogram.increment(at: start + bits.trailingZeroBitCount); bits &= bits - 1 }
-                    bits = pendingGrids[i * s2 + pixel]
-                    while bits != 0 { histogram.increment(at: start + countRows + bits.trailingZeroBitCount); bits &= bits - 1 }
+                histogram.withRecorder { recorder in
+                    upsampler!.forEachPixel(of: map, above: threshold) { pixel, v in
+                        recorder.count(v, countBits: countBits, conceptBits: pendingGrids[i * s2 + pixel], countRows: countRows)
+                    }
                 }
             }
         }
@@ -174,6 +171,14 @@ extension LayerAccumulator {
         }
         return grids
     }
+}
+
+/// The decision rules of SPEC §3, in one place.
+public enum StageRules {
+    /// Stage I: biased toward a subgroup iff P ≥ 1/S_g + 0.05.
+    public static func isBiased(_ p: Double, subgroups: Int) -> Bool { p >= 1 / Double(subgroups) + 0.05 }
+    /// Stage III: paired with a concept iff P > 1.5/K_r.
+    public static func isPaired(_ p: Double, conceptsInRegion: Int) -> Bool { p > 1.5 / Double(conceptsInRegion) }
 }
 
 /// The image sets of SPEC §3 restricted to the images seen so far; computed once per snapshot.

@@ -13,17 +13,44 @@ public struct TailHistogram: Sendable, Equatable {
     @usableFromInline static let pageCount = 1 << (32 - Int(shift) - subBucketBits)
 
     public let rows: Int
-    /// Start of each page in `counts`, or −1 when the page holds nothing.
-    @usableFromInline var pageStart: [Int32]
-    /// Pages, each `binsPerPage × rows`, bin-major so one pixel's rows share cache lines.
-    @usableFromInline var counts: [UInt32]
-    @usableFromInline var freePages: [Int32]
+    @usableFromInline var storage: PageStore
+
+    /// The pages, each `binsPerPage × rows` counts, bin-major so one pixel's rows share cache
+    /// lines; malloc'd so the hot loop works on stable pointers, copied only on write.
+    @usableFromInline final class PageStore: @unchecked Sendable {
+        let pageLength: Int
+        @usableFromInline let pages: UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>
+        init(pageLength: Int) {
+            self.pageLength = pageLength
+            pages = .allocate(capacity: TailHistogram.pageCount)
+            pages.initialize(repeating: nil, count: TailHistogram.pageCount)
+        }
+        deinit {
+            for p in 0..<TailHistogram.pageCount { pages[p]?.deallocate() }
+            pages.deallocate()
+        }
+        func copy() -> PageStore {
+            let other = PageStore(pageLength: pageLength)
+            for p in 0..<TailHistogram.pageCount {
+                guard let page = pages[p] else { continue }
+                let target = UnsafeMutablePointer<UInt32>.allocate(capacity: pageLength)
+                target.update(from: page, count: pageLength)
+                other.pages[p] = target
+            }
+            return other
+        }
+        @usableFromInline func page(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+            if let page = pages[p] { return page }
+            let page = UnsafeMutablePointer<UInt32>.allocate(capacity: pageLength)
+            page.initialize(repeating: 0, count: pageLength)
+            pages[p] = page
+            return page
+        }
+    }
 
     public init(rows: Int) {
         self.rows = rows
-        pageStart = [Int32](repeating: -1, count: Self.pageCount)
-        counts = []
-        freePages = []
+        storage = PageStore(pageLength: Self.binsPerPage * rows)
     }
 
     /// Maps a float to an unsigned key that orders like the float, then drops low mantissa bits.
@@ -42,39 +69,40 @@ public struct TailHistogram: Sendable, Equatable {
         return v.isNaN ? (bits & 0x8000_0000 != 0 ? -.infinity : .infinity) : Double(v)
     }
 
-    /// Index in `counts` of row 0 of the bin holding `v`, allocating its page if needed.
-    @inlinable @inline(__always) public mutating func binStart(_ v: Float) -> Int {
-        let k = Self.key(v)
-        let page = k >> Self.subBucketBits
-        var start = pageStart[page]
-        if start < 0 { start = allocatePage(page) }
-        return Int(start) + (k & (Self.binsPerPage - 1)) * rows
+    /// Records values through stable pointers: the histogram is made unique once, up front.
+    public mutating func withRecorder<R>(_ body: (inout Recorder) -> R) -> R {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        var recorder = Recorder(store: storage, rows: rows)
+        return body(&recorder)
     }
 
-    @inlinable @inline(__always) public mutating func increment(at index: Int) {
-        counts[index] &+= 1
-    }
-
-    @usableFromInline mutating func allocatePage(_ page: Int) -> Int32 {
-        let start: Int32
-        if let reused = freePages.popLast() {
-            start = reused
-            for i in Int(start)..<(Int(start) + Self.binsPerPage * rows) { counts[i] = 0 }
-        } else {
-            start = Int32(counts.count)
-            counts.append(contentsOf: repeatElement(0, count: Self.binsPerPage * rows))
+    public struct Recorder {
+        @usableFromInline let store: PageStore
+        @usableFromInline let rows: Int
+        /// Row 0 of the bin holding `v`; rows of one pixel are `result[row] += 1`.
+        @inlinable @inline(__always) public func bin(_ v: Float) -> UnsafeMutablePointer<UInt32> {
+            let k = TailHistogram.key(v)
+            let page = store.pages[k >> TailHistogram.subBucketBits] ?? store.page(k >> TailHistogram.subBucketBits)
+            return page + (k & (TailHistogram.binsPerPage - 1)) * rows
         }
-        pageStart[page] = start
-        return start
+    }
+
+    /// Records one value in the given rows (convenient, not for hot loops).
+    public mutating func record(_ v: Float, rows selected: [Int]) {
+        withRecorder { recorder in
+            let bin = recorder.bin(v)
+            for row in selected { bin[row] &+= 1 }
+        }
     }
 
     /// Frees the pages that lie wholly below `floor`: no threshold can reach them any more.
     public mutating func discard(below floor: Float) {
         guard floor.isFinite else { return }
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
         let lastPage = Self.key(floor) >> Self.subBucketBits
-        for page in 0..<lastPage where pageStart[page] >= 0 {
-            freePages.append(pageStart[page])
-            pageStart[page] = -1
+        for page in 0..<lastPage {
+            storage.pages[page]?.deallocate()
+            storage.pages[page] = nil
         }
     }
 
@@ -86,13 +114,13 @@ public struct TailHistogram: Sendable, Equatable {
         // Share of the threshold's own bin that lies above it, assuming values spread evenly.
         let lo = Self.lowerEdge(key: thresholdKey), hi = Self.lowerEdge(key: thresholdKey + 1)
         let share = hi > lo && hi.isFinite && lo.isFinite ? max(0, min(1, (hi - Double(threshold)) / (hi - lo))) : 0
-        for page in firstPage..<Self.pageCount where pageStart[page] >= 0 {
-            let start = Int(pageStart[page])
+        for page in firstPage..<Self.pageCount {
+            guard let counts = storage.pages[page] else { continue }
             for bin in 0..<Self.binsPerPage {
                 let key = page << Self.subBucketBits | bin
                 if key < thresholdKey { continue }
                 let weight = key == thresholdKey ? share : 1
-                let base = start + bin * rows
+                let base = bin * rows
                 for row in 0..<rows where counts[base + row] != 0 {
                     result[row] += weight * Double(counts[base + row])
                 }
@@ -104,39 +132,39 @@ public struct TailHistogram: Sendable, Equatable {
     /// Adds another histogram's counts (same rows).
     public mutating func merge(_ other: TailHistogram) {
         precondition(other.rows == rows)
-        for page in 0..<Self.pageCount where other.pageStart[page] >= 0 {
-            let source = Int(other.pageStart[page])
-            let target = Int(pageStart[page] >= 0 ? pageStart[page] : allocatePage(page))
-            for i in 0..<(Self.binsPerPage * rows) { counts[target + i] &+= other.counts[source + i] }
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        for p in 0..<Self.pageCount {
+            guard let source = other.storage.pages[p] else { continue }
+            let target = storage.page(p)
+            for i in 0..<storage.pageLength { target[i] &+= source[i] }
         }
     }
 
     /// Bytes held, for memory accounting.
-    public var byteCount: Int { counts.capacity * 4 + pageStart.count * 4 }
+    public var byteCount: Int {
+        (0..<Self.pageCount).reduce(Self.pageCount * 8) { $0 + (storage.pages[$1] == nil ? 0 : storage.pageLength * 4) }
+    }
 
     /// The populated pages as (page, counts) pairs: the whole state, for checkpoints.
-    public var pages: [(page: Int, counts: ArraySlice<UInt32>)] {
-        (0..<Self.pageCount).compactMap { page in
-            guard pageStart[page] >= 0 else { return nil }
-            let start = Int(pageStart[page])
-            return (page, counts[start..<(start + Self.binsPerPage * rows)])
+    public var pages: [(page: Int, counts: [UInt32])] {
+        (0..<Self.pageCount).compactMap { p in
+            storage.pages[p].map { (p, Array(UnsafeBufferPointer(start: $0, count: storage.pageLength))) }
         }
     }
 
-    public static var pageSize: Int { binsPerPage }
-
     /// Rebuilds a histogram from `pages`.
-    public init(rows: Int, pages: [(page: Int, counts: ArraySlice<UInt32>)]) {
+    public init(rows: Int, pages: [(page: Int, counts: [UInt32])]) {
         self.init(rows: rows)
-        for (page, values) in pages {
-            let start = Int(allocatePage(page))
-            for (i, v) in values.enumerated() { counts[start + i] = v }
+        for (p, values) in pages {
+            precondition(values.count == storage.pageLength)
+            let target = storage.page(p)
+            for (i, v) in values.enumerated() { target[i] = v }
         }
     }
 
     public static func == (a: TailHistogram, b: TailHistogram) -> Bool {
         guard a.rows == b.rows else { return false }
         let pa = a.pages, pb = b.pages
-        return pa.count == pb.count && zip(pa, pb).allSatisfy { $0.page == $1.page && $0.counts.elementsEqual($1.counts) }
+        return pa.count == pb.count && zip(pa, pb).allSatisfy { $0.page == $1.page && $0.counts == $1.counts }
     }
 }

@@ -94,7 +94,7 @@ public final class HDF5File {
             guard size >= 0 else { continue }
             var buffer = [CChar](repeating: 0, count: Int(size) + 1)
             H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(size) + 1, chdf5_p_default())
-            names.append(String(cString: buffer))
+            names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return names
     }
@@ -241,7 +241,7 @@ public final class HDF5File {
         let typeClass = H5Tget_class(type.id)
         guard typeClass == H5T_INTEGER || typeClass == H5T_FLOAT else { throw error(object, "attribute \(name) is not a number") }
         var value: T = 0
-        guard H5Aread(attribute.id, T.nativeType, &value) >= 0 else { throw error(object, "attribute \(name) cannot be read") }
+        guard withUnsafeMutableBytes(of: &value, { H5Aread(attribute.id, T.nativeType, $0.baseAddress) }) >= 0 else { throw error(object, "attribute \(name) cannot be read") }
         return value
     }
 
@@ -260,7 +260,7 @@ public final class HDF5File {
         let size = H5Tget_size(type.id)
         var bytes = [CChar](repeating: 0, count: size + 1)
         guard H5Aread(attribute.id, type.id, &bytes) >= 0 else { throw error(object, "attribute \(name) cannot be read") }
-        return String(cString: bytes)
+        return String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func setAttribute<T: HDF5Element>(_ name: String, _ value: T, on object: String = "/") throws(StoreError) {
@@ -270,7 +270,7 @@ public final class HDF5File {
         guard attribute >= 0 else { throw error(object, "cannot create attribute \(name)") }
         defer { H5Aclose(attribute) }
         var v = value
-        guard H5Awrite(attribute, T.nativeType, &v) >= 0 else { throw error(object, "cannot write attribute \(name)") }
+        guard withUnsafeBytes(of: &v, { H5Awrite(attribute, T.nativeType, $0.baseAddress) }) >= 0 else { throw error(object, "cannot write attribute \(name)") }
     }
 
     public func setAttribute(_ name: String, _ value: String, on object: String = "/") throws(StoreError) {

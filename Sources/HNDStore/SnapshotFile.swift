@@ -43,6 +43,18 @@ public struct SnapshotFile {
         }
     }
 
+    /// (layer, run, step) of every row written so far.
+    public func writtenPasses() throws(StoreError) -> [(layer: String, run: String, step: Int64)] {
+        let file = try HDF5File.open(path)
+        var result: [(layer: String, run: String, step: Int64)] = []
+        for layer in try file.members(of: "/layers") {
+            let runs = try file.readStrings("/layers/\(layer)/run")
+            let steps = try file.read("/layers/\(layer)/step", as: Int64.self).values
+            for (run, step) in zip(runs, steps) { result.append((layer, run, step)) }
+        }
+        return result
+    }
+
     /// Appends one row per snapshot (several layers at once share one atomic replacement).
     public func append(_ snapshots: [LayerSnapshot]) throws(StoreError) {
         guard !snapshots.isEmpty else { return }

@@ -1,6 +1,77 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import HNDDaemon
+import Logging
 
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Not built yet.")
-    func run() async throws { throw UserError("`serve` is not built yet") }
+/// The daemon (SPEC §5): dissects probe passes pushed by trainers, publishes snapshots.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon: ingest activation batches, publish running snapshots, append finished passes.")
+
+    @Option(help: "Face Dictionary file (SPEC §1).") var dictionary: String
+    @Option(name: .customLong("run-dir"), help: "Run directory: sockets, checkpoint, lock (created mode 0700).")
+    var runDirectory: String = "hndd-run"
+    @Option(help: "Snapshot file (default: RUN-DIR/snapshots.h5).") var out: String?
+    @Option(help: "Ingest endpoint: ipc://PATH, tcp (127.0.0.1, any port), tcp://:PORT or tcp://HOST:PORT.") var ingest: String?
+    @Option(help: "Publish endpoint (same forms as --ingest).") var publish: String?
+    @Option(help: "Control endpoint (same forms as --ingest).") var control: String?
+    @Option(name: .customLong("snapshot-interval"), help: "Seconds between partial snapshots of an open pass.")
+    var snapshotInterval: Double = 1
+    @Option(name: .customLong("checkpoint-interval"), help: "Seconds between checkpoints of open passes.")
+    var checkpointInterval: Double = 30
+    @Option(name: .customLong("pass-timeout"), help: "Seconds without a batch after which a pass is written incomplete.")
+    var passTimeout: Double = 600
+    @Option(name: .customLong("max-message-mb"), help: "Largest ingest message accepted (ZMQ_MAXMSGSIZE), in MiB.")
+    var maxMessageMB: Double = 512
+    @Option(name: .customLong("queue-mb"), help: "Received batches held for the engine, in MiB; beyond it trainers are pushed back.")
+    var queueMB: Double = 256
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        for (name, value) in [("--snapshot-interval", snapshotInterval), ("--checkpoint-interval", checkpointInterval),
+                              ("--pass-timeout", passTimeout), ("--max-message-mb", maxMessageMB), ("--queue-mb", queueMB)]
+        where !(value > 0) {
+            throw ValidationError("\(name) must be a positive number of \(name.hasSuffix("mb") ? "MiB" : "seconds")")
+        }
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "hndd")
+        logger.logLevel = ProcessInfo.processInfo.environment["HNDD_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        var configuration = DaemonConfiguration(dictionaryPath: dictionary, runDirectory: RunDirectory(runDirectory), snapshotPath: out)
+        configuration.ingest = ingest
+        configuration.publish = publish
+        configuration.control = control
+        configuration.snapshotInterval = snapshotInterval
+        configuration.checkpointInterval = checkpointInterval
+        configuration.passTimeout = passTimeout
+        configuration.maxMessageMB = maxMessageMB
+        configuration.queueBudgetMB = queueMB
+        configuration.options = engine.dissection
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(configuration, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        // SIGINT/SIGTERM: finish the batch in hand, write what is owed, exit 0.
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { daemon.stop() }
+            source.resume()
+            sources.append(source)
+        }
+        do {
+            try daemon.run()
+        } catch {
+            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        _ = sources
+    }
 }

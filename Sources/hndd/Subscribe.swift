@@ -1,6 +1,139 @@
 import ArgumentParser
+import Foundation
+import HNDDaemon
+import HNDEngine
+import HNDWire
 
-struct Subscribe: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Not built yet.")
-    func run() async throws { throw UserError("`subscribe` is not built yet") }
+/// `hndd subscribe --layer L`: a live view of one layer's dissection, or JSON Lines.
+struct Subscribe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Watch one layer's running dissection: a live terminal view, or JSON Lines with --json.")
+
+    @Option(help: "Layer to watch (the trainer's module name).") var layer: String
+    @OptionGroup var location: DaemonLocation
+    @Option(help: "Publish endpoint, instead of the run directory's.") var endpoint: String?
+    @Option(name: .customLong("control-endpoint"), help: "Control endpoint, for the current state when joining.")
+    var controlEndpoint: String?
+    @Flag(help: "Print one JSON object per snapshot (JSON Lines).") var json = false
+    @Flag(help: "Exit after the first snapshot.") var once = false
+    @Option(help: "With --once: seconds to wait for a snapshot before failing.") var timeout: Double = 30
+
+    func run() throws {
+        do {
+            try watch()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    func watch() throws {
+        let endpoints = location.endpoints
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context, type: .sub)
+        try socket.setLinger(milliseconds: 0)
+        try socket.setReceiveTimeout(milliseconds: 200)
+        try socket.subscribe(PublishTopic.topic(forLayer: layer))
+        try socket.connect(endpoint ?? endpoints.publish)
+        var view = SubscriberView(json: json)
+
+        // A late subscriber first gets the current state.
+        var request = Hndd_ControlRequest()
+        var snapshotRequest = Hndd_SnapshotRequest()
+        snapshotRequest.layer = layer
+        request.snapshot = snapshotRequest
+        if let reply = try? ControlClient(endpoint: controlEndpoint ?? endpoints.control).request(request, timeout: 2),
+           case .snapshot(let current) = reply.reply {
+            view.show(current)
+            if once { return }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let message = try socket.receive(maxFrames: 3) {
+                do {
+                    view.show(try SnapshotPublication.decode(message))
+                    if once { return }
+                } catch {
+                    FileHandle.standardError.write(Data("hndd: skipped a malformed publication: \(error)\n".utf8))
+                }
+            } else if once, Date() > deadline {
+                throw DaemonError("no snapshot of layer \(layer) within \(timeout) s")
+            }
+        }
+    }
+}
+
+/// Renders snapshots of one layer: JSON Lines, or a screen redrawn in place.
+struct SubscriberView {
+    let json: Bool
+    var shown: (run: String, step: Int64, seen: Int64, complete: Bool)?
+    /// The last complete pass of an earlier step, for "what changed".
+    var previousPass: (step: Int64, summary: SnapshotSummary)?
+    var currentPass: (step: Int64, summary: SnapshotSummary)?
+
+    init(json: Bool) { self.json = json }
+
+    mutating func show(_ m: Hndd_Snapshot) {
+        let key = (m.run, m.step, m.imagesSeen, m.complete)
+        if let shown, shown == key { return }
+        shown = key
+        let snapshot = LayerSnapshot(m)
+        let t = m.taxonomy
+        let summary = SnapshotSummary(snapshot, regions: t.regions, concepts: t.concepts, conceptType: t.conceptType, subgroups: t.subgroups)
+        if m.complete {
+            if let current = currentPass, current.step != m.step { previousPass = current }
+            currentPass = (m.step, summary)
+        }
+        let changes = previousPass.map { summary.changes(since: $0.summary) } ?? []
+        if json {
+            print(jsonLine(m, summary, changes: changes))
+        } else {
+            print(screen(m, summary, changes: changes), terminator: "")
+        }
+        fflush(nil) // all output streams: the view is watched live
+    }
+
+    func jsonLine(_ m: Hndd_Snapshot, _ s: SnapshotSummary, changes: [String]) -> String {
+        func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
+        let object: [String: Any] = [
+            "layer": m.layer, "run": m.run, "step": m.step, "images_seen": m.imagesSeen, "images_total": m.imagesTotal,
+            "complete": m.complete, "time_unix": m.timeUnix, "units": s.units, "interpretable_units": s.interpretable,
+            "netdissect_units": s.netdissect, "localised_units": s.localised, "biased_units": s.biased,
+            "units_per_region": counts(s.unitsPerRegion), "units_per_concept": counts(s.conceptUnits),
+            "units_per_subgroup": counts(s.subgroupUnits), "netdissect_units_per_concept": counts(s.netdissectConceptUnits),
+            "duplicates_reported": m.duplicatesReported.count, "changes_since_previous_pass": changes,
+            "region": m.region, "netdissect_concept": m.netdissectConcept,
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func screen(_ m: Hndd_Snapshot, _ s: SnapshotSummary, changes: [String]) -> String {
+        let width = 40
+        let share = m.imagesTotal > 0 ? Double(m.imagesSeen) / Double(m.imagesTotal) : 0
+        let filled = Int((share * Double(width)).rounded(.down))
+        var lines: [String] = []
+        lines.append("hndd — layer \(m.layer)   run \(m.run)   step \(m.step)   \(m.complete ? "pass complete" : "pass in progress")")
+        lines.append("[" + String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled) + "] "
+                     + "\(m.imagesSeen)/\(m.imagesTotal) images")
+        lines.append("")
+        lines.append("interpretable units  HND \(s.interpretable)/\(s.units)   Network Dissection \(s.netdissect)/\(s.units)   "
+                     + "localised \(s.localised)   biased \(s.biased)")
+        lines.append("units per region     " + s.unitsPerRegion.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
+        lines.append("units per type       " + s.typeUnits.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
+        lines.append("top concepts         " + (s.conceptUnits.isEmpty ? "—" : s.conceptUnits.prefix(8).map { "\($0.name) \($0.units)" }.joined(separator: "  ")))
+        lines.append("biased per subgroup  " + s.subgroupUnits.filter { $0.units > 0 }.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
+        if !m.duplicatesReported.isEmpty { lines.append("repeated image ids   \(m.duplicatesReported.count) (counted once)") }
+        lines.append("")
+        if let previous = previousPass {
+            lines.append("since step \(previous.step):")
+            lines += changes.map { "  " + $0 }
+        } else {
+            lines.append("since the previous pass: (no earlier complete pass yet)")
+        }
+        // Home, clear to end of screen: the view redraws in place.
+        return "\u{1B}[H\u{1B}[J" + lines.joined(separator: "\n") + "\n"
+    }
 }

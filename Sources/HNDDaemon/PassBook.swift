@@ -1,0 +1,130 @@
+import HNDEngine
+
+/// All batches of one (run, layer, step) form a probe pass.
+public struct PassKey: Hashable, Sendable, CustomStringConvertible {
+    public var run: String
+    public var layer: String
+    public var step: Int64
+    public init(run: String, layer: String, step: Int64) {
+        self.run = run; self.layer = layer; self.step = step
+    }
+    public var description: String { "run \(run), layer \(layer), step \(step)" }
+}
+
+/// One probe pass being received: the engine state plus bookkeeping.
+public struct OpenPass: Sendable {
+    public let key: PassKey
+    public var accumulator: LayerAccumulator
+    public var startedAt: Double
+    public var updatedAt: Double
+    /// Repeated image ids, each counted once in the dissection and reported here.
+    public var duplicates: [Int64] = []
+    /// Images covered by the last checkpoint.
+    public var imagesCheckpointed = 0
+    /// Images covered by the last published snapshot.
+    public var imagesPublished = -1
+}
+
+/// Why a batch was not applied. Stable `reason` strings feed the status counters.
+public struct Rejection: Error, Equatable, CustomStringConvertible {
+    public let reason: String
+    public let description: String
+}
+
+/// The passes of a daemon: which are open, what each has seen, when each is due to be written.
+/// Pure bookkeeping — no sockets, no files — so it is tested directly.
+public struct PassBook: Sendable {
+    public let index: DictionaryIndex
+    public let options: DissectionOptions
+    /// A pass with no batch for this long is written as incomplete.
+    public var passTimeout: Double
+    /// A pass is also written as incomplete once a newer step of its run and layer has been
+    /// receiving batches for this long: the trainer has moved on.
+    public var supersededAfter: Double
+
+    public private(set) var open: [PassKey: OpenPass] = [:]
+    /// Units of each layer, fixed by its first batch: a changing count is a client error.
+    public private(set) var unitsOfLayer: [String: Int] = [:]
+    /// Passes already written, so late batches are refused instead of opening a new pass.
+    public private(set) var finished: Set<PassKey> = []
+    public private(set) var finishedCount: [String: Int] = [:]
+
+    public init(index: DictionaryIndex, options: DissectionOptions, passTimeout: Double, supersededAfter: Double) {
+        self.index = index
+        self.options = options
+        self.passTimeout = passTimeout
+        self.supersededAfter = supersededAfter
+    }
+
+    /// Applies a batch to its pass, opening the pass if needed. Throws without changing any
+    /// accumulator when the batch is bad.
+    @discardableResult
+    public mutating func ingest(_ key: PassKey, imageIDs: [Int64], units: Int, height: Int, width: Int,
+                                values: UnsafeBufferPointer<Float>, now: Double) throws(Rejection) -> BatchOutcome {
+        if finished.contains(key) {
+            throw Rejection(reason: "pass_finished", description: "\(key): this pass was already written; late batch ignored")
+        }
+        if let expected = unitsOfLayer[key.layer], expected != units {
+            throw Rejection(reason: "unit_count_changed", description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
+        }
+        var pass = open[key] ?? OpenPass(key: key, accumulator: LayerAccumulator(layer: key.layer, index: index, options: options),
+                                         startedAt: now, updatedAt: now)
+        let outcome: BatchOutcome
+        do {
+            outcome = try pass.accumulator.add(imageIDs: imageIDs, units: units, height: height, width: width, values: values)
+        } catch {
+            throw Rejection(reason: error.reason, description: "\(key): \(error)")
+        }
+        pass.updatedAt = now
+        pass.duplicates += outcome.duplicates
+        open[key] = pass
+        unitsOfLayer[key.layer] = units
+        return outcome
+    }
+
+    /// Restores a checkpointed pass.
+    public mutating func restore(_ pass: OpenPass) {
+        open[pass.key] = pass
+        if pass.accumulator.units > 0 { unitsOfLayer[pass.key.layer] = pass.accumulator.units }
+    }
+
+    /// Passes to write now: complete ones, and incomplete ones timed out or superseded.
+    public func due(now: Double) -> [PassKey] {
+        open.values.filter { pass in
+            if pass.accumulator.imagesSeen == index.imageCount { return true }
+            if now - pass.updatedAt >= passTimeout { return true }
+            return open.values.contains { newer in
+                newer.key.run == pass.key.run && newer.key.layer == pass.key.layer
+                    && newer.key.step > pass.key.step && now - newer.startedAt >= supersededAfter
+            }
+        }.map(\.key).sorted { ($0.layer, $0.step) < ($1.layer, $1.step) }
+    }
+
+    /// Closes a pass and returns its final snapshot (complete or not).
+    public mutating func finish(_ key: PassKey, now: Double) -> (OpenPass, LayerSnapshot)? {
+        guard let pass = open.removeValue(forKey: key) else { return nil }
+        finished.insert(key)
+        finishedCount[key.layer, default: 0] += 1
+        return (pass, snapshot(of: pass, now: now))
+    }
+
+    public func snapshot(of pass: OpenPass, now: Double) -> LayerSnapshot {
+        var s = pass.accumulator.snapshot()
+        s.run = pass.key.run
+        s.step = pass.key.step
+        s.timeUnix = now
+        return s
+    }
+
+    mutating func markFinished(_ key: PassKey) { finished.insert(key) }
+
+    /// Forgets an open pass that the snapshot file already holds, and refuses its late batches.
+    public mutating func dropWritten(_ key: PassKey) {
+        open.removeValue(forKey: key)
+        finished.insert(key)
+    }
+
+    public mutating func update(_ key: PassKey, _ change: (inout OpenPass) -> Void) {
+        if var pass = open[key] { change(&pass); open[key] = pass }
+    }
+}

@@ -1,0 +1,134 @@
+/// A layer's whole streaming state as bytes: a checkpoint *is* the state, so a pass that
+/// straddles a daemon restart resumes with exactly the numbers it would have had.
+extension LayerAccumulator {
+    static let stateMagic: UInt32 = 0x484E_4431 // "HND1"
+
+    public func encodedState() -> [UInt8] {
+        var w = ByteWriter()
+        w.put(Self.stateMagic)
+        w.put(layer)
+        w.put(Int64(index.imageCount)); w.put(Int64(index.conceptCount))
+        w.put(options.quantile); w.put(options.iouFloor); w.put(Int64(options.topImages))
+        w.put(Int64(units)); w.put(Int64(height)); w.put(Int64(width))
+        w.put(Int64(imagesSeen)); w.put(Int64(localImagesSeen)); w.put(UInt8(isWarm ? 1 : 0))
+        w.put(seen.map { $0 ? UInt8(1) : 0 })
+        w.put(maxima)
+        w.put(maskAreaSeen)
+        w.put(pendingMaps)
+        w.put(pendingImages)
+        for u in 0..<units {
+            w.put(Int64(topValues[u].capacity)); w.put(topValues[u].lowerBound); w.put(topValues[u].values)
+            let pages = histograms[u].pages
+            w.put(Int64(pages.count))
+            for (page, counts) in pages { w.put(Int64(page)); w.put(counts) }
+        }
+        return w.bytes
+    }
+
+    /// Restores a state written by `encodedState` for the same dictionary and options.
+    public init(decoding bytes: [UInt8], index: DictionaryIndex, options: DissectionOptions) throws(StateError) {
+        var r = ByteReader(bytes)
+        guard try r.get(UInt32.self) == Self.stateMagic else { throw StateError("not a layer state") }
+        let layer = try r.getString()
+        self.init(layer: layer, index: index, options: options)
+        guard try r.get(Int64.self) == Int64(index.imageCount), try r.get(Int64.self) == Int64(index.conceptCount) else {
+            throw StateError("the state of layer \(layer) belongs to another dictionary")
+        }
+        let (q, floor, k) = (try r.get(Double.self), try r.get(Double.self), try r.get(Int64.self))
+        guard q == options.quantile, floor == options.iouFloor, Int(k) == options.topImages else {
+            throw StateError("the state of layer \(layer) was made with other options (quantile \(q), IoU floor \(floor))")
+        }
+        let (c, h, w) = (Int(try r.get(Int64.self)), Int(try r.get(Int64.self)), Int(try r.get(Int64.self)))
+        if c > 0 { start(units: c, height: h, width: w) }
+        imagesSeen = Int(try r.get(Int64.self))
+        localImagesSeen = Int(try r.get(Int64.self))
+        isWarm = try r.get(UInt8.self) == 1
+        seen = try r.getArray(UInt8.self).map { $0 == 1 }
+        guard seen.count == index.imageCount else { throw StateError("seen-image set has the wrong size") }
+        maxima = try r.getArray(Float.self)
+        maskAreaSeen = try r.getArray(Double.self)
+        pendingMaps = try r.getArray(Float.self)
+        pendingImages = try r.getArray(Int32.self)
+        guard maxima.count == c * index.imageCount, maskAreaSeen.count == index.conceptCount else {
+            throw StateError("state arrays have the wrong size")
+        }
+        for u in 0..<c {
+            let capacity = Int(try r.get(Int64.self))
+            let bound = try r.get(Float.self)
+            let values = try r.getArray(UInt32.self).map { Float(bitPattern: $0) }
+            topValues[u] = TopValues.restore(capacity: capacity, values: values, lowerBound: bound)
+            let pageCount = Int(try r.get(Int64.self))
+            var pages: [(page: Int, counts: [UInt32])] = []
+            for _ in 0..<pageCount {
+                let page = Int(try r.get(Int64.self))
+                let counts = try r.getArray(UInt32.self)
+                guard page >= 0, page < TailHistogram.pageCount, counts.count == TailHistogram.binsPerPage * index.histogramRows else {
+                    throw StateError("histogram page out of range")
+                }
+                pages.append((page, counts))
+            }
+            histograms[u] = TailHistogram(rows: index.histogramRows, pages: pages)
+        }
+        guard r.isAtEnd else { throw StateError("trailing bytes after the state") }
+    }
+}
+
+public struct StateError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+#if _endian(big)
+#error("checkpoints assume a little-endian machine")
+#endif
+
+/// Little-endian fixed-width values, length-prefixed arrays and strings, for checkpoints.
+public struct ByteWriter {
+    public var bytes: [UInt8] = []
+    public init() {}
+    public mutating func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    public mutating func put(_ v: Double) { put(v.bitPattern) }
+    public mutating func put(_ v: Float) { put(v.bitPattern) }
+    public mutating func put(_ s: String) { put(Array(s.utf8)) }
+    /// Arrays are copied as raw memory: every platform Swift runs hndd on is little-endian.
+    public mutating func put<T: FixedWidthInteger>(_ a: [T]) {
+        put(Int64(a.count))
+        a.withUnsafeBytes { bytes += $0 }
+    }
+    public mutating func put(_ a: [Float]) { put(a.map(\.bitPattern)) }
+    public mutating func put(_ a: [Double]) { put(a.map(\.bitPattern)) }
+}
+
+public struct ByteReader {
+    let bytes: [UInt8]
+    var offset = 0
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var isAtEnd: Bool { offset == bytes.count }
+
+    public mutating func get<T: FixedWidthInteger>(_: T.Type) throws(StateError) -> T {
+        let size = MemoryLayout<T>.size
+        guard offset + size <= bytes.count else { throw StateError("truncated state") }
+        var v: T = 0
+        for i in 0..<size { v |= T(bytes[offset + i]) << (8 * i) }
+        offset += size
+        return v
+    }
+    public mutating func get(_: Double.Type) throws(StateError) -> Double { Double(bitPattern: try get(UInt64.self)) }
+    public mutating func get(_: Float.Type) throws(StateError) -> Float { Float(bitPattern: try get(UInt32.self)) }
+    public mutating func getArray<T: FixedWidthInteger>(_: T.Type) throws(StateError) -> [T] {
+        let count = try get(Int64.self)
+        guard count >= 0, Int(count) * MemoryLayout<T>.size <= bytes.count - offset else { throw StateError("truncated state") }
+        let size = Int(count) * MemoryLayout<T>.size
+        let a = [T](unsafeUninitializedCapacity: Int(count)) { buffer, initialized in
+            bytes.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + size)]))
+            }
+            initialized = Int(count)
+        }
+        offset += size
+        return a
+    }
+    public mutating func getArray(_: Float.Type) throws(StateError) -> [Float] { try getArray(UInt32.self).map { Float(bitPattern: $0) } }
+    public mutating func getArray(_: Double.Type) throws(StateError) -> [Double] { try getArray(UInt64.self).map { Double(bitPattern: $0) } }
+    public mutating func getString() throws(StateError) -> String { String(decoding: try getArray(UInt8.self), as: UTF8.self) }
+}

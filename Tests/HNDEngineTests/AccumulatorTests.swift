@@ -1,0 +1,157 @@
+import Testing
+@testable import HNDEngine
+
+/// A random dictionary and layer with real structure, for invariance tests.
+struct RandomCase {
+    let dictionary: FaceDictionary
+    let maps: [Float] // [N, C, h, w]
+    let units: Int, h: Int, w: Int
+
+    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64) {
+        var g = SplitMix(seed: seed)
+        let l = 6
+        var local = [Int8](), ellipse = [Float](), global = [Int32]()
+        for image in 0..<n {
+            global += [Int32(g.next() % 2), image % 5 == 0 ? -1 : Int32(2 + g.next() % 3)]
+            for c in 0..<l {
+                let label: Int8 = image % 7 == 0 ? -1 : (g.next() % 3 == 0 ? 0 : 1)
+                local.append(c == 5 && label == 1 ? 0 : label) // concept 5: nobody has it
+                let cx = 0.2 + 0.12 * Float(c) + g.uniform() * 0.05, cy = 0.3 + g.uniform() * 0.4
+                ellipse += [cx, cy, 0.004 + g.uniform() * 0.004, 0.001, 0.004 + g.uniform() * 0.004]
+            }
+        }
+        dictionary = FaceDictionary(
+            categories: ["gender", "age"], subgroups: ["f", "m", "young", "mid", "old"], subgroupCategory: [0, 0, 1, 1, 1],
+            regions: ["eye", "mouth"], concepts: ["a", "b", "c", "d", "e", "nobody"], conceptRegion: [0, 0, 0, 1, 1, 1],
+            conceptType: [0, 1, 2, 0, 1, 2], globalLabel: global, localLabel: local, ellipse: ellipse, maskSize: 24)
+        self.units = units; self.h = h; self.w = w
+        maps = (0..<(n * units * h * w)).map { _ in g.uniform() * 3 - 1 }
+    }
+
+    func feed(_ layer: inout LayerAccumulator, order: [Int], batch: Int) throws {
+        let size = units * h * w
+        for start in stride(from: 0, to: order.count, by: batch) {
+            let ids = order[start..<min(start + batch, order.count)]
+            var values: [Float] = []
+            for id in ids { values += maps[(id * size)..<((id + 1) * size)] }
+            try values.withUnsafeBufferPointer { v throws(BatchError) in
+                try layer.add(imageIDs: ids.map(Int64.init), units: units, height: h, width: w, values: v)
+            }
+        }
+    }
+}
+
+@Suite struct AccumulatorTests {
+    @Test func orderAndBatchingDoNotChangeTheSnapshot() throws {
+        let random = RandomCase(images: 300, units: 5, h: 3, w: 4, seed: 1)
+        let index = DictionaryIndex(random.dictionary)
+        var inOrder = LayerAccumulator(layer: "l", index: index)
+        try random.feed(&inOrder, order: Array(0..<300), batch: 300)
+        var shuffledOnes = LayerAccumulator(layer: "l", index: index)
+        var g = SplitMix(seed: 3)
+        try random.feed(&shuffledOnes, order: Array(0..<300).shuffled(using: &g), batch: 1)
+        let a = inOrder.snapshot(), b = shuffledOnes.snapshot()
+        #expect(a.complete && b.complete)
+        #expect(a.threshold == b.threshold)
+        #expect(a.globalProb == b.globalProb)
+        #expect(a.region == b.region)
+        for i in a.iou.indices { #expect(abs(a.iou[i] - b.iou[i]) < 1e-6) }
+        #expect(a.topImages == b.topImages)
+        // Concept 5 is present nowhere: IoU 0 for every unit.
+        for u in 0..<5 { #expect(a.iou[u * 6 + 5] == 0) }
+    }
+
+    @Test func partialSnapshotsMatchAFreshDissectionOfTheSameImages() throws {
+        let random = RandomCase(images: 200, units: 3, h: 2, w: 2, seed: 2)
+        let index = DictionaryIndex(random.dictionary)
+        var g = SplitMix(seed: 8)
+        let order = Array(0..<200).shuffled(using: &g)
+        var streaming = LayerAccumulator(layer: "l", index: index)
+        try random.feed(&streaming, order: Array(order.prefix(120)), batch: 7)
+        let partial = streaming.snapshot()
+        #expect(partial.imagesSeen == 120 && !partial.complete)
+        // Same images in one batch: the snapshot is a function of the images seen, not the path.
+        var direct = LayerAccumulator(layer: "l", index: index)
+        try random.feed(&direct, order: Array(order.prefix(120)).sorted(), batch: 120)
+        let expected = direct.snapshot()
+        #expect(partial.threshold == expected.threshold)
+        #expect(partial.globalProb == expected.globalProb)
+        for i in partial.iou.indices { #expect(abs(partial.iou[i] - expected.iou[i]) < 0.01) }
+    }
+
+    @Test func malformedBatchesChangeNothing() throws {
+        let random = RandomCase(images: 50, units: 2, h: 2, w: 2, seed: 3)
+        var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary))
+        try random.feed(&layer, order: [0, 1, 2], batch: 3)
+        let before = layer.snapshot()
+        func attempt(_ ids: [Int64], _ values: [Float], units: Int = 2, h: Int = 2, w: Int = 2) -> BatchError? {
+            do {
+                try values.withUnsafeBufferPointer { v throws(BatchError) in
+                    try layer.add(imageIDs: ids, units: units, height: h, width: w, values: v)
+                }
+                return nil
+            } catch { return error }
+        }
+        #expect(attempt([4], [Float](repeating: 1, count: 12), units: 3)?.reason == "unit_count_changed")
+        #expect(attempt([4], [Float](repeating: 1, count: 8), h: 1, w: 4)?.reason == "map_size_changed")
+        #expect(attempt([4], [Float](repeating: 1, count: 7))?.reason == "size_mismatch")
+        #expect(attempt([50], [Float](repeating: 1, count: 8))?.reason == "image_id_out_of_range")
+        #expect(attempt([-1], [Float](repeating: 1, count: 8))?.reason == "image_id_out_of_range")
+        var nan = [Float](repeating: 1, count: 16); nan[13] = .nan
+        let error = attempt([4, 5], nan)
+        #expect(error == .nonFinite(imageID: 5, unit: 1, position: 1, value: .nan))
+        var inf = [Float](repeating: 1, count: 8); inf[0] = -.infinity
+        #expect(attempt([4], inf)?.reason == "non_finite")
+        let after = layer.snapshot()
+        #expect(after.imagesSeen == 3 && before.threshold == after.threshold && before.globalProb == after.globalProb)
+    }
+
+    @Test func repeatedImagesCountOnce() throws {
+        let random = RandomCase(images: 20, units: 1, h: 1, w: 1, seed: 4)
+        var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary))
+        let outcome1 = try [Float(5), 6, 7].withUnsafeBufferPointer { v throws(BatchError) in
+            try layer.add(imageIDs: [1, 2, 1], units: 1, height: 1, width: 1, values: v)
+        }
+        #expect(outcome1 == BatchOutcome(accepted: 2, duplicates: [1]))
+        let outcome2 = try [Float(9)].withUnsafeBufferPointer { v throws(BatchError) in
+            try layer.add(imageIDs: [2], units: 1, height: 1, width: 1, values: v)
+        }
+        #expect(outcome2.duplicates == [2])
+        #expect(layer.imagesSeen == 2)
+        #expect(layer.maxima[1] == 5 && layer.maxima[2] == 6) // first arrival wins
+    }
+}
+
+@Suite struct StateTests {
+    @Test func aRestoredStateContinuesExactly() throws {
+        let random = RandomCase(images: 240, units: 4, h: 3, w: 3, seed: 6)
+        let index = DictionaryIndex(random.dictionary)
+        var g = SplitMix(seed: 12)
+        let order = Array(0..<240).shuffled(using: &g)
+        var whole = LayerAccumulator(layer: "l", index: index)
+        try random.feed(&whole, order: order, batch: 16)
+
+        for cut in [3, 100] { // during warm-up (maps pending) and after
+            var first = LayerAccumulator(layer: "l", index: index)
+            try random.feed(&first, order: Array(order.prefix(cut)), batch: 16)
+            var resumed = try LayerAccumulator(decoding: first.encodedState(), index: index, options: first.options)
+            #expect(resumed.encodedState() == first.encodedState())
+            try random.feed(&resumed, order: Array(order.dropFirst(cut)), batch: 16)
+            let a = resumed.snapshot(), b = whole.snapshot()
+            #expect(a.threshold == b.threshold && a.globalProb == b.globalProb && a.region == b.region)
+            for i in a.iou.indices { #expect(abs(a.iou[i] - b.iou[i]) < 0.01) }
+        }
+    }
+
+    @Test func corruptStatesAreRefused() throws {
+        let random = RandomCase(images: 30, units: 2, h: 2, w: 2, seed: 7)
+        let index = DictionaryIndex(random.dictionary)
+        var layer = LayerAccumulator(layer: "l", index: index)
+        try random.feed(&layer, order: Array(0..<30), batch: 10)
+        let bytes = layer.encodedState()
+        for cut in [0, 5, bytes.count / 2, bytes.count - 1] {
+            #expect(throws: StateError.self) { try LayerAccumulator(decoding: Array(bytes.prefix(cut)), index: index, options: .init()) }
+        }
+        #expect(throws: StateError.self) { try LayerAccumulator(decoding: bytes, index: index, options: .init(quantile: 0.01)) }
+    }
+}

@@ -1,0 +1,212 @@
+"""`hndd dissect` against the exact NumPy reference (SPEC §3 tolerances) and its bad-input errors.
+
+Needs the built binary: $HNDD_BIN, else <repo>/.build/release/hndd. A missing binary fails the
+tests (it never skips them). Run: python3 -m pytest Tests/reference -v
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+import h5py
+import numpy as np
+import pytest
+
+import compare
+import generate
+import hnd_reference as ref
+from generate import GenerationOptions, LayerShape
+
+
+@dataclasses.dataclass(frozen=True)
+class DissectCase:
+    name: str
+    layers: tuple[LayerShape, ...]
+    options: GenerationOptions
+    batch_size: Optional[int] = None
+    quantile: Optional[float] = None
+    iou_floor: Optional[float] = None
+
+
+CASES = (
+    # The issue's Done-when case: 2,000 images, 64 units, 7x7, S = 112, shuffled ids, batches of 256.
+    DissectCase("done_when_2000x64_7x7_S112_shuffled_batch256",
+                (LayerShape("layer4.2.conv1", 64, 7, 7),),
+                GenerationOptions(n_images=2000, mask_size=112, seed=101), batch_size=256),
+    # Non-square maps, float16 storage, no image_ids dataset (row m is image m), batches of one.
+    DissectCase("nonsquare_5x9_float16_no_ids_batch1",
+                (LayerShape("features.7", 16, 5, 9),),
+                GenerationOptions(n_images=300, mask_size=56, seed=102, dtype="float16", write_image_ids=False),
+                batch_size=1),
+    # Everything awkward at once.
+    DissectCase("negative_dead_unlabelled_absent_mixed_singular",
+                (LayerShape("layer3.1.bn2", 32, 6, 6),),
+                GenerationOptions(n_images=600, mask_size=48, seed=103, negative=True, dead_units=4,
+                                  unlabelled_category="skin_tone", absent_concept="AU15", singular_ellipses=25,
+                                  local_fraction=0.7, mixed_annotation=True),
+                batch_size=64),
+    # Two layers of different shapes in one file, one dissect call.
+    DissectCase("two_layers_one_call",
+                (LayerShape("layer3.5", 24, 14, 14), LayerShape("layer4.2.conv1", 32, 7, 7)),
+                GenerationOptions(n_images=400, mask_size=56, seed=104), batch_size=100),
+    # Non-default options.
+    DissectCase("quantile_0.01_iou_floor_0.02",
+                (LayerShape("layer4.2.conv1", 32, 7, 7),),
+                GenerationOptions(n_images=500, mask_size=56, seed=105), batch_size=128, quantile=0.01, iou_floor=0.02),
+)
+
+
+def _dissect_arguments(dictionary: Path, activations: Path, out: Path, case: DissectCase) -> list[str]:
+    arguments = ["dissect", "--dictionary", str(dictionary), "--activations", str(activations), "--out", str(out)]
+    for layer in case.layers:
+        arguments += ["--layer", layer.name]
+    if case.quantile is not None:
+        arguments += ["--quantile", repr(case.quantile)]
+    if case.iou_floor is not None:
+        arguments += ["--iou-floor", repr(case.iou_floor)]
+    if case.batch_size is not None:
+        arguments += ["--batch-size", str(case.batch_size)]
+    return arguments
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_dissect_meets_spec_tolerances(case: DissectCase, run_hndd, tmp_path: Path):
+    dictionary_path = tmp_path / "dictionary.h5"
+    activations_path = tmp_path / "activations.h5"
+    snapshot_path = tmp_path / "snapshots.h5"
+    generate.generate_case(case.layers, case.options, dictionary_path, activations_path)
+
+    result = run_hndd(_dissect_arguments(dictionary_path, activations_path, snapshot_path, case))
+    assert result.returncode == 0, f"hndd dissect exited {result.returncode}: {result.stderr.strip()}"
+
+    structure = compare.check_snapshot_file(
+        snapshot_path, dictionary_path, {layer.name: layer.units for layer in case.layers}, expected_rows=1
+    )
+    assert structure == [], "snapshot file structure:\n" + "\n".join(structure)
+
+    dictionary = ref.load_dictionary(dictionary_path)
+    quantile = ref.DEFAULT_QUANTILE if case.quantile is None else case.quantile
+    iou_floor = ref.DEFAULT_IOU_FLOOR if case.iou_floor is None else case.iou_floor
+    problems = []
+    for layer in case.layers:
+        reference = ref.dissect_reference(dictionary, activations_path, layer.name, quantile, iou_floor)
+        # The comparison only means something if there is something to find.
+        assert (reference["region"] >= 0).sum() >= 3, f"{layer.name}: generated data localises too few units"
+        assert reference["global_biased"].any(axis=1).sum() >= 2, f"{layer.name}: generated data biases too few units"
+        row = compare.read_snapshot_row(snapshot_path, layer.name)
+        assert row["complete"] == 1 and row["images_seen"] == row["images_total"] == case.options.n_images, (
+            f"{layer.name}: complete={row['complete']}, images_seen={row['images_seen']}, "
+            f"images_total={row['images_total']}, expected 1, {case.options.n_images}, {case.options.n_images}"
+        )
+        failures = compare.check_against_reference(row, reference, dictionary.subgroup_category, dictionary.concept_region)
+        print(f"{case.name} / {layer.name}:\n{compare.format_summary(compare.summary(row, reference))}")
+        problems += [f"{layer.name}: {failure}" for failure in failures]
+    assert problems == [], "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: non-zero exit and one line on stderr naming the file and dataset
+# ---------------------------------------------------------------------------------------------
+
+BAD_INPUT_LAYER = "layer4.2.conv1"
+
+
+@pytest.fixture(scope="module")
+def valid_inputs(tmp_path_factory) -> tuple[Path, Path, int]:
+    directory = tmp_path_factory.mktemp("valid")
+    options = GenerationOptions(n_images=40, mask_size=16, seed=7)
+    generate.generate_case([LayerShape(BAD_INPUT_LAYER, 4, 7, 7)], options,
+                           directory / "dictionary.h5", directory / "activations.h5")
+    return directory / "dictionary.h5", directory / "activations.h5", options.n_images
+
+
+def _rewrite(file: h5py.File, name: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    data = change(file[name][...])
+    attributes = dict(file[name].attrs)
+    del file[name]
+    file.create_dataset(name, data=data)
+    file[name].attrs.update(attributes)
+
+
+def _set(index, value) -> Callable[[np.ndarray], np.ndarray]:
+    def change(data: np.ndarray) -> np.ndarray:
+        data[index] = value
+        return data
+    return change
+
+
+def _first_present(dictionary: h5py.File) -> tuple[int, int]:
+    image, concept = np.argwhere(dictionary["/images/local_label"][...] == 1)[0]
+    return int(image), int(concept)
+
+
+# (case name, which file is broken, how, words of which stderr must contain one)
+BAD_INPUTS = (
+    ("missing_dataset", "dictionary",
+     lambda f: f.__delitem__("/images/ellipse"), ("ellipse",)),
+    ("misshaped_dataset", "dictionary",
+     lambda f: _rewrite(f, "/images/local_label", lambda d: d[:, :-1]), ("local_label",)),
+    ("global_label_out_of_range", "dictionary",
+     lambda f: _rewrite(f, "/images/global_label", _set((5, 1), f["/global/subgroups"].shape[0] + 3)), ("global_label",)),
+    ("concept_region_out_of_range", "dictionary",
+     lambda f: _rewrite(f, "/local/concept_region", _set(2, 9)), ("concept_region",)),
+    ("present_concept_with_nan_ellipse", "dictionary",
+     lambda f: _rewrite(f, "/images/ellipse", _set(_first_present(f) + (2,), np.nan)), ("ellipse",)),
+    ("repeated_image_id", "activations",
+     lambda f: _rewrite(f, f"/layers/{BAD_INPUT_LAYER}/image_ids", lambda d: np.concatenate([d[:3], d[2:3], d[4:]])),
+     ("image_ids", "image id")),
+    ("image_id_out_of_range", "activations",
+     lambda f: _rewrite(f, f"/layers/{BAD_INPUT_LAYER}/image_ids", _set(0, 40)), ("image_ids", "image id")),
+    ("nan_activation", "activations",
+     lambda f: _rewrite(f, f"/layers/{BAD_INPUT_LAYER}/activations", _set((7, 1, 3, 3), np.nan)),
+     ("activations", BAD_INPUT_LAYER)),
+    ("infinite_activation", "activations",
+     lambda f: _rewrite(f, f"/layers/{BAD_INPUT_LAYER}/activations", _set((0, 0, 0, 0), np.inf)),
+     ("activations", BAD_INPUT_LAYER)),
+)
+
+
+def _assert_clean_error(result, must_name: str, any_of: tuple[str, ...]) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode > 0, (
+        f"expected a non-zero exit status, got {result.returncode} (negative = killed by a signal); stderr: {result.stderr!r}"
+    )
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {len(lines)}: {result.stderr!r}"
+    assert must_name in lines[0], f"stderr should name {must_name!r}: {lines[0]!r}"
+    assert any(word.lower() in lines[0].lower() for word in any_of), f"stderr should mention one of {any_of}: {lines[0]!r}"
+
+
+@pytest.mark.parametrize("name, broken, mutate, words", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_a_one_line_error(name, broken, mutate, words, valid_inputs, run_hndd, tmp_path: Path):
+    dictionary_source, activations_source, _ = valid_inputs
+    # Each broken file gets a distinctive name so the test can tell that stderr names it.
+    dictionary_path = tmp_path / (f"bad_{name}_dictionary.h5" if broken == "dictionary" else "dictionary.h5")
+    activations_path = tmp_path / (f"bad_{name}_activations.h5" if broken == "activations" else "activations.h5")
+    shutil.copyfile(dictionary_source, dictionary_path)
+    shutil.copyfile(activations_source, activations_path)
+    with h5py.File(dictionary_path if broken == "dictionary" else activations_path, "r+") as file:
+        mutate(file)
+    result = run_hndd(["dissect", "--dictionary", dictionary_path, "--activations", activations_path,
+                       "--out", tmp_path / "snapshots.h5", "--layer", BAD_INPUT_LAYER])
+    broken_path = dictionary_path if broken == "dictionary" else activations_path
+    _assert_clean_error(result, broken_path.name, words)
+
+
+def test_unknown_layer_is_a_one_line_error(valid_inputs, run_hndd, tmp_path: Path):
+    dictionary_path, activations_path, _ = valid_inputs
+    result = run_hndd(["dissect", "--dictionary", dictionary_path, "--activations", activations_path,
+                       "--out", tmp_path / "snapshots.h5", "--layer", "layer9.does_not_exist"])
+    _assert_clean_error(result, "layer9.does_not_exist", (activations_path.name, "layer"))
+
+
+def test_valid_inputs_of_the_bad_input_tests_are_accepted(valid_inputs, run_hndd, tmp_path: Path):
+    # Without this, every bad-input test could pass against a binary that rejects everything.
+    dictionary_path, activations_path, n_images = valid_inputs
+    result = run_hndd(["dissect", "--dictionary", dictionary_path, "--activations", activations_path,
+                       "--out", tmp_path / "snapshots.h5", "--layer", BAD_INPUT_LAYER])
+    assert result.returncode == 0, f"hndd dissect exited {result.returncode}: {result.stderr.strip()}"
+    row = compare.read_snapshot_row(tmp_path / "snapshots.h5", BAD_INPUT_LAYER)
+    assert row["images_seen"] == n_images
