@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Options of the dissection (SPEC §3, §5).
 public struct DissectionOptions: Sendable, Equatable {
@@ -213,25 +214,30 @@ public struct LayerAccumulator: Sendable {
     mutating func recordTails(maps: UnsafePointer<Float>, rows: [Int], images: [Int32]) {
         guard let upsampler else { return }
         let s2 = upsampler.size * upsampler.size
-        let chunk = 64
+        // Small chunks keep the chunk's concept grids in L2 while each unit walks them.
+        let chunk = 16
         var grid = [UInt64](repeating: 0, count: min(chunk, rows.count) * s2)
         for start in stride(from: 0, to: rows.count, by: chunk) {
             let end = min(start + chunk, rows.count)
+            let dictionary = index.dictionary
             grid.withUnsafeMutableBufferPointer { grid in
-                for i in start..<end {
-                    let slice = UnsafeMutableBufferPointer(rebasing: grid[((i - start) * s2)..<((i - start + 1) * s2)])
+                let grid = UnsafeSendable(grid)
+                DispatchQueue.concurrentPerform(iterations: end - start) { k in
+                    let slice = UnsafeMutableBufferPointer(rebasing: grid.value[(k * s2)..<((k + 1) * s2)])
                     slice.update(repeating: 0)
-                    index.dictionary.rasterizeConcepts(image: Int(images[i]), into: slice)
+                    dictionary.rasterizeConcepts(image: Int(images[start + k]), into: slice)
                 }
             }
             recordTailChunk(maps: maps, rows: Array(rows[start..<end]), images: Array(images[start..<end]), grid: grid)
         }
     }
 
+    /// Each worker takes a range of units; a unit walks the chunk's images with its histogram hot.
     mutating func recordTailChunk(maps: UnsafePointer<Float>, rows: [Int], images: [Int32], grid: [UInt64]) {
         let c = units, hw = mapSize, n = index.imageCount
         let upsampler = upsampler!, s2 = upsampler.size * upsampler.size
         let countRowsOfImage = index.countRowsOfImage, countRows = index.countRows
+        let workers = min(c, Self.workerCount)
         let maps = UnsafeSendable(maps)
         maxima.withUnsafeBufferPointer { maximaBuffer in
         let maximaCopy = UnsafeSendable(maximaBuffer.baseAddress!)
@@ -241,17 +247,19 @@ public struct LayerAccumulator: Sendable {
                 let tops = UnsafeSendable(tops)
                 histograms.withUnsafeMutableBufferPointer { hists in
                     let hists = UnsafeSendable(hists)
-                    DispatchQueue.concurrentPerform(iterations: c) { u in
-                        let bound = tops.value[u].lowerBound
-                        for (i, row) in rows.enumerated() {
-                            let image = Int(images[i])
-                            if maximaCopy.value[u * n + image] <= bound { continue }
-                            let map = maps.value + (row * c + u) * hw
-                            let pixels = grid.value + i * s2
-                            let countBits = countRowsOfImage[image]
+                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                        for u in (worker * c / workers)..<((worker + 1) * c / workers) {
+                            let bound = tops.value[u].lowerBound
                             hists.value[u].withRecorder { recorder in
-                                upsampler.forEachPixel(of: map, above: bound) { pixel, v in
-                                    recorder.count(v, countBits: countBits, conceptBits: pixels[pixel], countRows: countRows)
+                                for (i, row) in rows.enumerated() {
+                                    let image = Int(images[i])
+                                    if maximaCopy.value[u * n + image] <= bound { continue }
+                                    let map = maps.value + (row * c + u) * hw
+                                    let pixels = grid.value + i * s2
+                                    let countBits = countRowsOfImage[image]
+                                    upsampler.forEachPixel(of: map, above: bound) { pixel, v in
+                                        recorder.count(v, countBits: countBits, conceptBits: pixels[pixel], countRows: countRows)
+                                    }
                                 }
                             }
                         }
@@ -261,6 +269,9 @@ public struct LayerAccumulator: Sendable {
         }
         }
     }
+
+    /// Threads the engine uses; OpenBLAS, where used, is kept single-threaded.
+    static let workerCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 }
 
 extension TailHistogram.Recorder {
@@ -268,10 +279,11 @@ extension TailHistogram.Recorder {
     /// covering it.
     @inline(__always) func count(_ v: Float, countBits: UInt64, conceptBits: UInt64, countRows: Int) {
         let bin = bin(v)
+        let stride = TailHistogram.binsPerPage
         var bits = countBits
-        while bits != 0 { bin[bits.trailingZeroBitCount] &+= 1; bits &= bits - 1 }
+        while bits != 0 { bin[bits.trailingZeroBitCount &* stride] &+= 1; bits &= bits - 1 }
         bits = conceptBits
-        while bits != 0 { bin[countRows + bits.trailingZeroBitCount] &+= 1; bits &= bits - 1 }
+        while bits != 0 { bin[(countRows &+ bits.trailingZeroBitCount) &* stride] &+= 1; bits &= bits - 1 }
     }
 }
 

@@ -15,8 +15,9 @@ public struct TailHistogram: Sendable, Equatable {
     public let rows: Int
     @usableFromInline var storage: PageStore
 
-    /// The pages, each `binsPerPage × rows` counts, bin-major so one pixel's rows share cache
-    /// lines; malloc'd so the hot loop works on stable pointers, copied only on write.
+    /// The pages, each `rows × binsPerPage` counts, row-major: a unit's pixels touch few rows
+    /// (its |M| row and the concepts near it), so its working set stays small; malloc'd so the
+    /// hot loop works on stable pointers, copied only on write.
     @usableFromInline final class PageStore: @unchecked Sendable {
         let pageLength: Int
         @usableFromInline let pages: UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>
@@ -79,11 +80,11 @@ public struct TailHistogram: Sendable, Equatable {
     public struct Recorder {
         @usableFromInline let store: PageStore
         @usableFromInline let rows: Int
-        /// Row 0 of the bin holding `v`; rows of one pixel are `result[row] += 1`.
+        /// Row 0 of the bin holding `v`; row r of that bin is `result[r * binsPerPage]`.
         @inlinable @inline(__always) public func bin(_ v: Float) -> UnsafeMutablePointer<UInt32> {
             let k = TailHistogram.key(v)
             let page = store.pages[k >> TailHistogram.subBucketBits] ?? store.page(k >> TailHistogram.subBucketBits)
-            return page + (k & (TailHistogram.binsPerPage - 1)) * rows
+            return page + (k & (TailHistogram.binsPerPage - 1))
         }
     }
 
@@ -91,7 +92,7 @@ public struct TailHistogram: Sendable, Equatable {
     public mutating func record(_ v: Float, rows selected: [Int]) {
         withRecorder { recorder in
             let bin = recorder.bin(v)
-            for row in selected { bin[row] &+= 1 }
+            for row in selected { bin[row * TailHistogram.binsPerPage] &+= 1 }
         }
     }
 
@@ -120,9 +121,8 @@ public struct TailHistogram: Sendable, Equatable {
                 let key = page << Self.subBucketBits | bin
                 if key < thresholdKey { continue }
                 let weight = key == thresholdKey ? share : 1
-                let base = bin * rows
-                for row in 0..<rows where counts[base + row] != 0 {
-                    result[row] += weight * Double(counts[base + row])
+                for row in 0..<rows where counts[row * Self.binsPerPage + bin] != 0 {
+                    result[row] += weight * Double(counts[row * Self.binsPerPage + bin])
                 }
             }
         }

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""hndd's benchmark (issue 7): one run reports, per workload,
+
+  engine-only images/s      `hndd dissect` fed from an activations file
+  end-to-end images/s       Python client → `hndd serve` over ipc://, until the complete snapshot
+  raw ZeroMQ images/s       the same messages PUSH → PULL over ipc://, nothing done with them
+  NumPy images/s            a vectorised NumPy Stage II (skip maps below the threshold, upsample the
+                            rest with two matrix products), our baseline
+  latency                   last batch sent → complete snapshot received by a subscriber
+  peak RSS                  of `hndd serve` (VmHWM) and of `hndd dissect`
+
+Workloads are generated deterministically (seeded): a synthetic dictionary of the paper's size
+(11,000 global + 24,632 local images, mask 112) and ReLU-like activation maps with sparse strong
+responses, as trained convolutional layers give. A pool of distinct batches is generated once and
+cycled with fresh image ids, so generation never limits the sender.
+
+    python3 tools/bench/bench.py                 # all three workloads, paper-sized pass
+    python3 tools/bench/bench.py --quick         # small pass, for a smoke run
+    python3 tools/bench/bench.py --workload 512x7x7 --images 35632
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zmq
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "python"))
+from hndd_client import Client  # noqa: E402
+from hndd_client.wire import hndd_pb2  # noqa: E402
+
+WORKLOADS = {"512x7x7": (512, 7, 7), "2048x7x7": (2048, 7, 7), "1024x14x14": (1024, 14, 14)}
+BATCH = 256
+MASK = 112
+
+
+def hndd_binary() -> str:
+    path = os.environ.get("HNDD_BIN", str(REPO / ".build" / "release" / "hndd"))
+    if not os.path.exists(path):
+        sys.exit(f"bench: {path} not found; run tools/setup first")
+    return path
+
+
+def write_dictionary(path: Path, n_global: int, n_local: int, seed: int) -> None:
+    """A dictionary with the paper's taxonomy sizes: 14 subgroups in 4 categories, 36 local concepts
+    in 5 regions; global-only images carry no local labels, local ones no global labels."""
+    rng = np.random.default_rng(seed)
+    n = n_global + n_local
+    categories = ["age", "gender", "ethnicity", "skin_tone"]
+    subgroups = ["0-20", "20-40", "40-60", "60+", "female", "male", "white", "black", "asian", "indian", "dark", "bright"]
+    subgroup_category = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3]
+    regions = ["eye", "cheek", "nose", "mouth", "chin"]
+    per_region = [12, 8, 4, 8, 5]
+    concept_region = sum(([r] * k for r, k in enumerate(per_region)), [])
+    concepts = [f"{regions[r]}_{i}" for r, k in enumerate(per_region) for i in range(k)]
+    centres = {0: (0.5, 0.38), 1: (0.5, 0.55), 2: (0.5, 0.52), 3: (0.5, 0.72), 4: (0.5, 0.88)}
+    global_label = np.full((n, 4), -1, np.int32)
+    offsets = [0, 4, 6, 10]
+    sizes = [4, 2, 4, 2]
+    for g in range(4):
+        global_label[:n_global, g] = offsets[g] + rng.integers(0, sizes[g], n_global)
+    local_label = np.full((n, len(concepts)), -1, np.int8)
+    local_label[n_global:] = (rng.random((n_local, len(concepts))) < 0.35).astype(np.int8)
+    ellipse = np.full((n, len(concepts), 5), np.nan, np.float32)
+    present = local_label == 1
+    for c, r in enumerate(concept_region):
+        cx, cy = centres[r]
+        rows = np.nonzero(present[:, c])[0]
+        ellipse[rows, c, 0] = cx + rng.normal(0, 0.03, rows.size)
+        ellipse[rows, c, 1] = cy + rng.normal(0, 0.02, rows.size)
+        ellipse[rows, c, 2] = 0.004 + 0.002 * rng.random(rows.size)
+        ellipse[rows, c, 3] = 0.0
+        ellipse[rows, c, 4] = 0.0015 + 0.001 * rng.random(rows.size)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="hndd-dictionary", version=1, mask_size=MASK, ellipse_chi2=5.991)
+        s = h5py.string_dtype()
+        f["global/categories"] = np.array(categories, dtype=s)
+        f["global/subgroups"] = np.array(subgroups, dtype=s)
+        f["global/subgroup_category"] = np.array(subgroup_category, np.int32)
+        f["local/regions"] = np.array(regions, dtype=s)
+        f["local/concepts"] = np.array(concepts, dtype=s)
+        f["local/concept_region"] = np.array(concept_region, np.int32)
+        f["local/concept_type"] = np.array([c % 3 for c in range(len(concepts))], np.int32)
+        f["images/global_label"] = global_label
+        f["images/local_label"] = local_label
+        f["images/ellipse"] = ellipse
+
+
+def batch_pool(units: int, h: int, w: int, batches: int, seed: int) -> list[np.ndarray]:
+    """ReLU-like maps: a negative-mean smooth field, so most positions are 0, with a few strong
+    localised responses per unit — the statistics of a trained conv layer after ReLU."""
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(batches):
+        field = rng.normal(-0.8, 0.6, (BATCH, units, h, w)).astype(np.float32)
+        hot = rng.random((BATCH, units)) < 0.15
+        ys = rng.integers(0, h, (BATCH, units))
+        xs = rng.integers(0, w, (BATCH, units))
+        b, u = np.nonzero(hot)
+        field[b, u, ys[b, u], xs[b, u]] += rng.gamma(2.0, 1.2, b.size).astype(np.float32)
+        pool.append(np.maximum(field, 0))
+    return pool
+
+
+def write_activations(path: Path, layer: str, pool: list[np.ndarray], images: int) -> None:
+    units, h, w = pool[0].shape[1:]
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset(f"layers/{layer}/activations", (images, units, h, w), np.float32, chunks=(BATCH, units, h, w))
+        for k, start in enumerate(range(0, images, BATCH)):
+            count = min(BATCH, images - start)
+            d[start:start + count] = pool[k % len(pool)][:count]
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, images: int, work: Path) -> dict:
+    out = work / "dissect.h5"
+    started = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "dissect", "--dictionary", str(dictionary),
+                           "--activations", str(activations), "--out", str(out), "--layer", layer],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench: dissect failed: {proc.stderr}")
+    rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    return {"engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss}
+
+
+def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path) -> dict:
+    run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    log = open(work / "serve.log", "w")
+    proc = subprocess.Popen([binary, "serve", "--dictionary", str(dictionary), "--run-dir", str(run_dir),
+                             "--snapshot-interval", "1", "--checkpoint-interval", "3600"], stderr=log)
+    try:
+        deadline = time.time() + 30
+        while not (run_dir / "endpoints.json").exists():
+            if proc.poll() is not None or time.time() > deadline:
+                sys.exit(f"bench: hndd serve did not start; see {work / 'serve.log'}")
+            time.sleep(0.05)
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.connect(f"ipc://{run_dir}/publish.sock")
+        sub.setsockopt(zmq.SUBSCRIBE, layer.encode() + b"\0")
+        time.sleep(0.3)
+        done = threading.Event()
+        received = {}
+
+        def listen():
+            while not done.is_set():
+                if sub.poll(100):
+                    _, payload = sub.recv_multipart()
+                    s = hndd_pb2.Snapshot.FromString(payload)
+                    if s.complete:
+                        received["at"] = time.perf_counter()
+                        done.set()
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        client = Client(run_dir=str(run_dir), run="bench", max_queue_mb=1024, on_full="block")
+        started = time.perf_counter()
+        for k, start in enumerate(range(0, images, BATCH)):
+            count = min(BATCH, images - start)
+            client.send(layer, 1, np.arange(start, start + count), pool[k % len(pool)][:count])
+        client.flush()
+        last_sent = time.perf_counter()
+        done.wait(600)
+        client.close()
+        if "at" not in received:
+            sys.exit("bench: no complete snapshot within 600 s")
+        rss = peak_rss_mb(proc.pid)
+        return {"end_to_end_images_per_s": images / (received["at"] - started),
+                "end_to_end_seconds": received["at"] - started,
+                "latency_last_batch_to_snapshot_s": received["at"] - last_sent,
+                "serve_peak_rss_mb": rss}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def bench_raw_zmq(pool: list[np.ndarray], images: int, work: Path) -> dict:
+    """The same 2-frame messages through PUSH → PULL over ipc://, the receiver only counting."""
+    context = zmq.Context()
+    endpoint = f"ipc://{work}/raw.sock"
+    pull = context.socket(zmq.PULL)
+    pull.bind(endpoint)
+    push = context.socket(zmq.PUSH)
+    push.connect(endpoint)
+    header = hndd_pb2.BatchHeader(protocol_version=1, run="bench", layer="x", step=1).SerializeToString()
+    payloads = [p.tobytes() for p in pool]
+    count = (images + BATCH - 1) // BATCH
+
+    def receive():
+        for _ in range(count):
+            pull.recv_multipart(copy=False)
+
+    receiver = threading.Thread(target=receive)
+    started = time.perf_counter()
+    receiver.start()
+    for k in range(count):
+        push.send_multipart([header, payloads[k % len(payloads)]], copy=False)
+    receiver.join()
+    seconds = time.perf_counter() - started
+    push.close(0); pull.close(0); context.term()
+    return {"raw_zmq_images_per_s": count * BATCH / seconds,
+            "raw_zmq_gb_per_s": count * len(payloads[0]) / seconds / 1e9}
+
+
+def bench_numpy(dictionary: Path, pool: list[np.ndarray], images: int) -> dict:
+    """Vectorised NumPy Stage II for one pass: threshold known (as a two-pass tool would have it),
+    maps whose max is below it skipped, the rest upsampled as Wy · A · Wxᵀ and counted against the
+    concept masks. Stages I and III are left out: this is a lower bound on NumPy's cost."""
+    units, h, w = pool[0].shape[1:]
+
+    def weights(n_in):
+        scale = n_in / MASK
+        src = np.maximum((np.arange(MASK) + 0.5) * scale - 0.5, 0)
+        i0 = np.minimum(src.astype(int), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        l1 = (src - i0).astype(np.float32)
+        m = np.zeros((MASK, n_in), np.float32)
+        m[np.arange(MASK), i0] += 1 - l1
+        m[np.arange(MASK), i1] += l1
+        return m
+
+    wy, wx = weights(h), weights(w)
+    with h5py.File(dictionary, "r") as f:
+        n_global = int((f["images/local_label"][:, 0] < 0).sum())
+        ellipse = f["images/ellipse"][n_global:n_global + 256]
+        present = f["images/local_label"][n_global:n_global + 256] == 1
+    grid = (np.arange(MASK) + 0.5) / MASK
+    px, py = np.meshgrid(grid, grid)
+    masks = np.zeros((256, ellipse.shape[1], MASK, MASK), bool)
+    for i in range(256):
+        for c in np.nonzero(present[i])[0]:
+            cx, cy, sxx, sxy, syy = ellipse[i, c].astype(np.float64)
+            det = sxx * syy - sxy * sxy
+            dx, dy = px - cx, py - cy
+            masks[i, c] = (syy * dx * dx - 2 * sxy * dx * dy + sxx * dy * dy) / det <= 5.991
+    threshold = np.quantile(np.concatenate([p.reshape(-1, units, h * w)[:64] for p in pool[:1]]).transpose(1, 0, 2).reshape(units, -1), 0.995, axis=1)
+    sample = min(images, 1024)
+    started = time.perf_counter()
+    inter = np.zeros((units, masks.shape[1]))
+    for k, start in enumerate(range(0, sample, BATCH)):
+        batch = pool[k % len(pool)]
+        maxima = batch.max(axis=(2, 3))
+        for i in range(batch.shape[0]):
+            hot = np.nonzero(maxima[i] > threshold)[0]
+            if hot.size == 0:
+                continue
+            up = wy @ batch[i, hot] @ wx.T                     # [hot, S, S]
+            m = (up > threshold[hot, None, None]).reshape(hot.size, -1).astype(np.float32)
+            inter[hot] += m @ masks[i % 256].reshape(masks.shape[1], -1).T.astype(np.float32)
+    seconds = time.perf_counter() - started
+    return {"numpy_images_per_s": sample / seconds}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="default: all three")
+    parser.add_argument("--images", type=int, help="probe pass size (default 35,632; --quick 4,096)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = parser.parse_args(argv)
+    images = args.images or (4096 if args.quick else 35632)
+    n_global = min(11000, images * 11000 // 35632)
+    binary = hndd_binary()
+    work = Path(tempfile.mkdtemp(prefix="hndd-bench-"))
+    results = {}
+    try:
+        dictionary = work / "dictionary.h5"
+        write_dictionary(dictionary, n_global, images - n_global, args.seed)
+        for name in args.workload or list(WORKLOADS):
+            units, h, w = WORKLOADS[name]
+            pool = batch_pool(units, h, w, 4 if units * h * w > 100_000 else 8, args.seed)
+            layer = f"bench{name}"
+            activations = work / "activations.h5"
+            write_activations(activations, layer, pool, images)
+            r = {"images": images, "units": units, "map": f"{h}x{w}",
+                 "activations_mb": images * units * h * w * 4 / 2**20}
+            r.update(bench_dissect(binary, dictionary, activations, layer, images, work))
+            activations.unlink()
+            r.update(bench_serve(binary, dictionary, layer, pool, images, work))
+            r.update(bench_raw_zmq(pool, images, work))
+            r.update(bench_numpy(dictionary, pool, images))
+            r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
+            r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
+            results[name] = r
+            print(f"{name}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
