@@ -1,0 +1,222 @@
+import Foundation
+import Testing
+@testable import HNDWire
+
+/// The value of a binary floating-point bit pattern from first principles (Double arithmetic),
+/// as an independent reference for the bit-twiddling decoders.
+private func referenceValue(bits: UInt32, exponentBits: Int, mantissaBits: Int) -> Double {
+    let mantissaMask = (UInt32(1) << mantissaBits) - 1
+    let exponentMask = (UInt32(1) << exponentBits) - 1
+    let sign: Double = (bits >> (exponentBits + mantissaBits)) & 1 == 1 ? -1 : 1
+    let exponent = Int((bits >> mantissaBits) & exponentMask)
+    let mantissa = Double(bits & mantissaMask) / Double(1 << mantissaBits)
+    let bias = (1 << (exponentBits - 1)) - 1
+    if exponent == Int(exponentMask) { return mantissa == 0 ? sign * .infinity : .nan }
+    if exponent == 0 { return sign * mantissa * pow(2, Double(1 - bias)) }
+    return sign * (1 + mantissa) * pow(2, Double(exponent - bias))
+}
+
+/// Decodes `bits` through the public buffer path, from a deliberately odd byte offset.
+private func decodeThroughBuffer(_ bits: [UInt16], dtype: Hndd_DType) -> [Float] {
+    var bytes = [UInt8](repeating: 0, count: bits.count * 2 + 1)
+    for (index, value) in bits.enumerated() {
+        bytes[1 + 2 * index] = UInt8(value & 0xFF)
+        bytes[2 + 2 * index] = UInt8(value >> 8)
+    }
+    var output = [Float](repeating: -1, count: bits.count)
+    bytes.withUnsafeBytes { raw in
+        output.withUnsafeMutableBufferPointer { destination in
+            TensorConversion.decode(UnsafeRawBufferPointer(rebasing: raw[1...]), dtype: dtype, into: destination)
+        }
+    }
+    return output
+}
+
+@Suite struct TensorConversionTests {
+    let allPatterns = (0...UInt16.max).map { $0 }
+
+    @Test func float16DecodingIsExactForAllPatterns() {
+        let decoded = decodeThroughBuffer(allPatterns, dtype: .float16)
+        var nanCount = 0
+        for (bits, value) in zip(allPatterns, decoded) {
+            let expected = referenceValue(bits: UInt32(bits), exponentBits: 5, mantissaBits: 10)
+            if expected.isNaN {
+                #expect(value.isNaN, "half \(String(bits, radix: 16)) must decode to NaN")
+                nanCount += 1
+            } else {
+                #expect(Double(value) == expected, "half \(String(bits, radix: 16))")
+                #expect(value.sign == (bits & 0x8000 != 0 ? .minus : .plus), "sign of half \(String(bits, radix: 16))")
+            }
+            #if !(os(macOS) && arch(x86_64))
+            let native = Float(Float16(bitPattern: bits))
+            #expect(value.isNaN ? native.isNaN : value.bitPattern == native.bitPattern)
+            #endif
+        }
+        #expect(nanCount == 2 * 1023)
+    }
+
+    @Test func bfloat16DecodingIsExactForAllPatterns() {
+        let decoded = decodeThroughBuffer(allPatterns, dtype: .bfloat16)
+        for (bits, value) in zip(allPatterns, decoded) {
+            let expected = referenceValue(bits: UInt32(bits), exponentBits: 8, mantissaBits: 7)
+            if expected.isNaN {
+                #expect(value.isNaN, "bfloat16 \(String(bits, radix: 16)) must decode to NaN")
+            } else {
+                #expect(Double(value) == expected, "bfloat16 \(String(bits, radix: 16))")
+            }
+        }
+    }
+
+    @Test func float32DecodingReadsLittleEndianAtAnyAlignment() {
+        let values: [Float] = [0, -0.0, 1.5, -0x1.8p-130, .greatestFiniteMagnitude, -.infinity, 3.14159]
+        var bytes: [UInt8] = [0xAA]  // misalign by one byte
+        for value in values {
+            let bits = value.bitPattern
+            bytes += [UInt8(bits & 0xFF), UInt8((bits >> 8) & 0xFF), UInt8((bits >> 16) & 0xFF), UInt8(bits >> 24)]
+        }
+        var output = [Float](repeating: 0, count: values.count)
+        bytes.withUnsafeBytes { raw in
+            output.withUnsafeMutableBufferPointer {
+                TensorConversion.decode(UnsafeRawBufferPointer(rebasing: raw[1...]), dtype: .float32, into: $0)
+            }
+        }
+        #expect(output.map(\.bitPattern) == values.map(\.bitPattern))
+    }
+
+    /// Encoding each half value exactly representable must give its own bits back.
+    @Test func halfEncodingRoundTripsEveryHalf() {
+        for bits in allPatterns {
+            let value = TensorConversion.float(fromHalfBits: bits)
+            let encoded = TensorConversion.halfBits(from: value)
+            if value.isNaN {
+                #expect(encoded & 0x7C00 == 0x7C00 && encoded & 0x03FF != 0, "NaN stays NaN")
+            } else {
+                #expect(encoded == bits, "half \(String(bits, radix: 16))")
+            }
+        }
+    }
+
+    /// Between two neighbouring halves, the exact midpoint goes to the one with an even mantissa,
+    /// anything nearer one side goes to that side.
+    @Test func halfEncodingRoundsToNearestEven() {
+        var checked = 0
+        for low in UInt16(0)..<0x7BFF {  // positive finite halves whose successor is finite
+            let high = low + 1
+            let lowValue = Double(TensorConversion.float(fromHalfBits: low))
+            let highValue = Double(TensorConversion.float(fromHalfBits: high))
+            let midpoint = Float((lowValue + highValue) / 2)  // exact: needs 12 significant bits
+            let even = low & 1 == 0 ? low : high
+            #expect(TensorConversion.halfBits(from: midpoint) == even)
+            #expect(TensorConversion.halfBits(from: -midpoint) == even | 0x8000)
+            #expect(TensorConversion.halfBits(from: midpoint.nextDown) == low)
+            #expect(TensorConversion.halfBits(from: midpoint.nextUp) == high)
+            checked += 1
+        }
+        #expect(checked == 0x7BFF)
+        // Overflow: 65504 is the largest half; from the midpoint to the next binade (65520) on,
+        // values round to infinity.
+        #expect(TensorConversion.halfBits(from: 65519.996) == 0x7BFF)
+        #expect(TensorConversion.halfBits(from: 65520) == 0x7C00)
+        #expect(TensorConversion.halfBits(from: 1e10) == 0x7C00)
+        #expect(TensorConversion.halfBits(from: -.infinity) == 0xFC00)
+        #expect(TensorConversion.halfBits(from: 1e-10) == 0)
+        #expect(TensorConversion.halfBits(from: -1e-10) == 0x8000)
+        #expect(TensorConversion.halfBits(from: Float(sign: .plus, exponent: -25, significand: 1)) == 0)  // tie to even 0
+        #expect(TensorConversion.halfBits(from: Float(sign: .plus, exponent: -25, significand: 1).nextUp) == 1)
+        #expect(TensorConversion.halfBits(from: .nan) & 0x7E00 == 0x7E00)
+    }
+
+    #if !(os(macOS) && arch(x86_64))
+    @Test func halfEncodingMatchesSwiftFloat16OnRandomFloats() {
+        var generator = SplitMix64(seed: 42)
+        for _ in 0..<200_000 {
+            let value = Float(bitPattern: UInt32(truncatingIfNeeded: generator.next()))
+            let native = Float16(value).bitPattern
+            let ours = TensorConversion.halfBits(from: value)
+            if value.isNaN {
+                #expect(ours & 0x7C00 == 0x7C00 && ours & 0x03FF != 0)
+            } else {
+                #expect(ours == native, "float bits \(String(value.bitPattern, radix: 16))")
+            }
+        }
+    }
+    #endif
+
+    @Test func bfloat16EncodingRoundsToNearestEven() {
+        var generator = SplitMix64(seed: 7)
+        for _ in 0..<200_000 {
+            let value = Float(bitPattern: UInt32(truncatingIfNeeded: generator.next()))
+            let encoded = TensorConversion.bfloat16Bits(from: value)
+            if value.isNaN {
+                #expect(TensorConversion.float(fromBFloat16Bits: encoded).isNaN)
+                continue
+            }
+            // Reference: the nearer of the two bfloat16 neighbours by exact Double distance; on a
+            // tie the one whose last mantissa bit is 0.
+            let truncated = UInt16(value.bitPattern >> 16)
+            let candidates = [truncated, truncated &+ 1]
+            // IEEE rounds as if the exponent were unbounded, then overflows: the pattern after
+            // the largest finite bfloat16 stands for ±2^128 (and becomes infinity).
+            let distances = candidates.map { candidate -> Double in
+                let decoded = Double(TensorConversion.float(fromBFloat16Bits: candidate))
+                let unbounded = candidate & 0x7FFF == 0x7F80 ? Double(signOf: decoded, magnitudeOf: 0x1p128) : decoded
+                return abs(unbounded - Double(value))
+            }
+            let expected: UInt16
+            if distances[0] == distances[1] {
+                expected = candidates.first { $0 & 1 == 0 }!
+            } else {
+                expected = distances[0] < distances[1] ? candidates[0] : candidates[1]
+            }
+            #expect(encoded == expected, "float bits \(String(value.bitPattern, radix: 16))")
+        }
+        // Ties at 1.0: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 and goes to even (1.0).
+        #expect(TensorConversion.bfloat16Bits(from: 1 + 0x1p-8) == 0x3F80)
+        #expect(TensorConversion.bfloat16Bits(from: 1 + 3 * 0x1p-8) == 0x3F82)
+        #expect(TensorConversion.bfloat16Bits(from: .greatestFiniteMagnitude) == 0x7F80)
+        #expect(TensorConversion.bfloat16Bits(from: -.greatestFiniteMagnitude) == 0xFF80)
+        #expect(TensorConversion.bfloat16Bits(from: Float(bitPattern: 0x7F7F_7FFF)) == 0x7F7F)  // below the midpoint
+    }
+
+    @Test func encodingThenDecodingEachDType() {
+        let values: [Float] = [0, 1, -1, 0.1, 1000.5, -3.0e-5, 65504, 2.5e38]
+        for dtype in [Hndd_DType.float32, .float16, .bfloat16] {
+            let size = TensorConversion.elementSize(of: dtype)!
+            var bytes = [UInt8](repeating: 0, count: values.count * size)
+            values.withUnsafeBufferPointer { input in
+                bytes.withUnsafeMutableBytes { TensorConversion.encode(input, dtype: dtype, into: $0) }
+            }
+            var decoded = [Float](repeating: 0, count: values.count)
+            bytes.withUnsafeBytes { raw in
+                decoded.withUnsafeMutableBufferPointer { TensorConversion.decode(raw, dtype: dtype, into: $0) }
+            }
+            for (value, result) in zip(values, decoded) {
+                switch dtype {
+                case .float32:
+                    #expect(result == value)
+                case .float16:
+                    let expected = TensorConversion.float(fromHalfBits: TensorConversion.halfBits(from: value))
+                    #expect(result.bitPattern == expected.bitPattern)
+                    if abs(value) <= 65504 && abs(value) >= 1e-4 {
+                        #expect(abs(result - value) <= abs(value) * 0x1p-11, "float16 of \(value)")
+                    }
+                default:
+                    #expect(abs(result - value) <= abs(value) * 0x1p-8, "bfloat16 of \(value)")
+                }
+            }
+        }
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
