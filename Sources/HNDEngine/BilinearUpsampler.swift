@@ -65,30 +65,42 @@ public struct BilinearUpsampler: Sendable {
     }
 
     /// Calls `body(pixelIndex, value)` for every output pixel whose value exceeds `bound`,
-    /// computing only the blocks that can exceed it.
+    /// computing only the blocks — and within them the rows — that can exceed it.
     @inlinable public func forEachPixel(of map: UnsafePointer<Float>, above bound: Float,
                                         _ body: (Int, Float) -> Void) {
         rows.lowerWeight.withUnsafeBufferPointer { wy0s in
         rows.upperWeight.withUnsafeBufferPointer { wy1s in
         cols.lowerWeight.withUnsafeBufferPointer { wx0s in
         cols.upperWeight.withUnsafeBufferPointer { wx1s in
-            for rowBlock in rows.blocks {
-                let top = map + rowBlock.lower * width, bottom = map + rowBlock.upper * width
-                for colBlock in cols.blocks {
-                    let x0 = colBlock.lower, x1 = colBlock.upper
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * size) { scratch in
+            let tops = scratch.baseAddress!, bottoms = tops + size
+            for colBlock in cols.blocks {
+                let x0 = colBlock.lower, x1 = colBlock.upper
+                let start = colBlock.start, width = colBlock.end - colBlock.start
+                for rowBlock in rows.blocks {
+                    let top = map + rowBlock.lower * self.width, bottom = map + rowBlock.upper * self.width
                     let a00 = top[x0], a01 = top[x1], a10 = bottom[x0], a11 = bottom[x1]
                     if max(max(a00, a01), max(a10, a11)) <= bound { continue }
+                    // Interpolate along x once per block; each row is then one blend per pixel.
+                    var topMax = -Float.infinity, bottomMax = -Float.infinity
+                    for j in 0..<width {
+                        let wx0 = wx0s[start + j], wx1 = wx1s[start + j]
+                        let t = wx0 * a00 + wx1 * a01, b = wx0 * a10 + wx1 * a11
+                        tops[j] = t; bottoms[j] = b
+                        topMax = max(topMax, t); bottomMax = max(bottomMax, b)
+                    }
                     for row in rowBlock.start..<rowBlock.end {
                         let wy0 = wy0s[row], wy1 = wy1s[row]
-                        let base = row * size
-                        for col in colBlock.start..<colBlock.end {
-                            let wx0 = wx0s[col], wx1 = wx1s[col]
-                            let v = wy0 * (wx0 * a00 + wx1 * a01) + wy1 * (wx0 * a10 + wx1 * a11)
-                            if v > bound { body(base + col, v) }
+                        // Weights are non-negative: this bounds every value of the row.
+                        if wy0 * topMax + wy1 * bottomMax <= bound { continue }
+                        let base = row * size + start
+                        for j in 0..<width {
+                            let v = wy0 * tops[j] + wy1 * bottoms[j]
+                            if v > bound { body(base + j, v) }
                         }
                     }
                 }
             }
-        }}}}
+        }}}}}
     }
 }

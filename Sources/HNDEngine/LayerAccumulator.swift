@@ -213,36 +213,29 @@ public struct LayerAccumulator: Sendable {
     /// lower bound and counts those pixels, by value, per histogram row.
     mutating func recordTails(maps: UnsafePointer<Float>, rows: [Int], images: [Int32]) {
         guard let upsampler else { return }
-        let s2 = upsampler.size * upsampler.size
-        // Small chunks keep the chunk's concept grids in L2 while each unit walks them.
-        let chunk = 16
-        var grid = [UInt64](repeating: 0, count: min(chunk, rows.count) * s2)
+        // 64 images of 16-bit combination ids (≈ 1.6 MB at S = 112) stay in L2 while each unit
+        // walks them with its histogram hot.
+        let chunk = 64
+        var grid = ConceptGrid(capacity: min(chunk, rows.count), size: upsampler.size)
         for start in stride(from: 0, to: rows.count, by: chunk) {
             let end = min(start + chunk, rows.count)
-            let dictionary = index.dictionary
-            grid.withUnsafeMutableBufferPointer { grid in
-                let grid = UnsafeSendable(grid)
-                DispatchQueue.concurrentPerform(iterations: end - start) { k in
-                    let slice = UnsafeMutableBufferPointer(rebasing: grid.value[(k * s2)..<((k + 1) * s2)])
-                    slice.update(repeating: 0)
-                    dictionary.rasterizeConcepts(image: Int(images[start + k]), into: slice)
-                }
-            }
+            grid.fill(images: images[start..<end], dictionary: index.dictionary)
             recordTailChunk(maps: maps, rows: Array(rows[start..<end]), images: Array(images[start..<end]), grid: grid)
         }
     }
 
     /// Each worker takes a range of units; a unit walks the chunk's images with its histogram hot.
-    mutating func recordTailChunk(maps: UnsafePointer<Float>, rows: [Int], images: [Int32], grid: [UInt64]) {
+    mutating func recordTailChunk(maps: UnsafePointer<Float>, rows: [Int], images: [Int32], grid: ConceptGrid) {
         let c = units, hw = mapSize, n = index.imageCount
-        let upsampler = upsampler!, s2 = upsampler.size * upsampler.size
+        let upsampler = upsampler!, s2 = grid.pixelsPerImage
         let countRowsOfImage = index.countRowsOfImage, countRows = index.countRows
         let workers = min(c, Self.workerCount)
         let maps = UnsafeSendable(maps)
+        let tables = grid.tables
         maxima.withUnsafeBufferPointer { maximaBuffer in
         let maximaCopy = UnsafeSendable(maximaBuffer.baseAddress!)
-        grid.withUnsafeBufferPointer { grid in
-            let grid = UnsafeSendable(grid.baseAddress!)
+        grid.ids.withUnsafeBufferPointer { ids in
+            let ids = UnsafeSendable(ids.baseAddress!)
             topValues.withUnsafeBufferPointer { tops in
                 let tops = UnsafeSendable(tops)
                 histograms.withUnsafeMutableBufferPointer { hists in
@@ -255,10 +248,12 @@ public struct LayerAccumulator: Sendable {
                                     let image = Int(images[i])
                                     if maximaCopy.value[u * n + image] <= bound { continue }
                                     let map = maps.value + (row * c + u) * hw
-                                    let pixels = grid.value + i * s2
+                                    let pixels = ids.value + i * s2
                                     let countBits = countRowsOfImage[image]
-                                    upsampler.forEachPixel(of: map, above: bound) { pixel, v in
-                                        recorder.count(v, countBits: countBits, conceptBits: pixels[pixel], countRows: countRows)
+                                    tables[i].withUnsafeBufferPointer { table in
+                                        upsampler.forEachPixel(of: map, above: bound) { pixel, v in
+                                            recorder.count(v, countBits: countBits, conceptBits: table[Int(pixels[pixel])], countRows: countRows)
+                                        }
                                     }
                                 }
                             }

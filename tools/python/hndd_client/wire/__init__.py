@@ -6,6 +6,7 @@ directory, the publish topic of a layer, and the byte size of each dtype.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -43,8 +44,15 @@ class Endpoints:
 
     @classmethod
     def from_run_dir(cls, run_dir) -> "Endpoints":
-        """The ipc:// endpoints in `run_dir`, with an absolute path as `hndd serve` binds them."""
+        """The endpoints `hndd serve` bound for `run_dir` (its endpoints.json, e.g. when it was
+        told to use TCP), else the ipc:// sockets in `run_dir`, with an absolute path."""
         directory = os.path.abspath(os.fspath(run_dir))
+        try:
+            with open(os.path.join(directory, "endpoints.json"), encoding="utf-8") as f:
+                bound = json.load(f)
+            return cls(ingest=bound["ingest"], publish=bound["publish"], control=bound["control"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
         base = "" if directory == "/" else directory
         return cls(
             ingest=f"ipc://{base}/ingest.sock",
