@@ -155,3 +155,58 @@ struct RandomCase {
         #expect(throws: StateError.self) { try LayerAccumulator(decoding: bytes, index: index, options: .init(quantile: 0.01)) }
     }
 }
+
+@Suite struct IoUTests {
+    /// Stage II by brute force: every pixel of every upsampled map, every mask pixel.
+    func bruteForceIoU(_ random: RandomCase, images: [Int], unit u: Int, quantile q: Double) -> (threshold: Float, iou: [Double]) {
+        let d = random.dictionary, l = d.conceptCount, s = d.maskSize, hw = random.h * random.w
+        let up = BilinearUpsampler(height: random.h, width: random.w, size: s)
+        let index = DictionaryIndex(d)
+        let local = images.filter { index.inLocalSet[$0] }
+        var values: [Float] = []
+        for n in local { values += random.maps[((n * random.units + u) * hw)..<((n * random.units + u + 1) * hw)] }
+        let rule = QuantileRule(upperTail: q)
+        let t = rule.value(population: values.count, largestDescending: values.sorted(by: >))!
+        var inter = [Double](repeating: 0, count: l), act = [Double](repeating: 0, count: l), area = [Double](repeating: 0, count: l)
+        random.maps.withUnsafeBufferPointer { maps in
+            for n in local {
+                let map = maps.baseAddress! + (n * random.units + u) * hw
+                for row in 0..<s {
+                    for col in 0..<s {
+                        let inM = up.value(map, row: row, col: col) > t
+                        for c in 0..<l where d.localLabel(image: n, concept: c) >= 0 {
+                            let inL = d.mask(image: n, concept: c)?.contains(row: row, col: col) ?? false
+                            if inM { act[c] += 1 }
+                            if inL { area[c] += 1 }
+                            if inM && inL { inter[c] += 1 }
+                        }
+                    }
+                }
+            }
+        }
+        return (t, (0..<l).map { c in
+            let union = act[c] + area[c] - inter[c]
+            return union > 0 ? inter[c] / union : 0
+        })
+    }
+
+    @Test(arguments: [10, 60, 150])
+    func partialAndCompleteIoUMatchBruteForce(seen: Int) throws {
+        // q = 0.3 makes the warm-up long: with 10 images the maps are still pending.
+        let random = RandomCase(images: 150, units: 3, h: 3, w: 3, seed: 21)
+        let options = DissectionOptions(quantile: 0.3)
+        var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary), options: options)
+        var g = SplitMix(seed: 5)
+        let order = Array(Array(0..<150).shuffled(using: &g).prefix(seen))
+        try random.feed(&layer, order: order, batch: 4)
+        #expect(layer.isWarm == (seen > 10))
+        let snapshot = layer.snapshot()
+        for u in 0..<3 {
+            let expected = bruteForceIoU(random, images: order, unit: u, quantile: 0.3)
+            #expect(snapshot.threshold[u] == expected.threshold)
+            for c in 0..<random.dictionary.conceptCount {
+                #expect(abs(Double(snapshot.iou[u * 6 + c]) - expected.iou[c]) < 0.01, "unit \(u) concept \(c)")
+            }
+        }
+    }
+}
