@@ -46,5 +46,6 @@ let package = Package(
         .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine"]),
         .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine"]),
         .testTarget(name: "HNDWireTests", dependencies: ["HNDWire"]),
+        .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine"]),
     ]
 )
