@@ -1,0 +1,342 @@
+"""Reading and writing Face Dictionary files (SPEC §1) with h5py.
+
+Layout written (strings are variable-length UTF-8, root attributes ``format`` = "hndd-dictionary",
+``version`` = 1 (int32), ``mask_size`` (int32), ``ellipse_chi2`` (float64)):
+
+    /global/categories [Gc] str      /global/subgroups [G] str     /global/subgroup_category [G] int32
+    /local/regions [R] str           /local/concepts [L] str
+    /local/concept_region [L] int32  /local/concept_type [L] int32
+    /images/global_label [N, Gc] int32   /images/local_label [N, L] int8
+    /images/ellipse [N, L, 5] float32    /images/pixels [N, H, W, 3] uint8 (optional)
+
+Two optional datasets beyond SPEC §1, which readers of §1 may ignore:
+``/images/landmarks`` [N, 68, 2] float32 (normalised iBUG points the ellipses came from, NaN when
+unknown) and ``/images/name`` [N] str (where the image came from).
+
+``DictionaryWriter`` fills the per-image datasets in slices, so a builder can stream images that
+would not fit in memory; every slice is checked before it is written.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import h5py
+import numpy as np
+
+from .landmarks import DEFAULT_CHI2
+from .taxonomy import CONCEPT_TYPE_NAMES, Taxonomy
+
+FORMAT = "hndd-dictionary"
+VERSION = 1
+STRING = h5py.string_dtype(encoding="utf-8")
+
+
+class DictionaryError(ValueError):
+    """A dictionary file or an array meant for one breaks SPEC §1; the message says where."""
+
+
+@dataclass
+class DictionaryHeader:
+    """Everything in a dictionary that is not per image."""
+
+    categories: Sequence[str]
+    subgroups: Sequence[str]
+    subgroup_category: Sequence[int]
+    regions: Sequence[str]
+    concepts: Sequence[str]
+    concept_region: Sequence[int]
+    concept_type: Sequence[int]
+    mask_size: int = 112
+    ellipse_chi2: float = DEFAULT_CHI2
+
+    @classmethod
+    def from_taxonomy(cls, taxonomy: Taxonomy, mask_size: int = 112, ellipse_chi2: float = DEFAULT_CHI2):
+        return cls(taxonomy.category_names, taxonomy.subgroups, taxonomy.subgroup_category,
+                   list(taxonomy.regions), taxonomy.concept_names,
+                   [c.region_index for c in taxonomy.concepts], [c.type for c in taxonomy.concepts],
+                   mask_size, ellipse_chi2)
+
+    def check(self, source: str = "dictionary") -> None:
+        def fail(message):
+            raise DictionaryError(f"{source}: {message}")
+
+        if not isinstance(self.mask_size, (int, np.integer)) or self.mask_size < 1:
+            fail(f"attribute mask_size must be a positive integer, got {self.mask_size!r}")
+        if not np.isfinite(self.ellipse_chi2) or self.ellipse_chi2 <= 0:
+            fail(f"attribute ellipse_chi2 must be a positive number, got {self.ellipse_chi2!r}")
+        if len(self.subgroup_category) != len(self.subgroups):
+            fail(f"/global/subgroup_category has {len(self.subgroup_category)} entries for "
+                 f"{len(self.subgroups)} subgroups")
+        for i, category in enumerate(self.subgroup_category):
+            if not 0 <= category < len(self.categories):
+                fail(f"/global/subgroup_category[{i}] = {category} is not a category index "
+                     f"(0..{len(self.categories) - 1})")
+        for i in range(len(self.categories)):
+            if i not in self.subgroup_category:
+                fail(f"global category {self.categories[i]!r} has no subgroups")
+        for name, size in (("concept_region", len(self.concept_region)), ("concept_type", len(self.concept_type))):
+            if size != len(self.concepts):
+                fail(f"/local/{name} has {size} entries for {len(self.concepts)} concepts")
+        for i, region in enumerate(self.concept_region):
+            if not 0 <= region < len(self.regions):
+                fail(f"/local/concept_region[{i}] = {region} is not a region index (0..{len(self.regions) - 1})")
+        for i, kind in enumerate(self.concept_type):
+            if kind not in CONCEPT_TYPE_NAMES:
+                fail(f"/local/concept_type[{i}] = {kind}; must be 0 (part), 1 (attribute) or 2 (action unit)")
+        for label, names in (("/global/subgroups", self.subgroups), ("/local/concepts", self.concepts),
+                             ("/global/categories", self.categories), ("/local/regions", self.regions)):
+            if len(set(names)) != len(names):
+                fail(f"{label} contains a name twice")
+
+
+def check_image_rows(header: DictionaryHeader, global_label, local_label, ellipse,
+                     first_index: int = 0, source: str = "dictionary") -> None:
+    """Checks per-image label and ellipse rows against the header and SPEC §1's rules."""
+    def fail(message):
+        raise DictionaryError(f"{source}: {message}")
+
+    global_label = np.asarray(global_label)
+    local_label = np.asarray(local_label)
+    ellipse = np.asarray(ellipse)
+    count = len(global_label)
+    if global_label.shape != (count, len(header.categories)):
+        fail(f"/images/global_label has shape {global_label.shape}, expected ({count}, {len(header.categories)})")
+    if local_label.shape != (count, len(header.concepts)):
+        fail(f"/images/local_label has shape {local_label.shape}, expected ({count}, {len(header.concepts)})")
+    if ellipse.shape != (count, len(header.concepts), 5):
+        fail(f"/images/ellipse has shape {ellipse.shape}, expected ({count}, {len(header.concepts)}, 5)")
+
+    subgroup_category = np.asarray(header.subgroup_category)
+    for category in range(len(header.categories)):
+        labels = global_label[:, category]
+        in_range = (labels >= 0) & (labels < len(subgroup_category))
+        of_category = in_range & (subgroup_category[np.clip(labels, 0, len(subgroup_category) - 1)] == category)
+        wrong = (labels != -1) & ~of_category
+        if wrong.any():
+            n = int(np.argmax(wrong))
+            fail(f"/images/global_label[{first_index + n}, {category}] = {labels[n]} is not a subgroup of "
+                 f"category {header.categories[category]!r} (nor -1)")
+    bad = ~np.isin(local_label, (-1, 0, 1))
+    if bad.any():
+        n, c = np.argwhere(bad)[0]
+        fail(f"/images/local_label[{first_index + n}, {c}] = {local_label[n, c]}; must be 1, 0 or -1")
+
+    present = local_label == 1
+    finite = np.isfinite(ellipse).all(axis=2)
+    missing = present & ~finite
+    if missing.any():
+        n, c = np.argwhere(missing)[0]
+        fail(f"/images/ellipse[{first_index + n}, {c}] ({header.concepts[c]}) is not finite but the concept is present")
+    stray = ~present & ~np.isnan(ellipse).all(axis=2)
+    if stray.any():
+        n, c = np.argwhere(stray)[0]
+        fail(f"/images/ellipse[{first_index + n}, {c}] ({header.concepts[c]}) must be NaN: the concept is not present")
+    sxx, sxy, syy = ellipse[..., 2], ellipse[..., 3], ellipse[..., 4]
+    with np.errstate(invalid="ignore"):
+        indefinite = present & ((sxx < 0) | (syy < 0) | (sxx * syy - sxy * sxy < -1e-12))
+    if indefinite.any():
+        n, c = np.argwhere(indefinite)[0]
+        fail(f"/images/ellipse[{first_index + n}, {c}] ({header.concepts[c]}) has a covariance that is not "
+             f"positive semi-definite")
+
+
+def _write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
+    group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=STRING)
+
+
+@contextmanager
+def replace_when_done(path):
+    """Yields a temporary path next to ``path``; it becomes ``path`` only if the block succeeds.
+
+    A failed or interrupted build leaves no half-written file behind under the real name.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+class DictionaryWriter:
+    """Creates a dictionary file for ``image_count`` images and fills it slice by slice.
+
+    Use as a context manager; ``write`` the rows [start, start + n) in any order. Rows never
+    written keep their fill values (labels −1, ellipses NaN): an unannotated image. The file
+    appears under its name only when the ``with`` block ends without an exception.
+    """
+
+    def __init__(self, path, header: DictionaryHeader, image_count: int, image_size: Optional[int] = None,
+                 with_landmarks: bool = False, with_names: bool = False):
+        header.check(str(path))
+        if image_count < 1:
+            raise DictionaryError(f"{path}: a dictionary needs at least one image")
+        self.path = Path(path)
+        self.header = header
+        self.image_count = image_count
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._file = h5py.File(self._partial, "w")
+        try:
+            self._create(image_size, with_landmarks, with_names)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _create(self, image_size, with_landmarks, with_names):
+        header, count, file = self.header, self.image_count, self._file
+        file.attrs["format"] = FORMAT
+        file.attrs["version"] = np.int32(VERSION)
+        file.attrs["mask_size"] = np.int32(header.mask_size)
+        file.attrs["ellipse_chi2"] = np.float64(header.ellipse_chi2)
+        global_group = file.create_group("global")
+        _write_strings(global_group, "categories", header.categories)
+        _write_strings(global_group, "subgroups", header.subgroups)
+        global_group.create_dataset("subgroup_category", data=np.asarray(header.subgroup_category, dtype=np.int32))
+        local_group = file.create_group("local")
+        _write_strings(local_group, "regions", header.regions)
+        _write_strings(local_group, "concepts", header.concepts)
+        local_group.create_dataset("concept_region", data=np.asarray(header.concept_region, dtype=np.int32))
+        local_group.create_dataset("concept_type", data=np.asarray(header.concept_type, dtype=np.int32))
+        images = file.create_group("images")
+        gc, lc = len(header.categories), len(header.concepts)
+        images.create_dataset("global_label", shape=(count, gc), dtype=np.int32, fillvalue=-1)
+        images.create_dataset("local_label", shape=(count, lc), dtype=np.int8, fillvalue=-1)
+        images.create_dataset("ellipse", shape=(count, lc, 5), dtype=np.float32, fillvalue=np.nan)
+        if image_size is not None:
+            images.create_dataset("pixels", shape=(count, image_size, image_size, 3), dtype=np.uint8,
+                                  chunks=(1, image_size, image_size, 3))
+        if with_landmarks:
+            images.create_dataset("landmarks", shape=(count, 68, 2), dtype=np.float32, fillvalue=np.nan)
+        if with_names:
+            images.create_dataset("name", shape=(count,), dtype=STRING)
+
+    def write(self, start: int, global_label, local_label, ellipse, pixels=None, landmarks=None, names=None):
+        count = len(global_label)
+        if start < 0 or start + count > self.image_count:
+            raise DictionaryError(f"{self.path}: rows {start}..{start + count - 1} are outside 0..{self.image_count - 1}")
+        check_image_rows(self.header, global_label, local_label, ellipse, start, str(self.path))
+        images = self._file["images"]
+        rows = slice(start, start + count)
+        images["global_label"][rows] = np.asarray(global_label, dtype=np.int32)
+        images["local_label"][rows] = np.asarray(local_label, dtype=np.int8)
+        images["ellipse"][rows] = np.asarray(ellipse, dtype=np.float32)
+        for name, values, dtype in (("pixels", pixels, np.uint8), ("landmarks", landmarks, np.float32)):
+            if values is None:
+                continue
+            if name not in images:
+                raise DictionaryError(f"{self.path}: /images/{name} was not declared when the file was created")
+            values = np.asarray(values, dtype=dtype)
+            if values.shape != (count,) + images[name].shape[1:]:
+                raise DictionaryError(f"{self.path}: /images/{name} rows have shape {values.shape}, expected "
+                                      f"{(count,) + images[name].shape[1:]}")
+            images[name][rows] = values
+        if names is not None:
+            if "name" not in images:
+                raise DictionaryError(f"{self.path}: /images/name was not declared when the file was created")
+            images["name"][rows] = np.array(list(names), dtype=object)
+
+    def close(self):
+        """Finishes the file and gives it its real name."""
+        self._file.close()
+        os.replace(self._partial, self.path)
+
+    def _discard(self):
+        self._file.close()
+        self._partial.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard()
+
+
+def write_dictionary(path, header: DictionaryHeader, global_label, local_label, ellipse,
+                     pixels=None, landmarks=None, names=None) -> None:
+    """Writes a whole dictionary held in memory."""
+    pixels = None if pixels is None else np.asarray(pixels)
+    if pixels is not None and (pixels.ndim != 4 or pixels.shape[1] != pixels.shape[2] or pixels.shape[3] != 3):
+        raise DictionaryError(f"{path}: pixels must be [N, H, H, 3], got {pixels.shape}")
+    with DictionaryWriter(path, header, len(global_label), None if pixels is None else pixels.shape[1],
+                          landmarks is not None, names is not None) as writer:
+        writer.write(0, global_label, local_label, ellipse, pixels, landmarks, names)
+
+
+@dataclass
+class FaceDictionary:
+    """A dictionary file read into memory (pixels only when asked for)."""
+
+    header: DictionaryHeader
+    global_label: np.ndarray
+    local_label: np.ndarray
+    ellipse: np.ndarray
+    pixels: Optional[np.ndarray] = None
+    landmarks: Optional[np.ndarray] = None
+    names: Optional[list] = None
+
+    def __len__(self):
+        return len(self.global_label)
+
+
+def _read_strings(file: h5py.File, name: str, source: str) -> list:
+    if name not in file:
+        raise DictionaryError(f"{source}: dataset {name} is missing")
+    values = file[name]
+    if values.dtype.kind != "O" or h5py.check_string_dtype(values.dtype) is None:
+        raise DictionaryError(f"{source}: {name} must hold variable-length strings")
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values[()]]
+
+
+def _read_array(file: h5py.File, name: str, source: str) -> np.ndarray:
+    if name not in file:
+        raise DictionaryError(f"{source}: dataset {name} is missing")
+    return file[name][()]
+
+
+def read_dictionary(path, with_pixels: bool = True) -> FaceDictionary:
+    """Reads and checks a dictionary file; raises DictionaryError naming the file and dataset."""
+    source = str(path)
+    try:
+        file = h5py.File(path, "r")
+    except (OSError, FileNotFoundError) as error:
+        raise DictionaryError(f"{source}: cannot open as HDF5 ({error})") from None
+    with file:
+        attributes = dict(file.attrs)
+        if attributes.get("format") != FORMAT:
+            raise DictionaryError(f"{source}: root attribute format is {attributes.get('format')!r}, expected {FORMAT!r}")
+        if int(attributes.get("version", -1)) != VERSION:
+            raise DictionaryError(f"{source}: unsupported version {attributes.get('version')!r}")
+        for name in ("mask_size",):
+            if name not in attributes:
+                raise DictionaryError(f"{source}: root attribute {name} is missing")
+        header = DictionaryHeader(
+            _read_strings(file, "global/categories", source), _read_strings(file, "global/subgroups", source),
+            [int(v) for v in _read_array(file, "global/subgroup_category", source)],
+            _read_strings(file, "local/regions", source), _read_strings(file, "local/concepts", source),
+            [int(v) for v in _read_array(file, "local/concept_region", source)],
+            [int(v) for v in _read_array(file, "local/concept_type", source)],
+            int(attributes["mask_size"]), float(attributes.get("ellipse_chi2", DEFAULT_CHI2)))
+        header.check(source)
+        dictionary = FaceDictionary(header, _read_array(file, "images/global_label", source),
+                                    _read_array(file, "images/local_label", source),
+                                    _read_array(file, "images/ellipse", source))
+        check_image_rows(header, dictionary.global_label, dictionary.local_label, dictionary.ellipse, 0, source)
+        if with_pixels and "images/pixels" in file:
+            dictionary.pixels = file["images/pixels"][()]
+            if dictionary.pixels.shape[0] != len(dictionary) or dictionary.pixels.ndim != 4:
+                raise DictionaryError(f"{source}: /images/pixels has shape {dictionary.pixels.shape} for "
+                                      f"{len(dictionary)} images")
+        if "images/landmarks" in file:
+            dictionary.landmarks = file["images/landmarks"][()]
+        if "images/name" in file:
+            dictionary.names = _read_strings(file, "images/name", source)
+    return dictionary
