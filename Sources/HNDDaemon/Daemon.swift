@@ -207,6 +207,7 @@ public final class Daemon: @unchecked Sendable {
             rows.append(snapshot)
             var status = passStatus(pass)
             status.open = false
+            status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
             recentlyFinished[key.layer, default: []].append(status)
             if recentlyFinished[key.layer]!.count > 8 { recentlyFinished[key.layer]!.removeFirst() }
             logger.info(snapshot.complete ? "pass complete" : "pass written incomplete",
@@ -361,10 +362,8 @@ public final class Daemon: @unchecked Sendable {
             var layer = Hndd_LayerStatus()
             layer.layer = name
             let open = book.open.values.filter { $0.key.layer == name }.sorted { $0.key.step < $1.key.step }
-            if let any = open.first?.accumulator {
-                layer.units = UInt32(any.units); layer.height = UInt32(any.height); layer.width = UInt32(any.width)
-            } else {
-                layer.units = UInt32(book.unitsOfLayer[name] ?? 0)
+            if let shape = book.shapeOfLayer[name] {
+                layer.units = UInt32(shape.units); layer.height = UInt32(shape.height); layer.width = UInt32(shape.width)
             }
             layer.passes = (recentlyFinished[name] ?? []) + open.map(passStatus)
             layer.passesFinished = UInt64(book.finishedCount[name] ?? 0)
@@ -377,7 +376,8 @@ public final class Daemon: @unchecked Sendable {
 /// Received batches waiting for the engine, bounded in bytes.
 final class IngestQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    private var messages: [ZMQMultipart] = []
+    /// Popped slots are cleared at once, so processed batches free their memory immediately.
+    private var messages: [ZMQMultipart?] = []
     private var head = 0
     private var bytes = 0
     private var finished = false
@@ -418,7 +418,8 @@ final class IngestQueue: @unchecked Sendable {
         while head == messages.count {
             if timeout <= 0 || !condition.wait(until: deadline) { return nil }
         }
-        let message = messages[head]
+        let message = messages[head]!
+        messages[head] = nil
         head += 1
         bytes -= message.byteCount
         if head > 64, head * 2 > messages.count { messages.removeFirst(head); head = 0 }

@@ -43,8 +43,9 @@ public struct PassBook: Sendable {
     public var supersededAfter: Double
 
     public private(set) var open: [PassKey: OpenPass] = [:]
-    /// Units of each layer, fixed by its first batch: a changing count is a client error.
-    public private(set) var unitsOfLayer: [String: Int] = [:]
+    /// Shape of each layer's maps, fixed by its first batch: a changing unit count is a client error.
+    public private(set) var shapeOfLayer: [String: (units: Int, height: Int, width: Int)] = [:]
+    public var unitsOfLayer: [String: Int] { shapeOfLayer.mapValues(\.units) }
     /// Passes already written, so late batches are refused instead of opening a new pass.
     public private(set) var finished: Set<PassKey> = []
     public private(set) var finishedCount: [String: Int] = [:]
@@ -64,7 +65,7 @@ public struct PassBook: Sendable {
         if finished.contains(key) {
             throw Rejection(reason: "pass_finished", description: "\(key): this pass was already written; late batch ignored")
         }
-        if let expected = unitsOfLayer[key.layer], expected != units {
+        if let expected = shapeOfLayer[key.layer]?.units, expected != units {
             throw Rejection(reason: "unit_count_changed", description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
         }
         var pass = open[key] ?? OpenPass(key: key, accumulator: LayerAccumulator(layer: key.layer, index: index, options: options),
@@ -78,14 +79,15 @@ public struct PassBook: Sendable {
         pass.updatedAt = now
         pass.duplicates += outcome.duplicates
         open[key] = pass
-        unitsOfLayer[key.layer] = units
+        shapeOfLayer[key.layer] = (units, height, width)
         return outcome
     }
 
     /// Restores a checkpointed pass.
     public mutating func restore(_ pass: OpenPass) {
         open[pass.key] = pass
-        if pass.accumulator.units > 0 { unitsOfLayer[pass.key.layer] = pass.accumulator.units }
+        let a = pass.accumulator
+        if a.units > 0 { shapeOfLayer[pass.key.layer] = (a.units, a.height, a.width) }
     }
 
     /// Passes to write now: complete ones, and incomplete ones timed out or superseded.
