@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .cli import positive_int
 from .dictionary_io import DictionaryHeader, DictionaryWriter
 from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, outline_ellipse
 from .taxonomy import PART, Taxonomy, load_taxonomy
@@ -409,16 +410,6 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
     return len(present)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m hndd_client build-dictionary",
                                      description="Build a Face Dictionary from CelebA, UTKFace and AU files.")
@@ -431,10 +422,10 @@ def main(argv: Sequence[str]) -> int:
                         help="AU value at or above which the AU is present (default 1; DISFA users often use 2)")
     parser.add_argument("--landmarks-csv", type=Path, help="image,x0,y0,...,x67,y67 in pixels")
     parser.add_argument("--mediapipe", action="store_true", help="detect landmarks with MediaPipe face mesh")
-    parser.add_argument("--size", type=_positive_int, required=True, help="side of the stored square images")
+    parser.add_argument("--size", type=positive_int, required=True, help="side of the stored square images")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mask-size", type=_positive_int, default=112)
-    parser.add_argument("--max-per-source", type=_positive_int, help="use at most N images of each source")
+    parser.add_argument("--mask-size", type=positive_int, default=112)
+    parser.add_argument("--max-per-source", type=positive_int, help="use at most N images of each source")
     parser.add_argument("--skip-missing", action="store_true", help="leave out listed images that are not on disk")
     parser.add_argument("--skip-unparsable", action="store_true",
                         help="leave out UTKFace files whose names do not read age_gender_race_date")

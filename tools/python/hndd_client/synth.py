@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .cli import positive_int
 from .dictionary_io import STRING, DictionaryHeader, DictionaryWriter, read_dictionary, replace_when_done
 from .face_renderer import FaceSpec, concept_presence, render, sample_face_spec, skin_luminance
 from .landmarks import DEFAULT_CHI2, concept_ellipses, ellipse_mask
@@ -261,16 +262,6 @@ def generate_trainset(path, task: str, bias_concept: str, bias_percent: float, i
 # command line
 # --------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -288,15 +279,15 @@ def _default_workers() -> int:
 def main_synth_dictionary(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m hndd_client synth-dictionary",
                                      description="Render a synthetic Face Dictionary (SPEC §1).")
-    parser.add_argument("--images", type=_positive_int, required=True, help="number of faces")
-    parser.add_argument("--size", type=_positive_int, required=True, help="image side in pixels (≥ 32)")
+    parser.add_argument("--images", type=positive_int, required=True, help="number of faces")
+    parser.add_argument("--size", type=positive_int, required=True, help="image side in pixels (≥ 32)")
     parser.add_argument("--out", required=True, help="dictionary file to write (.h5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", help="also write a contact sheet PNG with mask outlines")
-    parser.add_argument("--mask-size", type=_positive_int, default=112, help="mask grid side S (default 112)")
+    parser.add_argument("--mask-size", type=positive_int, default=112, help="mask grid side S (default 112)")
     parser.add_argument("--grayscale-fraction", type=_fraction, default=0.0,
                         help="fraction of grayscale images; > 0 adds the colour_scheme category")
-    parser.add_argument("--workers", type=_positive_int, default=_default_workers())
+    parser.add_argument("--workers", type=positive_int, default=_default_workers())
     options = parser.parse_args(argv)
     if options.size < 32:
         parser.error(f"--size {options.size} is too small to show the concepts; use at least 32")
@@ -321,11 +312,11 @@ def main_synth_trainset(argv: Sequence[str]) -> int:
     parser.add_argument("--bias", type=float, required=True,
                         help="percentage P: the concept is in P%% of the bias class, (100-P)%% of the others")
     parser.add_argument("--bias-class", help="class that gets P%% (default: male for the gender task)")
-    parser.add_argument("--images", type=_positive_int, required=True)
-    parser.add_argument("--size", type=_positive_int, required=True)
+    parser.add_argument("--images", type=positive_int, required=True)
+    parser.add_argument("--size", type=positive_int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=_positive_int, default=_default_workers())
+    parser.add_argument("--workers", type=positive_int, default=_default_workers())
     options = parser.parse_args(argv)
     if options.size < 32:
         parser.error(f"--size {options.size} is too small to show the concepts; use at least 32")
