@@ -55,7 +55,7 @@ public struct RunDirectory: Sendable {
 
     public func writeEndpoints(_ e: Endpoints) throws {
         let json = try JSONSerialization.data(withJSONObject: ["ingest": e.ingest, "publish": e.publish, "control": e.control],
-                                              options: [.prettyPrinted, .sortedKeys])
+                                              options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         let temporary = endpointsFile + ".writing"
         FileManager.default.createFile(atPath: temporary, contents: json, attributes: [.posixPermissions: 0o600])
         rename(temporary, endpointsFile)
