@@ -1,0 +1,546 @@
+"""The training side of `tools/demo`: ResNet-18 learns a biased gender task while hndd watches.
+
+    python3 -m hndd_client.demo train --trainset T.h5 --dictionary D.h5 --run-dir DIR --run NAME
+        [--epochs E] [--every N] [--layers L ...] [--size PX] [--batch-size B] [--seed S] [--summary F]
+    python3 -m hndd_client.demo throughput --trainset T.h5 --dictionary D.h5 --run-dir DIR [--rounds K] ...
+    python3 -m hndd_client.demo table --snapshots S.h5 [--layers L ...] [--markdown OUT.md]
+
+``train`` trains a torchvision ResNet-18 (no pretrained weights) on a synthetic training set
+(``python3 -m hndd_client synth-trainset``) on the CPU, with ``hndd_client.torch.watch`` sending a
+probe pass of the dictionary every N steps (and one before the first step) to ``hndd serve``.
+
+``throughput`` measures what watching costs: two copies of the same model with the same seed,
+one watched and one not, train in alternating stretches of N steps (so both see the same load on
+a shared machine), and it prints the steps per second of each.
+
+``table`` reads the snapshot file and prints the finding of the paper's §5 as measured: units
+paired with eyeglasses (and units localised in the eye region) at P = 50 against P = 100 per
+layer over training steps, and units biased toward grayscale per layer at each P. Run names
+follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as ``tools/demo`` names them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import h5py
+import numpy as np
+
+from .cli import positive_int
+
+DEFAULT_LAYERS = ("layer2.1.conv1", "layer3.1.conv1", "layer4.1.conv1")
+#: Input normalisation of the demo's model (the synthetic images are roughly centred on grey).
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+RUN_NAME = re.compile(r"^(?P<concept>[A-Za-z_]+)-P(?P<percent>\d+(?:\.\d+)?)$")
+
+
+class DemoError(ValueError):
+    """Bad demo input (a file, a run name, an option); the message says what and where."""
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+def read_trainset(path: str):
+    """(pixels [N, H, W, 3] uint8, labels [N] int64, attributes) of a synth-trainset file."""
+    if not os.path.isfile(path):
+        raise DemoError(f"training set {path!r} does not exist")
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("format") != "hndd-trainset":
+            raise DemoError(f"{path} is not a training set from synth-trainset (attribute format = "
+                            f"{file.attrs.get('format')!r})")
+        for name in ("images/pixels", "labels"):
+            if name not in file:
+                raise DemoError(f"{path} has no /{name}")
+        pixels, labels = file["images/pixels"][()], file["labels"][()].astype(np.int64)
+        attributes = {key: file.attrs[key] for key in file.attrs}
+    if len(pixels) != len(labels) or len(labels) == 0:
+        raise DemoError(f"{path}: {len(pixels)} images but {len(labels)} labels")
+    return pixels, labels, attributes
+
+
+@dataclass
+class TrainConfig:
+    size: int = 96
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+class Trainer:
+    """One ResNet-18 and its data order: `run_steps(k)` trains k more steps. Two trainers made with
+    the same seed train identically (same initial weights, batches and flips)."""
+
+    def __init__(self, pixels: np.ndarray, labels: np.ndarray, classes: int, config: TrainConfig):
+        import torch
+        import torchvision
+
+        self.torch = torch
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.model = torchvision.models.resnet18(weights=None, num_classes=classes)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.images = prepare_images(torch.from_numpy(pixels), config.size)  # uint8 [N, 3, S, S]
+        self.labels = torch.from_numpy(labels)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.position = 0
+        self.steps_done = 0
+        self.epochs_done = 0
+        self.recent_loss: List[float] = []
+        self.recent_correct = self.recent_seen = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.labels) // self.config.batch_size)
+
+    def _next_batch(self):
+        batch = self.config.batch_size
+        if self.position + batch > len(self.order):
+            self.order = self.torch.randperm(len(self.labels), generator=self.generator)
+            self.position = 0
+            self.epochs_done += self.steps_done > 0
+        index = self.order[self.position:self.position + batch]
+        self.position += batch
+        images = normalise(self.images[index])
+        flip = self.torch.rand(len(index), generator=self.generator) < 0.5
+        images[flip] = images[flip].flip(-1)
+        return images, self.labels[index]
+
+    def run_steps(self, count: int) -> None:
+        functional = self.torch.nn.functional
+        self.model.train()
+        for _ in range(count):
+            images, labels = self._next_batch()
+            logits = self.model(images)
+            loss = functional.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.steps_done += 1
+            self.recent_loss.append(float(loss.detach()))
+            self.recent_correct += int((logits.detach().argmax(1) == labels).sum())
+            self.recent_seen += len(labels)
+
+    def take_recent(self):
+        """(mean loss, accuracy) over the steps since the last call."""
+        loss = float(np.mean(self.recent_loss)) if self.recent_loss else float("nan")
+        accuracy = self.recent_correct / self.recent_seen if self.recent_seen else float("nan")
+        self.recent_loss, self.recent_correct, self.recent_seen = [], 0, 0
+        return loss, accuracy
+
+
+def prepare_images(pixels, size: int):
+    """uint8 [N, H, W, 3] -> uint8 [N, 3, size, size] (resized once, not per step)."""
+    import torch
+
+    images = pixels.permute(0, 3, 1, 2).contiguous()
+    if images.shape[-1] != size or images.shape[-2] != size:
+        resized = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear",
+                                                  antialias=True, align_corners=False)
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return images
+
+
+def normalise(images_uint8):
+    import torch
+
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (images_uint8.float() / 255.0 - mean) / std
+
+
+def probe_preprocess(size: int):
+    """The probe images get exactly the training preprocessing (resize, normalise)."""
+    import torch
+
+    def preprocess(images):  # float [B, 3, H, W] in [0, 1]
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = torch.nn.functional.interpolate(images * 255.0, size=(size, size), mode="bilinear",
+                                                     antialias=True, align_corners=False).round().clamp(0, 255) / 255.0
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(STD).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    return preprocess
+
+
+def command_train(options) -> int:
+    import torch
+
+    from .client import Client
+    from .torch import watch
+
+    torch.set_num_threads(options.threads or torch.get_num_threads())
+    pixels, labels, attributes = read_trainset(options.trainset)
+    classes = len(attributes.get("classes", [0, 1]))
+    config = TrainConfig(options.size, options.batch_size, options.lr, options.seed)
+    trainer = Trainer(pixels, labels, classes, config)
+    total_steps = options.steps or options.epochs * trainer.steps_per_epoch
+    total_steps = max(options.every, total_steps - total_steps % options.every)  # end on a probe pass
+    print(f"[{options.run}] ResNet-18 on {len(labels)} images of {options.trainset} "
+          f"(bias {attributes.get('bias_concept')} P={attributes.get('bias_percent')}), {options.size} px, "
+          f"batch {options.batch_size}, {total_steps} steps, seed {options.seed}; probe pass of "
+          f"{', '.join(options.layers)} every {options.every} steps", flush=True)
+    client = Client(run_dir=options.run_dir, run=options.run)
+    watcher = watch(trainer.model, options.layers, options.dictionary, options.every, client,
+                    batch_size=options.probe_batch, preprocess=probe_preprocess(options.size), dtype=options.dtype)
+    started = time.perf_counter()
+    try:
+        watcher.step(0)
+        report_pass(options.run, 0, float("nan"), float("nan"), watcher)
+        while trainer.steps_done < total_steps:
+            trainer.run_steps(options.every)
+            loss, accuracy = trainer.take_recent()
+            if watcher.step(trainer.steps_done):
+                report_pass(options.run, trainer.steps_done, loss, accuracy, watcher)
+        elapsed = time.perf_counter() - started
+        if not client.flush(timeout=60):
+            print(f"[{options.run}] warning: batches still unsent after 60 s", file=sys.stderr)
+    finally:
+        watcher.close()
+        client.close()
+    stats = watcher.stats
+    summary = {
+        "run": options.run, "steps": trainer.steps_done, "seconds": elapsed, "seed": options.seed,
+        "probe_seconds": stats.probe_seconds, "passes_run": stats.passes_run,
+        "passes_skipped": stats.passes_skipped, "dropped_batches": client.stats.dropped_batches,
+        "probe_share": stats.probe_seconds / elapsed if elapsed else 0.0, "final_train_accuracy": accuracy,
+        "load_average": os.getloadavg()[0],
+    }
+    print(f"[{options.run}] done: {trainer.steps_done} steps in {elapsed:.0f} s, probe passes "
+          f"{stats.passes_run} ({stats.passes_skipped} skipped) took {stats.probe_seconds:.1f} s "
+          f"= {100 * summary['probe_share']:.1f} % of the run; load average {summary['load_average']:.1f}",
+          flush=True)
+    if options.summary:
+        with open(options.summary, "a") as out:
+            out.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def report_pass(run, step, loss, accuracy, watcher) -> None:
+    stats = watcher.stats
+    training = "" if np.isnan(loss) else f"train loss {loss:.3f}, accuracy {100 * accuracy:.0f} %; "
+    print(f"[{run}] step {step:5d}: {training}probe pass {stats.last_pass_seconds:.1f} s, "
+          f"{stats.last_pass_bytes / 2**20:.1f} MiB queued for hndd", flush=True)
+
+
+def command_throughput(options) -> int:
+    """A baseline model and its watched twin (same seed) train step by step in turn; the watched
+    one also runs its probe pass every `every` steps. Each side's time is summed. Wall-clock
+    rates are what a user sees; CPU seconds of this process (training thread, client threads)
+    barely depend on what else the machine runs, so they show the cost on a busy machine too."""
+    import torch
+
+    from .client import Client
+    from .torch import watch
+
+    torch.set_num_threads(options.threads or torch.get_num_threads())
+    pixels, labels, attributes = read_trainset(options.trainset)
+    classes = len(attributes.get("classes", [0, 1]))
+    config = TrainConfig(options.size, options.batch_size, options.lr, options.seed)
+    baseline = Trainer(pixels, labels, classes, config)
+    watched = Trainer(pixels, labels, classes, config)
+    client = Client(run_dir=options.run_dir, run=options.run)
+    watcher = watch(watched.model, options.layers, options.dictionary, options.every, client,
+                    batch_size=options.probe_batch, preprocess=probe_preprocess(options.size), dtype=options.dtype)
+    # Warm-up outside the timing: first steps allocate, the probe builds its cache.
+    baseline.run_steps(2)
+    watched.run_steps(2)
+    watcher.probe_now(0)
+    wall = {"baseline": 0.0, "watched": 0.0}
+    cpu = {"baseline": 0.0, "watched": 0.0}
+    daemon_cpu = 0.0
+    loads = []
+
+    def settle():
+        # Training resumes once the daemon has finished the pass: its work (in its own process,
+        # reported as CPU seconds per pass) then never lands inside either side's steps.
+        client.flush(timeout=60)
+        wait_until_idle(options.hndd, options.run_dir, options.run)
+
+    try:
+        settle()
+        for _ in range(options.rounds):
+            # Step by step in turn, so bursts of other work on the machine hit both models alike.
+            for _ in range(options.every):
+                for name, trainer in (("baseline", baseline), ("watched", watched)):
+                    wall_start, cpu_start = time.perf_counter(), time.process_time()
+                    trainer.run_steps(1)
+                    wall[name] += time.perf_counter() - wall_start
+                    cpu[name] += time.process_time() - cpu_start
+            daemon_before = process_cpu_seconds(options.daemon_pid)
+            wall_start, cpu_start = time.perf_counter(), time.process_time()
+            watcher.probe_now(watched.steps_done)
+            wall["watched"] += time.perf_counter() - wall_start
+            cpu["watched"] += time.process_time() - cpu_start
+            settle()
+            daemon_cpu += process_cpu_seconds(options.daemon_pid) - daemon_before
+            loads.append(os.getloadavg()[0])
+    finally:
+        watcher.close()
+        client.close()
+    steps = options.rounds * options.every
+    rate = {name: steps / value for name, value in wall.items()}
+    loss = 1.0 - rate["watched"] / rate["baseline"]
+    cpu_extra = cpu["watched"] / cpu["baseline"] - 1.0
+    same = all(torch.equal(a, b) for a, b in zip(baseline.model.state_dict().values(),
+                                                  watched.model.state_dict().values()))
+    result = {"steps": steps, "every": options.every, "batch_size": options.batch_size, "size": options.size,
+              "layers": options.layers, "seed": options.seed, "threads": torch.get_num_threads(),
+              "baseline_steps_per_s": rate["baseline"], "watched_steps_per_s": rate["watched"],
+              "throughput_loss": loss, "baseline_cpu_s_per_step": cpu["baseline"] / steps,
+              "watched_cpu_s_per_step": cpu["watched"] / steps, "cpu_extra": cpu_extra,
+              "daemon_cpu_s_per_pass": daemon_cpu / options.rounds if options.daemon_pid else None,
+              "load_average": float(np.mean(loads)), "identical_weights": same}
+    print(f"throughput: {rate['baseline']:.2f} steps/s without watch, {rate['watched']:.2f} steps/s with watch "
+          f"(probe pass of {', '.join(options.layers)} every {options.every} steps, {steps} steps each, "
+          f"{torch.get_num_threads()} torch thread(s), seed {options.seed}): "
+          f"{100 * loss:.1f} % slower; load average {result['load_average']:.1f}; "
+          f"same weights after training: {'yes' if same else 'no'}", flush=True)
+    daemon = (f"; hndd serve used {result['daemon_cpu_s_per_pass']:.1f} CPU s per pass (in its own process)"
+              if options.daemon_pid else "")
+    print(f"throughput in CPU time of the training process: {result['baseline_cpu_s_per_step']:.3f} s per step "
+          f"without watch, {result['watched_cpu_s_per_step']:.3f} s with watch: {100 * cpu_extra:.1f} % more{daemon}",
+          flush=True)
+    if options.summary:
+        with open(options.summary, "a") as out:
+            out.write(json.dumps({"throughput": result}) + "\n")
+    return 0
+
+
+def process_cpu_seconds(pid: Optional[int]) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc); 0 without a pid."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError as error:
+        raise DemoError(f"cannot read the CPU time of process {pid} (--daemon-pid): {error}") from None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(hndd: str, run_dir: str, run: str, timeout: float = 120.0) -> None:
+    """Waits until `hndd status` shows an empty ingest queue and no open pass of `run`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = subprocess.run([hndd, "status", "--run-dir", run_dir], capture_output=True, text=True,
+                                    timeout=30)
+        except FileNotFoundError:
+            raise DemoError(f"cannot run {hndd!r} (give --hndd PATH or set HNDD_BIN)") from None
+        if result.returncode != 0:
+            raise DemoError(f"hndd status --run-dir {run_dir} failed: {result.stderr.strip()}")
+        status = json.loads(result.stdout)
+        busy = status.get("queue_depth", 0) > 0 or any(
+            p.get("open") and p.get("run") == run for layer in status.get("layers", []) for p in layer.get("passes", []))
+        if not busy:
+            return
+        time.sleep(0.2)
+    raise DemoError(f"the daemon at {run_dir} did not finish the passes of run {run} within {timeout:.0f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# the measured finding
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LayerSeries:
+    """Complete passes of one (run, layer), by step."""
+
+    steps: np.ndarray
+    paired_with: Dict[str, np.ndarray]  # local concept -> units paired, per step
+    in_region: Dict[str, np.ndarray]  # region -> units localised there, per step
+    biased_toward: Dict[str, np.ndarray]  # global subgroup -> units biased, per step
+    interpretable: np.ndarray
+    units: int
+
+
+def _strings(dataset) -> List[str]:
+    return [value.decode() if isinstance(value, bytes) else str(value) for value in dataset[()]]
+
+
+def read_series(path: str) -> Dict[str, Dict[str, LayerSeries]]:
+    """run -> layer -> LayerSeries of the complete passes in a snapshot file (SPEC §4); a step
+    written twice keeps its last row."""
+    if not os.path.isfile(path):
+        raise DemoError(f"snapshot file {path!r} does not exist")
+    series: Dict[str, Dict[str, LayerSeries]] = {}
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("format") != "hndd-snapshots":
+            raise DemoError(f"{path} is not an hndd snapshot file (attribute format = {file.attrs.get('format')!r})")
+        concepts, regions = _strings(file["local/concepts"]), _strings(file["local/regions"])
+        subgroups = _strings(file["global/subgroups"])
+        for layer, group in file.get("layers", {}).items():
+            runs = np.array(_strings(group["run"]))
+            complete = group["complete"][()].astype(bool)
+            steps = group["step"][()]
+            for run in sorted(set(runs.tolist())):
+                rows_by_step = {}
+                for row in np.flatnonzero((runs == run) & complete):
+                    rows_by_step[int(steps[row])] = row
+                if not rows_by_step:
+                    continue
+                order = sorted(rows_by_step)
+                rows = np.array([rows_by_step[s] for s in order])
+                paired = group["local_paired"][rows.min():rows.max() + 1][rows - rows.min()].astype(bool)
+                region = group["region"][rows.min():rows.max() + 1][rows - rows.min()]
+                biased = group["global_biased"][rows.min():rows.max() + 1][rows - rows.min()].astype(bool)
+                series.setdefault(run, {})[layer] = LayerSeries(
+                    steps=np.array(order),
+                    paired_with={c: paired[:, :, k].sum(axis=1) for k, c in enumerate(concepts)},
+                    in_region={r: (region == k).sum(axis=1) for k, r in enumerate(regions)},
+                    biased_toward={g: biased[:, :, k].sum(axis=1) for k, g in enumerate(subgroups)},
+                    interpretable=(paired.any(axis=2) | biased.any(axis=2)).sum(axis=1),
+                    units=int(group.attrs.get("units", paired.shape[1])))
+    return series
+
+
+def experiments(series, concept: str) -> List[tuple]:
+    """[(percent, run)] of the runs named <concept>-P<percent>, by percent."""
+    found = []
+    for run in series:
+        match = RUN_NAME.match(run)
+        if match and match.group("concept") == concept:
+            found.append((float(match.group("percent")), run))
+    return sorted(found)
+
+
+def _at(values: np.ndarray, steps: np.ndarray, step: int) -> str:
+    where = np.flatnonzero(steps == step)
+    return str(int(values[where[0]])) if len(where) else "–"
+
+
+def finding_tables(series, layers: Sequence[str]) -> List[str]:
+    """Markdown lines of both experiments' tables, from what the snapshot file holds."""
+    lines: List[str] = []
+    glasses = experiments(series, "eyeglasses")
+    if glasses:
+        lines.append("Eyeglasses bias (paper §5.1): units paired with `eyeglasses` / units localised in the `eye` "
+                     "region, per layer and training step")
+        lines.append("")
+        lines.extend(_table(series, glasses, layers,
+                            lambda s: (s.paired_with.get("eyeglasses"), s.in_region.get("eye")), "{}/{}"))
+        lines.append("")
+    gray = experiments(series, "grayscale")
+    if gray:
+        lines.append("Grayscale bias (paper §5.2): units biased toward `grayscale` (colour-scheme category), "
+                     "per layer and training step")
+        lines.append("")
+        lines.extend(_table(series, gray, layers, lambda s: (s.biased_toward.get("grayscale"),), "{}"))
+        lines.append("")
+    if not lines:
+        lines.append("(no complete passes of runs named eyeglasses-P<percent> or grayscale-P<percent>)")
+    return lines
+
+
+def _table(series, runs, layers, pick, cell_format) -> List[str]:
+    header = ["step"]
+    columns = []
+    units_by_layer = {}
+    for layer in layers:
+        for percent, run in runs:
+            if layer in series[run]:
+                header.append(f"{layer} P={percent:g}")
+                columns.append(series[run][layer])
+                units_by_layer[layer] = series[run][layer].units
+    if not columns:
+        return ["(no complete passes of these layers)"]
+    steps = sorted(set(int(s) for column in columns for s in column.steps))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for step in steps:
+        cells = [str(step)]
+        for column in columns:
+            values = pick(column)
+            if any(v is None for v in values):
+                cells.append("n/a")
+            else:
+                cells.append(cell_format.format(*(_at(v, column.steps, step) for v in values)))
+        lines.append("| " + " | ".join(cells) + " |")
+    units = ", ".join(f"{layer}: {count}" for layer, count in units_by_layer.items())
+    lines.append("")
+    lines.append(f"Units per layer — {units}. '–': no complete pass at that step.")
+    return lines
+
+
+def command_table(options) -> int:
+    series = read_series(options.snapshots)
+    layers = options.layers or sorted({layer for run in series.values() for layer in run})
+    text = "\n".join(finding_tables(series, layers))
+    print(text, flush=True)
+    if options.markdown:
+        with open(options.markdown, "w") as out:
+            out.write(text + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+def _training_options(parser) -> None:
+    parser.add_argument("--trainset", required=True, help="training set from synth-trainset (.h5)")
+    parser.add_argument("--dictionary", required=True, help="the Face Dictionary hndd serve uses (.h5)")
+    parser.add_argument("--run-dir", required=True, help="hndd serve's run directory")
+    parser.add_argument("--run", help="run name sent with every batch (default: from the training set)")
+    parser.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), help="module names to watch")
+    parser.add_argument("--every", type=positive_int, default=40, help="training steps between probe passes")
+    parser.add_argument("--size", type=positive_int, default=96, help="input side in pixels")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--probe-batch", type=positive_int, default=100, help="probe images per forward pass")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"],
+                        help="activations on the wire")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--hndd", default=os.environ.get("HNDD_BIN", "hndd"), help="the hndd binary (for status)")
+    parser.add_argument("--summary", help="append a JSON line with the measured figures to this file")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m hndd_client.demo", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train ResNet-18 on a biased set while hndd watches")
+    _training_options(train)
+    train.add_argument("--epochs", type=positive_int, default=3)
+    train.add_argument("--steps", type=positive_int, help="training steps (instead of --epochs)")
+    throughput = commands.add_parser("throughput", help="steps/s with and without watch, same seed")
+    _training_options(throughput)
+    throughput.add_argument("--rounds", type=positive_int, default=2, help="alternating stretches of --every steps")
+    throughput.add_argument("--daemon-pid", type=positive_int, help="hndd serve's process id, to report its CPU time")
+    table = commands.add_parser("table", help="print the measured bias tables from a snapshot file")
+    table.add_argument("--snapshots", required=True)
+    table.add_argument("--layers", nargs="+")
+    table.add_argument("--markdown", help="also write the tables to this Markdown file")
+    options = parser.parse_args(argv)
+    try:
+        if getattr(options, "run", "") is None:
+            options.run = "throughput" if options.command == "throughput" else default_run_name(options.trainset)
+        return {"train": command_train, "throughput": command_throughput, "table": command_table}[options.command](options)
+    except (DemoError, OSError, ValueError) as error:
+        print(f"demo {options.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def default_run_name(trainset: str) -> str:
+    """<bias concept>-P<percent> from the training set's attributes, as `table` expects."""
+    if not os.path.isfile(trainset):
+        raise DemoError(f"training set {trainset!r} does not exist")
+    with h5py.File(trainset, "r") as file:
+        concept, percent = file.attrs.get("bias_concept"), file.attrs.get("bias_percent")
+    if concept is None or percent is None:
+        raise DemoError(f"{trainset} has no bias_concept/bias_percent attributes; give --run")
+    return f"{concept}-P{float(percent):g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
