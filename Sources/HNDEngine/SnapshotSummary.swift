@@ -26,8 +26,8 @@ public struct SnapshotSummary: Sendable, Equatable {
     public init(_ s: LayerSnapshot, regions: [String], concepts: [String], conceptType: [Int32], subgroups: [String]) {
         let l = s.conceptCount, g = s.subgroupCount
         units = s.units
-        interpretable = (0..<s.units).filter(s.isInterpretable).count
-        netdissect = s.netdissectConcept.filter { $0 >= 0 }.count
+        interpretable = s.interpretableUnits
+        netdissect = s.netdissectUnits
         localised = s.region.filter { $0 >= 0 }.count
         biased = (0..<s.units).filter(s.isBiased).count
         unitsPerRegion = regions.enumerated().map { r, name in Count(name: name, units: s.region.filter { $0 == Int32(r) }.count) }

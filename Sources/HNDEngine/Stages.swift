@@ -66,7 +66,7 @@ extension LayerAccumulator {
             }
 
             // Stage I: rank-weighted scores per global category over D_g.
-            let perCategory = dictionary.subgroupsPerCategory
+            let perCategory = sets.subgroupsPerCategory
             for (category, members) in sets.categoryImages.enumerated() {
                 guard let (lo, hi) = RankedScores.range(of: column, at: members), hi > lo else { continue }
                 let labels = sets.categoryLabels[category]
@@ -191,6 +191,8 @@ struct SeenSets: Sendable {
     let regionImages: [[Int32]]
     /// N_c over seen images.
     let presentCounts: [Int]
+    /// S_g of each category, from the taxonomy.
+    let subgroupsPerCategory: [Int]
 
     init(_ layer: LayerAccumulator) {
         let index = layer.index, seen = layer.seen
@@ -214,6 +216,7 @@ struct SeenSets: Sendable {
             while bits != 0 { present[bits.trailingZeroBitCount] += 1; bits &= bits - 1 }
         }
         presentCounts = present
+        subgroupsPerCategory = index.dictionary.subgroupsPerCategory
     }
 }
 

@@ -2,7 +2,7 @@
 
 `Client` pushes activation batches to `hndd serve`; `python3 -m hndd_client push` replays an
 activations file. Names are loaded on first use, so the other commands (and `import hndd_client`)
-need neither ZeroMQ nor protobuf, and nothing here imports torch.
+need neither ZeroMQ nor protobuf; torch is imported only by `Probe` and `watch`.
 """
 import importlib
 
@@ -12,6 +12,9 @@ _EXPORTS = {
     "Endpoints": "hndd_client.wire",
     "PROTOCOL_VERSION": "hndd_client.wire",
     "publish_topic": "hndd_client.wire",
+    # PyTorch integration: imports torch only when used.
+    "Probe": "hndd_client.torch",
+    "watch": "hndd_client.torch",
 }
 
 __all__ = list(_EXPORTS)
