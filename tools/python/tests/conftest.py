@@ -1,4 +1,5 @@
 """Shared pytest setup for tools/python: import the package from the source tree, register markers."""
+import tempfile
 import os
 import sys
 from pathlib import Path
@@ -24,3 +25,25 @@ def hndd_binary():
     if not path.is_file():
         pytest.skip(f"hndd is not built at {path} (swift build -c release, or set HNDD_BIN)")
     return path
+
+
+@pytest.fixture
+def run_dir():
+    """A run directory with a short path: ipc:// socket paths are limited to 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="hndc-", dir="/tmp") as directory:
+        yield directory
+
+
+@pytest.fixture
+def ingest_receiver(run_dir):
+    """A PULL socket bound where the daemon's ingest socket would be."""
+    import zmq
+    from hndd_client.wire import Endpoints
+
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVTIMEO, 5000)
+    pull.bind(Endpoints.from_run_dir(run_dir).ingest)
+    yield pull
+    pull.close(linger=0)
+    context.term()

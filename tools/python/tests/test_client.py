@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -20,22 +19,8 @@ PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def run_dir():
-    # Short paths: ipc:// socket paths are limited to 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="hndc-", dir="/tmp") as directory:
-        yield directory
-
-
-@pytest.fixture
-def daemon(run_dir):
-    """A PULL socket bound where the daemon's ingest socket would be."""
-    context = zmq.Context()
-    pull = context.socket(zmq.PULL)
-    pull.setsockopt(zmq.RCVTIMEO, 5000)
-    pull.bind(Endpoints.from_run_dir(run_dir).ingest)
-    yield pull
-    pull.close(linger=0)
-    context.term()
+def daemon(ingest_receiver):
+    return ingest_receiver
 
 
 def receive_batch(pull):

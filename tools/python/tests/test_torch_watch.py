@@ -15,7 +15,7 @@ import zmq
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (tools/setup with HNDD_WITH_TORCH=1)")
 
-from hndd_client import Client, Endpoints  # noqa: E402
+from hndd_client import Client  # noqa: E402
 from hndd_client.synth import generate_dictionary  # noqa: E402
 from hndd_client.torch import Probe, ProbeError, watch  # noqa: E402
 from hndd_client.wire import hndd_pb2  # noqa: E402
@@ -41,12 +41,6 @@ class TinyNet(torch.nn.Module):
         return self.head(self.drop(x.mean(dim=(2, 3))))
 
 
-@pytest.fixture
-def run_dir():
-    with tempfile.TemporaryDirectory(prefix="hndw-", dir="/tmp") as directory:  # short ipc:// paths
-        yield directory
-
-
 @pytest.fixture(scope="module")
 def dictionary():
     with tempfile.TemporaryDirectory(prefix="hndw-dict-") as directory:
@@ -56,15 +50,8 @@ def dictionary():
 
 
 @pytest.fixture
-def receiver(run_dir):
-    """A PULL socket bound where the daemon's ingest socket would be."""
-    context = zmq.Context()
-    pull = context.socket(zmq.PULL)
-    pull.setsockopt(zmq.RCVTIMEO, 5000)
-    pull.bind(Endpoints.from_run_dir(run_dir).ingest)
-    yield pull
-    pull.close(linger=0)
-    context.term()
+def receiver(ingest_receiver):
+    return ingest_receiver
 
 
 def receive_all(pull, expected_batches):
