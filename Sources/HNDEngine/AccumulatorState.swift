@@ -1,7 +1,7 @@
 /// A layer's whole streaming state as bytes: a checkpoint *is* the state, so a pass that
 /// straddles a daemon restart resumes with exactly the numbers it would have had.
 extension LayerAccumulator {
-    static let stateMagic: UInt32 = 0x484E_4431 // "HND1"
+    static let stateMagic: UInt32 = 0x484E_4432 // "HND2"
 
     public func encodedState() -> [UInt8] {
         var w = ByteWriter()
@@ -10,17 +10,18 @@ extension LayerAccumulator {
         w.put(Int64(index.imageCount)); w.put(Int64(index.conceptCount))
         w.put(options.quantile); w.put(options.iouFloor); w.put(Int64(options.topImages))
         w.put(Int64(units)); w.put(Int64(height)); w.put(Int64(width))
-        w.put(Int64(imagesSeen)); w.put(Int64(localImagesSeen)); w.put(UInt8(isWarm ? 1 : 0))
+        w.put(Int64(imagesSeen)); w.put(Int64(localImagesSeen))
         w.put(seen.map { $0 ? UInt8(1) : 0 })
         w.put(maxima)
         w.put(maskAreaSeen)
-        w.put(pendingMaps)
-        w.put(pendingImages)
         for u in 0..<units {
             w.put(Int64(topValues[u].capacity)); w.put(topValues[u].lowerBound); w.put(topValues[u].values)
-            let pages = histograms[u].pages
-            w.put(Int64(pages.count))
-            for (page, counts) in pages { w.put(Int64(page)); w.put(counts) }
+        }
+        // The stores, as one: a restored state may run with another number of workers.
+        if units > 0 {
+            var all = CandidateMaps(height: height, width: width)
+            for store in candidates { all.append(contentsOf: store) { _ in true } }
+            all.encode(into: &w)
         }
         return w.bytes
     }
@@ -42,13 +43,10 @@ extension LayerAccumulator {
         if c > 0 { start(units: c, height: h, width: w) }
         imagesSeen = Int(try r.get(Int64.self))
         localImagesSeen = Int(try r.get(Int64.self))
-        isWarm = try r.get(UInt8.self) == 1
         seen = try r.getArray(UInt8.self).map { $0 == 1 }
         guard seen.count == index.imageCount else { throw StateError("seen-image set has the wrong size") }
         maxima = try r.getArray(Float.self)
         maskAreaSeen = try r.getArray(Double.self)
-        pendingMaps = try r.getArray(Float.self)
-        pendingImages = try r.getArray(Int32.self)
         guard maxima.count == c * index.imageCount, maskAreaSeen.count == index.conceptCount else {
             throw StateError("state arrays have the wrong size")
         }
@@ -57,17 +55,19 @@ extension LayerAccumulator {
             let bound = try r.get(Float.self)
             let values = try r.getArray(UInt32.self).map { Float(bitPattern: $0) }
             topValues[u] = TopValues.restore(capacity: capacity, values: values, lowerBound: bound)
-            let pageCount = Int(try r.get(Int64.self))
-            var pages: [(page: Int, counts: [UInt32])] = []
-            for _ in 0..<pageCount {
-                let page = Int(try r.get(Int64.self))
-                let counts = try r.getArray(UInt32.self)
-                guard page >= 0, page < TailHistogram.pageCount, counts.count == TailHistogram.binsPerPage * index.histogramRows else {
-                    throw StateError("histogram page out of range")
+        }
+        if c > 0 {
+            let all = try CandidateMaps.decode(from: &r, height: h, width: w)
+            for i in 0..<all.count {
+                guard all.units[i] >= 0, Int(all.units[i]) < c, all.images[i] >= 0, Int(all.images[i]) < index.imageCount,
+                      seen[Int(all.images[i])] else {
+                    throw StateError("candidate map \(i) names unit \(all.units[i]) of image \(all.images[i]), which this state cannot have")
                 }
-                pages.append((page, counts))
             }
-            histograms[u] = TailHistogram(rows: index.histogramRows, pages: pages)
+            for s in candidates.indices {
+                let mine = shardUnits(s)
+                candidates[s].append(contentsOf: all) { mine.contains(Int($0)) }
+            }
         }
         guard r.isAtEnd else { throw StateError("trailing bytes after the state") }
     }

@@ -3,7 +3,7 @@
 /// source coordinates clamped at 0, the upper neighbour clamped at the last row or column.
 ///
 /// Output pixels fall into *blocks* that share the same four source corners. A bilinear value is
-/// a convex combination of its corners, so a block whose corners all lie at or below a bound
+/// a convex combination of its corners, so a block whose corners all lie at or below a threshold
 /// cannot produce a value above it: the engine skips such blocks without computing them.
 public struct BilinearUpsampler: Sendable {
     /// One axis: for each output index, the two source indices and their weights.
@@ -12,8 +12,15 @@ public struct BilinearUpsampler: Sendable {
         public let upper: [Int32]
         public let lowerWeight: [Float]
         public let upperWeight: [Float]
-        /// Runs of consecutive output indices with the same (lower, upper) pair.
+        /// Runs of consecutive output indices with the same (lower, upper) pair and weights
+        /// affine in the index.
         public let blocks: [Block]
+        /// The weights followed by `lanes` zeros, so that a vector load at any output index
+        /// stays in bounds.
+        let paddedLowerWeight: [Float]
+        let paddedUpperWeight: [Float]
+        /// For each source index, the blocks using it as their lower or upper index.
+        let blocksTouching: [Range<Int>]
 
         public struct Block: Sendable, Equatable {
             public let start: Int, end: Int   // output indices, half-open
@@ -24,8 +31,11 @@ public struct BilinearUpsampler: Sendable {
             precondition(input > 0 && output > 0)
             let scale = Float(input) / Float(output)
             var lower = [Int32](), upper = [Int32](), lw = [Float](), uw = [Float]()
+            var clamped = [Bool]()
             for o in 0..<output {
-                let source = max((Float(o) + 0.5) * scale - 0.5, 0)
+                let unclamped = (Float(o) + 0.5) * scale - 0.5
+                clamped.append(unclamped < 0)
+                let source = max(unclamped, 0)
                 let i0 = min(Int(source), input - 1)
                 let i1 = min(i0 + 1, input - 1)
                 let lambda1 = source - Float(i0)
@@ -34,12 +44,20 @@ public struct BilinearUpsampler: Sendable {
             }
             var blocks = [Block]()
             var start = 0
-            for o in 1...output where o == output || lower[o] != lower[start] || upper[o] != upper[start] {
+            // A block's weights are affine in the output index: the outputs clamped at the first
+            // source index (weight 0 throughout) get a block of their own.
+            for o in 1...output where o == output || lower[o] != lower[start] || upper[o] != upper[start] || clamped[o] != clamped[start] {
                 blocks.append(Block(start: start, end: o, lower: Int(lower[start]), upper: Int(upper[start])))
                 start = o
             }
             self.lower = lower; self.upper = upper; lowerWeight = lw; upperWeight = uw
             self.blocks = blocks
+            blocksTouching = (0..<input).map { i in
+                let touching = blocks.indices.filter { blocks[$0].lower == i || blocks[$0].upper == i }
+                return (touching.first ?? 0)..<((touching.last ?? -1) + 1)
+            }
+            paddedLowerWeight = lw + [Float](repeating: 0, count: BilinearUpsampler.lanes)
+            paddedUpperWeight = uw + [Float](repeating: 0, count: BilinearUpsampler.lanes)
         }
     }
 
@@ -64,43 +82,99 @@ public struct BilinearUpsampler: Sendable {
         return wy0 * top + wy1 * bottom
     }
 
-    /// Calls `body(pixelIndex, value)` for every output pixel whose value exceeds `bound`,
-    /// computing only the blocks — and within them the rows — that can exceed it.
-    @inlinable public func forEachPixel(of map: UnsafePointer<Float>, above bound: Float,
-                                        _ body: (Int, Float) -> Void) {
-        rows.lowerWeight.withUnsafeBufferPointer { wy0s in
-        rows.upperWeight.withUnsafeBufferPointer { wy1s in
-        cols.lowerWeight.withUnsafeBufferPointer { wx0s in
-        cols.upperWeight.withUnsafeBufferPointer { wx1s in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * size) { scratch in
-            let tops = scratch.baseAddress!, bottoms = tops + size
-            for colBlock in cols.blocks {
-                let x0 = colBlock.lower, x1 = colBlock.upper
-                let start = colBlock.start, width = colBlock.end - colBlock.start
-                for rowBlock in rows.blocks {
-                    let top = map + rowBlock.lower * self.width, bottom = map + rowBlock.upper * self.width
-                    let a00 = top[x0], a01 = top[x1], a10 = bottom[x0], a11 = bottom[x1]
-                    if max(max(a00, a01), max(a10, a11)) <= bound { continue }
-                    // Interpolate along x once per block; each row is then one blend per pixel.
-                    var topMax = -Float.infinity, bottomMax = -Float.infinity
-                    for j in 0..<width {
-                        let wx0 = wx0s[start + j], wx1 = wx1s[start + j]
-                        let t = wx0 * a00 + wx1 * a01, b = wx0 * a10 + wx1 * a11
-                        tops[j] = t; bottoms[j] = b
-                        topMax = max(topMax, t); bottomMax = max(bottomMax, b)
-                    }
-                    for row in rowBlock.start..<rowBlock.end {
-                        let wy0 = wy0s[row], wy1 = wy1s[row]
-                        // Weights are non-negative: this bounds every value of the row.
-                        if wy0 * topMax + wy1 * bottomMax <= bound { continue }
-                        let base = row * size + start
-                        for j in 0..<width {
-                            let v = wy0 * tops[j] + wy1 * bottoms[j]
-                            if v > bound { body(base + j, v) }
+    /// Rows of a block are handled this many at a time.
+    public static let lanes = 16
+    public typealias Lanes = SIMD16<Float>
+
+    /// Calls `body(firstRow, rowCount, lo, hi, columns)` for every block that has a corner above
+    /// `threshold` (in chunks of at most 16 rows): lane i describes output row firstRow + i, whose
+    /// pixels above the threshold within the block are the columns lo[i] ..< hi[i] (lo == hi when
+    /// none; lanes from rowCount on are meaningless); `columns` are the block's.
+    ///
+    /// Within a block a row's values are an affine function of the column (the vertical blend of
+    /// two horizontal blends with weights linear in the column), so its pixels above the
+    /// threshold form one run at an end of the block, whose length follows from the row's values
+    /// at the block's two end columns. Those are computed with the exact per-pixel formula of
+    /// `value`, for 16 rows at once; the run's length is then exact except for a pixel whose
+    /// value lies within float rounding of the threshold.
+    public func forEachBlockRun(of map: UnsafePointer<Float>, above threshold: Float,
+                                _ body: (_ firstRow: Int, _ rowCount: Int, _ lo: Lanes, _ hi: Lanes, _ columns: Range<Int>) -> Void) {
+        let lanes = Self.lanes
+        let rowBlocks = rows.blocks, colBlocks = cols.blocks
+        let colBlockCount = colBlocks.count
+        let words = (rowBlocks.count * colBlockCount + 63) / 64
+        rows.paddedLowerWeight.withUnsafeBufferPointer { wy0s in
+        rows.paddedUpperWeight.withUnsafeBufferPointer { wy1s in
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { hotBlocks in
+            let hot = hotBlocks.baseAddress!
+            hot.initialize(repeating: 0, count: words)
+            // A block is hot when one of its corners is above the threshold: mark, for each
+            // source value above it, the blocks it is a corner of.
+            var any = false
+            for y in 0..<height {
+                for x in 0..<width where map[y * width + x] > threshold {
+                    any = true
+                    for rb in rows.blocksTouching[y] {
+                        for cb in cols.blocksTouching[x] {
+                            let b = rb * colBlockCount + cb
+                            hot[b >> 6] |= 1 << UInt64(b & 63)
                         }
                     }
                 }
             }
-        }}}}}
+            guard any else { return }
+            let t = Lanes(repeating: threshold)
+            let wy0 = wy0s.baseAddress!, wy1 = wy1s.baseAddress!
+            for word in 0..<words {
+                var bits = hot[word]
+                while bits != 0 {
+                    let b = word << 6 | bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    let rowBlock = rowBlocks[b / colBlockCount], block = colBlocks[b % colBlockCount]
+                    let top = map + rowBlock.lower * width, bottom = map + rowBlock.upper * width
+                    let a00 = top[block.lower], a01 = top[block.upper]
+                    let a10 = bottom[block.lower], a11 = bottom[block.upper]
+                    // Horizontal blends at the two end columns, exactly as `value` computes them.
+                    let first = block.start, last = block.end - 1
+                    let wxf0 = cols.lowerWeight[first], wxf1 = cols.upperWeight[first]
+                    let wxl0 = cols.lowerWeight[last], wxl1 = cols.upperWeight[last]
+                    let topFirst = wxf0 * a00 + wxf1 * a01, bottomFirst = wxf0 * a10 + wxf1 * a11
+                    let topLast = wxl0 * a00 + wxl1 * a01, bottomLast = wxl0 * a10 + wxl1 * a11
+                    let span = Float(last - first)
+                    let start = Lanes(repeating: Float(first)), end = Lanes(repeating: Float(block.end))
+                    let length = Lanes(repeating: Float(block.end - first))
+                    for chunk in stride(from: rowBlock.start, to: rowBlock.end, by: lanes) {
+                        let count = min(lanes, rowBlock.end - chunk)
+                        let y0 = UnsafeRawPointer(wy0 + chunk).loadUnaligned(as: Lanes.self)
+                        let y1 = UnsafeRawPointer(wy1 + chunk).loadUnaligned(as: Lanes.self)
+                        let vFirst = y0 * topFirst + y1 * bottomFirst
+                        let vLast = y0 * topLast + y1 * bottomLast
+                        let firstAbove = vFirst .> t, lastAbove = vLast .> t
+                        // Pixels above t counted from the end that is above: ⌈x⌉, where x is the
+                        // distance, in columns, from that end to the crossing.
+                        let falling = Self.ceiling((vFirst - t) / (vFirst - vLast) * span, atMost: length)
+                        let rising = Self.ceiling((vLast - t) / (vLast - vFirst) * span, atMost: length)
+                        var lo = start, hi = start
+                        hi.replace(with: start + falling, where: firstAbove)
+                        lo.replace(with: end - rising, where: lastAbove .& .!firstAbove)
+                        hi.replace(with: end, where: lastAbove)
+                        body(chunk, count, lo, hi, first..<block.end)
+                    }
+                }
+            }
+        }}}
+    }
+
+    /// ⌈x⌉ clamped to 0...limit, with SSE2 only: no `roundps`, and no `pointwiseMin`, which
+    /// Swift lowers lane by lane. Adding and removing 2²³ rounds to the nearest integer, then
+    /// one step up where that fell below x. Lanes that are NaN stay NaN (callers discard them).
+    @inline(__always) static func ceiling(_ x: Lanes, atMost limit: Lanes) -> Lanes {
+        var x = x
+        x.replace(with: limit, where: x .> limit)
+        x.replace(with: Lanes(), where: x .< Lanes())
+        let magic = Lanes(repeating: 8_388_608)
+        var r = (x + magic) - magic
+        r.replace(with: r + 1, where: r .< x)
+        return r
     }
 }

@@ -1,6 +1,6 @@
 /// Everything the engine derives from the dictionary once, before the first batch: the image
-/// sets of SPEC §3 (D_L, D_c, D_g, D_r), the histogram rows each image feeds, and each present
-/// concept's mask area. Shared, read-only, by every layer.
+/// sets of SPEC §3 (D_L, D_c, D_g, D_r), the |M| count rows each image feeds, and each present
+/// concept's mask. Shared, read-only, by every layer.
 public struct DictionaryIndex: Sendable {
     public let dictionary: FaceDictionary
     public let imageCount: Int
@@ -15,10 +15,12 @@ public struct DictionaryIndex: Sendable {
     public let annotatedConcepts: [UInt64]
     /// [N, L] pixel count of each present concept's mask.
     public let maskArea: [Int32]
+    /// Each present concept's mask as row runs.
+    public let spans: ConceptSpans
 
     /// Σ|M| for concept c runs over D_c only. Images are grouped by *annotation pattern* (the set
-    /// of concepts an image is annotated for; usually one per source dataset): histogram row p
-    /// counts |M| of the images of pattern p, and Σ|M| for c is the sum of the rows of the
+    /// of concepts an image is annotated for; usually one per source dataset): count row p
+    /// holds |M| of the images of pattern p, and Σ|M| for c is the sum of the rows of the
     /// patterns containing c. With more than `maxPatternRows` patterns, rows become one per
     /// concept (an image feeding every concept it is annotated for). Rows `countRows + c` count
     /// |M ∩ L_c|.
@@ -29,7 +31,7 @@ public struct DictionaryIndex: Sendable {
     public let countRowsOfImage: [UInt64]
     /// For each concept, the |M| rows to add up for Σ_{n∈D_c} |M|.
     public let countRowsOfConcept: [[Int]]
-    public var histogramRows: Int { countRows + conceptCount }
+    public var stageTwoRows: Int { countRows + conceptCount }
 
     /// Per category g: the images of D_g and their subgroup label.
     public let categoryMembers: [[(image: Int32, subgroup: Int32)]]
@@ -51,10 +53,13 @@ public struct DictionaryIndex: Sendable {
             for c in 0..<l {
                 let label = dictionary.localLabel(image: image, concept: c)
                 if label >= 0 { annotated[image] |= 1 << UInt64(c); inLocal[image] = true }
-                if label == 1 {
-                    present[image] |= 1 << UInt64(c)
-                    area[image * l + c] = Int32(dictionary.mask(image: image, concept: c)!.area)
-                }
+                if label == 1 { present[image] |= 1 << UInt64(c) }
+            }
+        }
+        spans = ConceptSpans(dictionary)
+        for image in 0..<n {
+            for mask in spans.masks(ofImage: image) {
+                area[image * l + Int(mask.concept)] = Int32(spans.area(of: mask))
             }
         }
         inLocalSet = inLocal

@@ -60,11 +60,13 @@ public struct BatchOutcome: Sendable, Equatable {
 
 /// The streaming state of Hierarchical Network Dissection for one layer and one probe pass. Feed
 /// it batches in any order (`add`), take a snapshot at any time (`snapshot`). Memory grows with
-/// N×C (one maximum per image and unit), never with N×C×h×w.
+/// N×C (one maximum per image and unit) plus the maps that may still cross a threshold, never
+/// with N×C×h×w.
 ///
 /// Per unit it keeps: the maxima (Stages I, III), an exact top-k of raw values giving the
-/// threshold T_u (Stage II), and a histogram of the upsampled pixels above the k-th largest value
-/// so far — a lower bound of the final T_u — from which |M| and |M ∩ L| at T_u follow.
+/// threshold T_u (Stage II), and the maps whose maximum exceeds the k-th largest value so far — a
+/// lower bound of every later T_u — sparsely, so that |M| and |M ∩ L| are counted exactly at
+/// snapshot time.
 public struct LayerAccumulator: Sendable {
     public let index: DictionaryIndex
     public let options: DissectionOptions
@@ -79,13 +81,10 @@ public struct LayerAccumulator: Sendable {
     /// [C, N] unit-major: each unit's maxima contiguous for ranking.
     public internal(set) var maxima: [Float] = []
     public internal(set) var topValues: [TopValues] = []
-    public internal(set) var histograms: [TailHistogram] = []
+    /// The candidate maps, one store per worker; store s holds the units `shardUnits(s)`.
+    public internal(set) var candidates: [CandidateMaps] = []
     /// Σ over seen images of D_c of |L_{n,c}|, per concept.
     public internal(set) var maskAreaSeen: [Double]
-    /// Maps of local-set images that arrived before each unit had k values (the threshold's
-    /// lower bound is −∞ until then): [image][C][h][w]. Bounded by about q·|D_L| images.
-    public internal(set) var pendingMaps: [Float] = []
-    public internal(set) var pendingImages: [Int32] = []
     var upsampler: BilinearUpsampler?
 
     public init(layer: String, index: DictionaryIndex, options: DissectionOptions = .init()) {
@@ -98,9 +97,14 @@ public struct LayerAccumulator: Sendable {
 
     var mapSize: Int { height * width }
     var rule: QuantileRule { QuantileRule(upperTail: options.quantile) }
-    /// Whether every unit's threshold lower bound is established (k values of the local set
-    /// seen); until then maps of the local set wait in `pendingMaps`.
-    public internal(set) var isWarm = false
+
+    /// Units of candidate store `shard`.
+    func shardUnits(_ shard: Int) -> Range<Int> {
+        (shard * units / candidates.count)..<((shard + 1) * units / candidates.count)
+    }
+
+    /// Approximate bytes held by the candidate maps.
+    public var candidateBytes: Int { candidates.reduce(0) { $0 + $1.bytes } }
 
     /// Checks a batch against the layer without changing anything.
     public func validate(imageIDs: [Int64], units c: Int, height h: Int, width w: Int,
@@ -116,16 +120,29 @@ public struct LayerAccumulator: Sendable {
         for (p, id) in imageIDs.enumerated() where id < 0 || id >= Int64(index.imageCount) {
             throw .imageIDOutOfRange(position: p, id: id, imageCount: index.imageCount)
         }
-        // One pass over the values: the sum of finite floats is finite or ±∞, never NaN; only
-        // when it is not finite do we look for the culprit.
-        var sum: Float = 0
-        for v in values { sum += v * 0 }
-        if !sum.isFinite || sum.isNaN {
+        // One pass over the values: the sum of finite floats times 0 is 0; an infinity or a NaN
+        // makes it NaN. Only then do we look for the culprit.
+        if !Self.allFinite(values) {
             for i in 0..<values.count where !values[i].isFinite {
                 let image = i / perImage, unit = (i % perImage) / (h * w)
                 throw .nonFinite(imageID: imageIDs[image], unit: unit, position: i % (h * w), value: values[i])
             }
         }
+    }
+
+    /// Whether no value is ±∞ or NaN: x · 0 is 0 for every finite x and NaN otherwise, summed in
+    /// 16 independent lanes.
+    static func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+        guard let base = values.baseAddress else { return true }
+        var lanes = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= values.count {
+            lanes += UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+            i += 16
+        }
+        var rest: Float = 0
+        while i < values.count { rest += base[i] * 0; i += 1 }
+        return lanes == SIMD16() && rest == 0
     }
 
     /// Adds a batch: `values` is [B, C, h, w] row-major for the images `imageIDs`.
@@ -144,34 +161,12 @@ public struct LayerAccumulator: Sendable {
             seen[image] = true
             accepted.append((row, image))
         }
-        let perImage = c * h * w
-        let localRows = accepted.filter { index.inLocalSet[$0.image] }
-        updateMaximaAndTopValues(accepted: accepted, values: values)
+        addMaps(accepted: accepted, values: values)
         imagesSeen += accepted.count
-        localImagesSeen += localRows.count
-        for (_, image) in localRows {
+        for (_, image) in accepted where index.inLocalSet[image] {
+            localImagesSeen += 1
             for concept in 0..<index.conceptCount {
                 maskAreaSeen[concept] += Double(index.maskArea[image * index.conceptCount + concept])
-            }
-        }
-
-        let localImages = localRows.map { Int32($0.image) }
-        if !isWarm, let first = topValues.first, localImagesSeen * mapSize >= first.capacity {
-            for u in 0..<units { topValues[u].compact() }
-            isWarm = true
-        }
-        if isWarm {
-            if !pendingImages.isEmpty {
-                let maps = pendingMaps, images = pendingImages
-                pendingMaps = []; pendingImages = []
-                maps.withUnsafeBufferPointer { recordTails(maps: $0.baseAddress!, rows: images.indices.map { $0 }, images: images) }
-            }
-            recordTails(maps: values.baseAddress!, rows: localRows.map(\.row), images: localImages)
-            for u in 0..<units { histograms[u].discard(below: topValues[u].lowerBound) }
-        } else {
-            for (row, image) in localRows {
-                pendingMaps.append(contentsOf: values[(row * perImage)..<((row + 1) * perImage)])
-                pendingImages.append(Int32(image))
             }
         }
         return BatchOutcome(accepted: accepted.count, duplicates: duplicates)
@@ -182,104 +177,75 @@ public struct LayerAccumulator: Sendable {
         maxima = [Float](repeating: 0, count: c * index.imageCount)
         let needed = rule.valuesNeeded(population: max(index.localSetSize * h * w, 1))
         topValues = [TopValues](repeating: TopValues(capacity: needed), count: c)
-        histograms = [TailHistogram](repeating: TailHistogram(rows: index.histogramRows), count: c)
+        candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, Self.workerCount))
         upsampler = BilinearUpsampler(height: h, width: w, size: index.dictionary.maskSize)
     }
 
-    /// Stage I/III maxima for every image; raw values of local-set images into the top-k.
-    mutating func updateMaximaAndTopValues(accepted: [(row: Int, image: Int)], values: UnsafeBufferPointer<Float>) {
+    /// One sweep over the batch per worker, each taking a range of units, image by image so the
+    /// batch is read in order: the maxima of every image; for local-set images, the raw values
+    /// above each unit's lower bound into its top-k and the map, if it may still cross the
+    /// threshold, into the unit's candidate store.
+    mutating func addMaps(accepted: [(row: Int, image: Int)], values: UnsafeBufferPointer<Float>) {
         let c = units, hw = mapSize, n = index.imageCount
         let inLocal = index.inLocalSet
-        let base = values.baseAddress!
+        let base = UnsafeSendable(values.baseAddress!)
+        let shards = candidates.count
+        let ranges = (0..<shards).map(shardUnits)
+        let words = (hw + 63) / 64
         maxima.withUnsafeMutableBufferPointer { maxima in
-            topValues.withUnsafeMutableBufferPointer { tops in
-                let maxima = UnsafeSendable(maxima), tops = UnsafeSendable(tops), base = UnsafeSendable(base)
-                DispatchQueue.concurrentPerform(iterations: c) { u in
+        topValues.withUnsafeMutableBufferPointer { tops in
+        candidates.withUnsafeMutableBufferPointer { stores in
+            let maxima = UnsafeSendable(maxima.baseAddress!), tops = UnsafeSendable(tops.baseAddress!)
+            let stores = UnsafeSendable(stores.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: shards) { s in
+                let store = stores.value + s
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { scratch in
+                    let scratch = scratch.baseAddress!
                     for (row, image) in accepted {
-                        let map = base.value + (row * c + u) * hw
-                        var m = map[0]
-                        for i in 1..<hw { m = max(m, map[i]) }
-                        maxima.value[u * n + image] = m
-                        if inLocal[image], m > tops.value[u].lowerBound {
-                            for i in 0..<hw { tops.value[u].offer(map[i]) }
+                        let local = inLocal[image]
+                        for u in ranges[s] {
+                            let map = base.value + (row * c + u) * hw
+                            let peak = Self.maximum(map, count: hw)
+                            maxima.value[u * n + image] = peak
+                            guard local else { continue }
+                            let top = tops.value + u
+                            let bound = top.pointee.lowerBound
+                            guard peak > bound else { continue }
+                            for i in 0..<hw where map[i] > bound { top.pointee.offer(map[i]) }
+                            store.pointee.append(unit: u, image: Int32(image), peak: peak, map: map,
+                                                 bound: top.pointee.lowerBound, scratch: scratch)
                         }
                     }
                 }
-            }
-        }
-    }
-
-    /// Upsamples the maps of local-set images wherever they can exceed each unit's threshold
-    /// lower bound and counts those pixels, by value, per histogram row.
-    mutating func recordTails(maps: UnsafePointer<Float>, rows: [Int], images: [Int32]) {
-        guard let upsampler else { return }
-        // 64 images of 16-bit combination ids (≈ 1.6 MB at S = 112) stay in L2 while each unit
-        // walks them with its histogram hot.
-        let chunk = 64
-        var grid = ConceptGrid(capacity: min(chunk, rows.count), size: upsampler.size)
-        for start in stride(from: 0, to: rows.count, by: chunk) {
-            let end = min(start + chunk, rows.count)
-            grid.fill(images: images[start..<end], dictionary: index.dictionary)
-            recordTailChunk(maps: maps, rows: Array(rows[start..<end]), images: Array(images[start..<end]), grid: grid)
-        }
-    }
-
-    /// Each worker takes a range of units; a unit walks the chunk's images with its histogram hot.
-    mutating func recordTailChunk(maps: UnsafePointer<Float>, rows: [Int], images: [Int32], grid: ConceptGrid) {
-        let c = units, hw = mapSize, n = index.imageCount
-        let upsampler = upsampler!, s2 = grid.pixelsPerImage
-        let countRowsOfImage = index.countRowsOfImage, countRows = index.countRows
-        let workers = min(c, Self.workerCount)
-        let maps = UnsafeSendable(maps)
-        let tables = grid.tables
-        maxima.withUnsafeBufferPointer { maximaBuffer in
-        let maximaCopy = UnsafeSendable(maximaBuffer.baseAddress!)
-        grid.ids.withUnsafeBufferPointer { ids in
-            let ids = UnsafeSendable(ids.baseAddress!)
-            topValues.withUnsafeBufferPointer { tops in
-                let tops = UnsafeSendable(tops)
-                histograms.withUnsafeMutableBufferPointer { hists in
-                    let hists = UnsafeSendable(hists)
-                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                        for u in (worker * c / workers)..<((worker + 1) * c / workers) {
-                            let bound = tops.value[u].lowerBound
-                            hists.value[u].withRecorder { recorder in
-                                for (i, row) in rows.enumerated() {
-                                    let image = Int(images[i])
-                                    if maximaCopy.value[u * n + image] <= bound { continue }
-                                    let map = maps.value + (row * c + u) * hw
-                                    let pixels = ids.value + i * s2
-                                    let countBits = countRowsOfImage[image]
-                                    tables[i].withUnsafeBufferPointer { table in
-                                        upsampler.forEachPixel(of: map, above: bound) { pixel, v in
-                                            recorder.count(v, countBits: countBits, conceptBits: table[Int(pixels[pixel])], countRows: countRows)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                if store.pointee.discardIsDue {
+                    var bounds = [Float](repeating: .infinity, count: c)
+                    for u in ranges[s] { bounds[u] = tops.value[u].lowerBound }
+                    bounds.withUnsafeBufferPointer { store.pointee.discard(bounds: $0.baseAddress!) }
                 }
             }
+        }}}
+    }
+
+    /// The largest of `count` values, 8 lanes at a time. (Values are finite: `validate` ran.)
+    @inline(__always) static func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+        var i = 0
+        var m = p[0]
+        if count >= 8 {
+            var lanes = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+            i = 8
+            while i + 8 <= count {
+                let next = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+                lanes.replace(with: next, where: next .> lanes)
+                i += 8
+            }
+            m = lanes.max()
         }
-        }
+        while i < count { m = max(m, p[i]); i += 1 }
+        return m
     }
 
     /// Threads the engine uses; OpenBLAS, where used, is kept single-threaded.
     static let workerCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
-}
-
-extension TailHistogram.Recorder {
-    /// One pixel: +1 in each |M| row of its image, +1 in the |M ∩ L| row of each concept
-    /// covering it.
-    @inline(__always) func count(_ v: Float, countBits: UInt64, conceptBits: UInt64, countRows: Int) {
-        let bin = bin(v)
-        let stride = TailHistogram.binsPerPage
-        var bits = countBits
-        while bits != 0 { bin[bits.trailingZeroBitCount &* stride] &+= 1; bits &= bits - 1 }
-        bits = conceptBits
-        while bits != 0 { bin[(countRows &+ bits.trailingZeroBitCount) &* stride] &+= 1; bits &= bits - 1 }
-    }
 }
 
 /// Carries a pointer into `concurrentPerform`, whose iterations touch disjoint parts of it.

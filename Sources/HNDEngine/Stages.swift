@@ -10,7 +10,8 @@ extension LayerAccumulator {
                                  units: units, subgroupCount: g, conceptCount: l, topImageCount: k)
         guard units > 0 else { return snap }
         let sets = SeenSets(self)
-        let pendingGrids = pendingImages.isEmpty ? [] : rasterizedPendingImages()
+        let thresholds = stageTwoThresholds()
+        let counts = stageTwoCounts(thresholds: thresholds)
 
         snap.threshold.withUnsafeMutableBufferPointer { threshold in
         snap.globalProb.withUnsafeMutableBufferPointer { globalProb in
@@ -26,33 +27,30 @@ extension LayerAccumulator {
                 region: region, localProb: localProb, localPaired: localPaired,
                 netdissect: netdissect, topImages: topImages))
             DispatchQueue.concurrentPerform(iterations: units) { u in
-                dissect(unit: u, sets: sets, pendingGrids: pendingGrids, into: out.value)
+                dissect(unit: u, sets: sets, threshold: thresholds[u], counts: counts, into: out.value)
             }
         }}}}}}}}}
         return snap
     }
 
     /// One unit through Stages II, I and III.
-    func dissect(unit u: Int, sets: SeenSets, pendingGrids: [UInt64], into out: SnapshotOutput) {
+    func dissect(unit u: Int, sets: SeenSets, threshold t: Float, counts: [Int64], into out: SnapshotOutput) {
         let dictionary = index.dictionary
         let g = dictionary.subgroupCount, l = dictionary.conceptCount, n = index.imageCount
         maxima.withUnsafeBufferPointer { maximaBuffer in
             let column = maximaBuffer.baseAddress! + u * n
-            var scratch: [Int32] = []
+            var scratch: [UInt64] = []
 
             // Stage II: threshold, IoU, region and the Network Dissection label.
-            let population = localImagesSeen * mapSize
             var iou = [Double](repeating: 0, count: l)
-            if population > 0 {
-                let rule = self.rule
-                let top = topValues[u].largest(rule.valuesNeeded(population: population))
-                let t = rule.value(population: population, largestDescending: top)!
+            if localImagesSeen > 0 {
                 out.threshold[u] = t
-                let counts = tailCounts(unit: u, threshold: t, pendingGrids: pendingGrids)
+                let counts = counts[(u * index.stageTwoRows)...]
+                let first = counts.startIndex
                 for c in 0..<l {
-                    let intersection = counts[index.countRows + c]
+                    let intersection = Double(counts[first + index.countRows + c])
                     var activation = 0.0
-                    for row in index.countRowsOfConcept[c] { activation += counts[row] }
+                    for row in index.countRowsOfConcept[c] { activation += Double(counts[first + row]) }
                     let union = activation + maskAreaSeen[c] - intersection
                     iou[c] = union > 0 ? intersection / union : 0
                     out.iou[u * l + c] = Float(iou[c])
@@ -139,37 +137,78 @@ extension LayerAccumulator {
         }
     }
 
-    /// Per histogram row, the pixels above `threshold`: from the unit's histogram once warm,
-    /// else from the maps still pending (recorded on the fly, with the threshold as floor).
-    func tailCounts(unit u: Int, threshold: Float, pendingGrids: [UInt64]) -> [Double] {
-        if pendingImages.isEmpty { return histograms[u].countsAbove(threshold) }
-        var histogram = TailHistogram(rows: index.histogramRows)
-        let hw = mapSize, s2 = index.dictionary.maskSize * index.dictionary.maskSize
-        let countRows = index.countRows
-        pendingMaps.withUnsafeBufferPointer { maps in
-            for (i, image) in pendingImages.enumerated() {
-                let map = maps.baseAddress! + (i * units + u) * hw
-                let countBits = index.countRowsOfImage[Int(image)]
-                histogram.withRecorder { recorder in
-                    upsampler!.forEachPixel(of: map, above: threshold) { pixel, v in
-                        recorder.count(v, countBits: countBits, conceptBits: pendingGrids[i * s2 + pixel], countRows: countRows)
-                    }
-                }
+    /// T_u of every unit over the local-set images seen (NaN before the first).
+    func stageTwoThresholds() -> [Float] {
+        let population = localImagesSeen * mapSize
+        var thresholds = [Float](repeating: .nan, count: units)
+        guard population > 0 else { return thresholds }
+        let rule = self.rule
+        thresholds.withUnsafeMutableBufferPointer { out in
+            let out = UnsafeSendable(out.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: units) { u in
+                out.value[u] = topValues[u].quantile(rule, population: population)!
             }
         }
-        return histogram.countsAbove(threshold)
+        return thresholds
     }
 
-    func rasterizedPendingImages() -> [UInt64] {
-        let s2 = index.dictionary.maskSize * index.dictionary.maskSize
-        var grids = [UInt64](repeating: 0, count: pendingImages.count * s2)
-        grids.withUnsafeMutableBufferPointer { grids in
-            for (i, image) in pendingImages.enumerated() {
-                index.dictionary.rasterizeConcepts(
-                    image: Int(image), into: UnsafeMutableBufferPointer(rebasing: grids[(i * s2)..<((i + 1) * s2)]))
+    /// Stage II's counts at the thresholds, [C, stageTwoRows]: per unit, |M| summed per count
+    /// row (annotation pattern), then Σ|M ∩ L_c| per concept, exactly, over the candidate maps.
+    /// Maps not kept never exceed the threshold. Each worker counts one candidate store, whose
+    /// units are its own.
+    func stageTwoCounts(thresholds: [Float]) -> [Int64] {
+        let rows = index.stageTwoRows, countRows = index.countRows
+        var counts = [Int64](repeating: 0, count: units * rows)
+        guard let upsampler, localImagesSeen > 0 else { return counts }
+        let spans = index.spans, countRowsOfImage = index.countRowsOfImage
+        counts.withUnsafeMutableBufferPointer { counts in
+            let counts = UnsafeSendable(counts.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: candidates.count) { s in
+                let store = candidates[s]
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
+                spans.runLo.withUnsafeBufferPointer { runLo in
+                spans.runHi.withUnsafeBufferPointer { runHi in
+                    let dense = dense.baseAddress!
+                    for i in 0..<store.count {
+                        let u = Int(store.units[i]), t = thresholds[u]
+                        guard store.peaks[i] > t else { continue }
+                        store.expand(i, into: dense)
+                        let unitCounts = counts.value + u * rows
+                        let image = Int(store.images[i])
+                        let masks = spans.masks(ofImage: image)
+                        var area = 0
+                        upsampler.forEachBlockRun(of: dense, above: t) { firstRow, rowCount, lo, hi, columns in
+                            let length = hi - lo
+                            // Rows of this chunk with a run: lanes first...last.
+                            var first = -1, last = -1
+                            for lane in 0..<rowCount where length[lane] > 0 {
+                                if first < 0 { first = lane }
+                                last = lane
+                                area += Int(length[lane])
+                            }
+                            guard first >= 0 else { return }
+                            for mask in masks {
+                                if Int(mask.columnHi) <= columns.lowerBound || Int(mask.columnLo) >= columns.upperBound { continue }
+                                let from = max(firstRow + first, Int(mask.firstRow))
+                                let to = min(firstRow + last + 1, Int(mask.firstRow) + Int(mask.rowCount))
+                                if from >= to { continue }
+                                var overlap = 0
+                                for row in from..<to {
+                                    let r = mask.runStart + row - Int(mask.firstRow)
+                                    let a = max(Int(lo[row - firstRow]), Int(runLo[r]))
+                                    let b = min(Int(hi[row - firstRow]), Int(runHi[r]))
+                                    if b > a { overlap += b - a }
+                                }
+                                unitCounts[countRows + Int(mask.concept)] += Int64(overlap)
+                            }
+                        }
+                        var bits = countRowsOfImage[image]
+                        while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
+                    }
+                }}}
             }
         }
-        return grids
+        return counts
     }
 }
 

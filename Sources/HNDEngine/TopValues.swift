@@ -49,6 +49,30 @@ public struct TopValues: Sendable, Equatable {
         Array(values.sorted(by: >).prefix(count))
     }
 
+    /// numpy's quantile of a population of n values whose largest this keeps, in O(k): two
+    /// order statistics by selection, no sort.
+    public func quantile(_ rule: QuantileRule, population n: Int) -> Float? {
+        guard n > 0 else { return nil }
+        var copy = values
+        return copy.withUnsafeMutableBufferPointer { buffer in
+            let count = buffer.count
+            var selected = -1
+            return rule.value(population: n) { rank in
+                precondition(rank < count, "the top-k holds \(count) values, the quantile needs rank \(rank)")
+                let index = count - 1 - rank
+                if selected < 0 {
+                    select(in: buffer, index: index)
+                    selected = index
+                }
+                if index == selected { return buffer[index] }
+                // The other statistic is a neighbouring rank: the smallest above, or the largest below.
+                precondition(abs(index - selected) == 1)
+                if index > selected { return buffer[index...].min()! }
+                return buffer[..<selected].max()!
+            }
+        }
+    }
+
     public static func restore(capacity: Int, values: [Float], lowerBound: Float) -> TopValues {
         var t = TopValues(capacity: capacity)
         t.values = values
@@ -95,15 +119,19 @@ public struct QuantileRule: Sendable, Equatable {
     /// values sorted descending; nil when n is 0. Interpolates in Float as numpy does for float32
     /// data, so thresholds agree bit for bit.
     public func value(population n: Int, largestDescending top: [Float]) -> Float? {
+        value(population: n) { top[$0] }
+    }
+
+    /// The same, given the value of each rank from the top (0 = largest) it asks for.
+    public func value(population n: Int, rankFromTop: (Int) -> Float) -> Float? {
         guard n > 0 else { return nil }
         let virtual = Double(n - 1) * quantile
         let lowerIndex = Int(virtual.rounded(.down))
         let upperIndex = min(lowerIndex + 1, n - 1)
         let gamma = virtual - Double(lowerIndex)
         // Ascending index i is rank n − 1 − i from the top.
-        let below = top[n - 1 - lowerIndex]
-        let above = top[n - 1 - upperIndex]
-        // numpy's _lerp: a + (b − a)·t, evaluated from the nearer end for t ≥ 0.5.
+        let below = rankFromTop(n - 1 - lowerIndex)
+        let above = rankFromTop(n - 1 - upperIndex)
         let diff = above - below
         return gamma >= 0.5 ? above - diff * Float(1 - gamma) : below + diff * Float(gamma)
     }

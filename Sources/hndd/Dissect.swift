@@ -40,10 +40,15 @@ struct Dissect: AsyncParsableCommand {
                 let started = Date()
                 var accumulator = LayerAccumulator(layer: plan.name, index: index, options: engine.dissection)
                 var buffer: [Float] = []
+                var reading = 0.0, adding = 0.0
                 for start in stride(from: 0, to: plan.rows, by: batchSize) {
                     let count = min(batchSize, plan.rows - start)
+                    let readStarted = Date()
                     try file.readRows(plan, start: start, count: count, into: &buffer)
+                    reading += Date().timeIntervalSince(readStarted)
                     let ids = Array(plan.imageIDs[start..<(start + count)])
+                    let addStarted = Date()
+                    defer { adding += Date().timeIntervalSince(addStarted) }
                     do {
                         try buffer.withUnsafeBufferPointer { values throws(BatchError) in
                             try accumulator.add(imageIDs: ids, units: plan.units, height: plan.height, width: plan.width, values: values)
@@ -52,14 +57,17 @@ struct Dissect: AsyncParsableCommand {
                         throw UserError("\(activations): \(plan.dataset): rows \(start)..<\(start + count): \(error)")
                     }
                 }
+                let snapshotStarted = Date()
                 var snapshot = accumulator.snapshot()
+                let snapshotting = Date().timeIntervalSince(snapshotStarted)
                 snapshot.run = run
                 snapshot.step = step
                 snapshot.timeUnix = Date().timeIntervalSince1970
                 snapshots.append(snapshot)
                 let seconds = Date().timeIntervalSince(started)
                 print("\(plan.name): \(plan.rows) images × \(plan.units) units × \(plan.height)×\(plan.width) in "
-                      + String(format: "%.2f s (%.0f images/s); ", seconds, Double(plan.rows) / max(seconds, 1e-9))
+                      + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s); ",
+                               seconds, Double(plan.rows) / max(seconds, 1e-9), reading, adding, snapshotting)
                       + "interpretable \(snapshot.interpretableUnits), localised \(snapshot.region.filter { $0 >= 0 }.count), "
                       + "Network Dissection \(snapshot.netdissectUnits) of \(snapshot.units) units"
                       + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))

@@ -53,21 +53,50 @@ import Testing
         }
     }
 
-    @Test func skippingBlocksLosesNoPixelAboveTheBound() {
+    /// The block runs against the per-pixel formula: every pixel above the threshold is in a
+    /// run and every run pixel is above it, except a pixel within float rounding of it.
+    @Test func blockRunsEqualThePixelTest() {
         var generator = SplitMix(seed: 11)
-        for (h, w, s) in [(7, 7, 112), (5, 9, 56), (3, 1, 10), (14, 14, 112)] {
+        for (h, w, s) in [(7, 7, 112), (5, 9, 56), (3, 1, 10), (14, 14, 112), (2, 2, 4), (1, 1, 37)] {
             let up = BilinearUpsampler(height: h, width: w, size: s)
-            let map = (0..<(h * w)).map { _ in generator.uniform() * 4 - 2 }
-            for bound: Float in [-3, 0, 1, 1.9] {
-                var seen: [Int: Float] = [:]
-                map.withUnsafeBufferPointer { m in
-                    up.forEachPixel(of: m.baseAddress!, above: bound) { seen[$0] = $1 }
-                    for row in 0..<s {
-                        for col in 0..<s {
-                            let v = up.value(m.baseAddress!, row: row, col: col)
-                            #expect((v > bound) == (seen[row * s + col] != nil))
-                            if let got = seen[row * s + col] { #expect(got == v) }
+            for trial in 0..<6 {
+                // Smooth and rough maps, some with ties; kept values only near the hot ones (−∞
+                // elsewhere, as the candidate store expands them) in the last trials.
+                var map = (0..<(h * w)).map { _ in trial % 2 == 0 ? generator.uniform() * 4 - 2 : Float(Int(generator.next() % 5)) - 2 }
+                for threshold: Float in [-3, -1, 0, 0.5, 1, 1.9, 2.5] {
+                    if trial >= 4 {
+                        map = map.enumerated().map { p, v in
+                            let (y, x) = (p / w, p % w)
+                            var near = false
+                            for ny in max(y - 1, 0)...min(y + 1, h - 1) {
+                                for nx in max(x - 1, 0)...min(x + 1, w - 1) where map[ny * w + nx] > threshold { near = true }
+                            }
+                            return near ? v : -.infinity
                         }
+                    }
+                    var inRun = [Bool](repeating: false, count: s * s)
+                    map.withUnsafeBufferPointer { m in
+                        up.forEachBlockRun(of: m.baseAddress!, above: threshold) { firstRow, rowCount, lo, hi, columns in
+                            for lane in 0..<rowCount where hi[lane] > lo[lane] {
+                                #expect(Int(lo[lane]) >= columns.lowerBound && Int(hi[lane]) <= columns.upperBound)
+                                for col in Int(lo[lane])..<Int(hi[lane]) {
+                                    #expect(!inRun[(firstRow + lane) * s + col], "pixel counted twice")
+                                    inRun[(firstRow + lane) * s + col] = true
+                                }
+                            }
+                        }
+                        var mismatches = 0, above = 0
+                        for row in 0..<s {
+                            for col in 0..<s {
+                                let v = up.value(m.baseAddress!, row: row, col: col)
+                                if v > threshold { above += 1 }
+                                if (v > threshold) != inRun[row * s + col] {
+                                    mismatches += 1
+                                    #expect(abs(v - threshold) <= 1e-5 * max(1, abs(threshold)), "\(h)×\(w)→\(s) t=\(threshold) (\(row), \(col)) = \(v)")
+                                }
+                            }
+                        }
+                        #expect(mismatches <= max(1, above / 1000))
                     }
                 }
             }
@@ -75,38 +104,57 @@ import Testing
     }
 }
 
-@Suite struct TailHistogramTests {
-    @Test func countsAboveAnyThresholdWithinABinWidth() {
-        var generator = SplitMix(seed: 5)
-        var histogram = TailHistogram(rows: 2)
-        var values: [Float] = []
-        for _ in 0..<20000 {
-            let v = generator.uniform() * 6 - 1 // [-1, 5): both signs
-            values.append(v)
-            histogram.record(v, rows: v > 2 ? [0, 1] : [0])
+@Suite struct CandidateMapsTests {
+    @Test func keepsTheNeighbourhoodsOfValuesAboveTheBound() {
+        var store = CandidateMaps(height: 4, width: 5)
+        // Row-major 4×5; values above 1 at (0, 4) and (3, 0): their 3×3 neighbourhoods are kept.
+        let map: [Float] = [0, 0.1, 0.2, 0.3, 5,
+                            0.4, 0.5, 0.6, 0.7, 0.8,
+                            0.9, 0.25, 0.35, 0.45, 0.55,
+                            7, 0.65, 0.75, 0.85, 0.95]
+        var scratch: [UInt64] = [0]
+        map.withUnsafeBufferPointer { m in
+            store.append(unit: 3, image: 9, peak: 7, map: m.baseAddress!, bound: 1, scratch: &scratch[0])
+            store.append(unit: 1, image: 2, peak: 0.5, map: m.baseAddress!, bound: 1, scratch: &scratch[0]) // not kept
         }
-        for t: Float in [-0.5, 0, 0.001, 1, 2.5, 4.99] {
-            let exact = Double(values.filter { $0 > t }.count)
-            let got = histogram.countsAbove(t)
-            // The error is at most the content of the threshold's bin, which spans < 2^-8 of t.
-            let width = abs(t) / 256
-            let binContent = Double(values.filter { abs($0 - t) <= width }.count)
-            #expect(abs(got[0] - exact) <= binContent, "threshold \(t)")
-            let exactAbove2 = Double(values.filter { $0 > max(t, 2) }.count)
-            #expect(abs(got[1] - exactAbove2) <= binContent, "threshold \(t), row 1")
-        }
+        #expect(store.count == 1 && store.units == [3] && store.images == [9] && store.peaks == [7])
+        var dense = [Float](repeating: 0, count: 20)
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        let kept: Set<Int> = [3, 4, 8, 9, 10, 11, 15, 16]
+        for p in 0..<20 { #expect(dense[p] == (kept.contains(p) ? map[p] : -.infinity), "position \(p)") }
     }
 
-    @Test func discardKeepsEverythingAboveTheFloorAndMergeAdds() {
-        var a = TailHistogram(rows: 1), b = TailHistogram(rows: 1)
-        for v: Float in [0.1, 0.2, 1, 8, 9] { a.record(v, rows: [0]) }
-        for v: Float in [0.3, 10] { b.record(v, rows: [0]) }
-        a.discard(below: 0.9)
-        #expect(a.countsAbove(0.9) == [3])
-        a.merge(b)
-        #expect(a.countsAbove(9.5) == [1])
-        #expect(a.countsAbove(0.9) == [4])
-        let restored = TailHistogram(rows: 1, pages: a.pages)
-        #expect(restored == a)
+    @Test func widerMapsUseSeveralWords() {
+        var store = CandidateMaps(height: 9, width: 9) // 81 positions: two words
+        var map = [Float](repeating: 0, count: 81)
+        map[80] = 3; map[0] = 2
+        var scratch: [UInt64] = [0, 0]
+        map.withUnsafeBufferPointer { m in
+            scratch.withUnsafeMutableBufferPointer { store.append(unit: 0, image: 0, peak: 3, map: m.baseAddress!, bound: 1, scratch: $0.baseAddress!) }
+        }
+        var dense = [Float](repeating: 0, count: 81)
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        let kept: Set<Int> = [0, 1, 9, 10, 70, 71, 79, 80]
+        for p in 0..<81 { #expect(dense[p] == (kept.contains(p) ? map[p] : -.infinity), "position \(p)") }
+    }
+
+    @Test func discardDropsMapsThatCanNoLongerCrossAndStateRoundTrips() throws {
+        var store = CandidateMaps(height: 2, width: 2)
+        var scratch: [UInt64] = [0]
+        for (unit, peak) in [(0, Float(1)), (1, 2), (0, 3), (1, 0.5)] {
+            let map: [Float] = [peak, 0, 0, peak / 2]
+            map.withUnsafeBufferPointer { store.append(unit: unit, image: Int32(unit), peak: peak, map: $0.baseAddress!, bound: -.infinity, scratch: &scratch[0]) }
+        }
+        #expect(store.count == 4)
+        let bounds: [Float] = [1, 0.75]
+        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        #expect(store.peaks == [2, 3])
+        var dense = [Float](repeating: 0, count: 4)
+        dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
+        #expect(dense == [3, 0, 0, 1.5])
+        var writer = ByteWriter()
+        store.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        #expect(try CandidateMaps.decode(from: &reader, height: 2, width: 2) == store)
     }
 }

@@ -31,7 +31,7 @@ func add(_ layer: inout LayerAccumulator, ids: [Int64], maps: [[Float]], units: 
     @Test func averageRanksOnTies() {
         let values: [Float] = [3, 1, 3, 2, 3]
         var ranks = [Double](repeating: 0, count: 5)
-        var scratch: [Int32] = []
+        var scratch: [UInt64] = []
         values.withUnsafeBufferPointer { v in
             RankedScores.forEachAverageRank(values: v.baseAddress!, members: [0, 1, 2, 3, 4], scratch: &scratch) { ranks[$0] = $1 }
         }
@@ -102,6 +102,26 @@ func add(_ layer: inout LayerAccumulator, ids: [Int64], maps: [[Float]], units: 
         top.compact()
         let got = rule.value(population: count, largestDescending: top.largest(rule.valuesNeeded(population: count)))
         #expect(got == numpyQuantile(values.sorted(), 0.995))
+        // The same by selection, without sorting the top-k.
+        #expect(top.quantile(rule, population: count) == got)
+    }
+
+    @Test func radixRanksEqualSortedRanks() {
+        var generator = SplitMix(seed: 4)
+        // Ties, both zeros, negative values, large and tiny magnitudes.
+        let pool: [Float] = [-0.0, 0, 1, -1, 2.5, -2.5, 1e-30, -1e30, 3e38, .leastNonzeroMagnitude]
+        let values = (0..<3000).map { _ in pool[Int(generator.next() % UInt64(pool.count))] }
+        let members = (0..<Int32(3000)).filter { _ in generator.next() % 3 != 0 }
+        var ranks = [Double](repeating: 0, count: members.count)
+        var scratch: [UInt64] = []
+        values.withUnsafeBufferPointer { v in
+            RankedScores.forEachAverageRank(values: v.baseAddress!, members: members, scratch: &scratch) { ranks[$0] = $1 }
+        }
+        for (position, image) in members.enumerated() {
+            let v = values[Int(image)]
+            let below = members.filter { values[Int($0)] < v }.count, equal = members.filter { values[Int($0)] == v }.count
+            #expect(ranks[position] == Double(2 * below + equal + 1) / 2)
+        }
     }
 
     @Test func partialQuantilesNeedNoMoreThanTheFinal() {

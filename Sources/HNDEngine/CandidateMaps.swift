@@ -1,0 +1,173 @@
+/// The maps of local-set images that may still reach their unit's threshold, kept until the
+/// threshold is known so that Stage II counts exactly, at any snapshot.
+///
+/// A map is kept only when its maximum exceeds the unit's lower bound LB_u (the k-th largest raw
+/// value so far, which never exceeds any later threshold), and only sparsely: the values above
+/// LB_u and their 3×3 source neighbourhoods. An upsampled pixel can exceed a threshold T ≥ LB_u
+/// only in a block with a corner above T, and that block's other corners are the corner's
+/// neighbours — so every block Stage II will ever look at is complete. Other values read as −∞.
+///
+/// Once LB_u has risen past a kept map's maximum the map can never matter again; `discard` drops
+/// such maps. At most k values lie above LB_u, so after a `discard` at most k maps per unit
+/// remain (in practice far fewer: a map above the threshold holds several such values).
+public struct CandidateMaps: Sendable, Equatable {
+    public let height: Int, width: Int
+    var mapSize: Int { height * width }
+    /// Bit words of the "kept positions" mask of one map.
+    var wordsPerMap: Int { (mapSize + 63) / 64 }
+
+    public private(set) var units: [Int32] = []
+    public private(set) var images: [Int32] = []
+    public private(set) var peaks: [Float] = []
+    /// `wordsPerMap` words per map: bit p set when position p's value is kept.
+    private(set) var kept: [UInt64] = []
+    /// Kept values of map i: `values[valueStart[i] ..< valueStart[i + 1]]`, in position order.
+    private(set) var valueStart: [Int] = [0]
+    private(set) var values: [Float] = []
+    /// Size of `values` after the last `discard`: the next is due when it has grown by half.
+    private var valuesAfterDiscard = 0
+
+    public init(height: Int, width: Int) {
+        self.height = height; self.width = width
+    }
+
+    public var count: Int { units.count }
+    /// Approximate heap bytes, for status and tests.
+    public var bytes: Int { count * (4 + 4 + 4 + 8 + 8 * wordsPerMap) + values.count * 4 }
+
+    /// Keeps `map` (h×w) of `unit` on `image` if its maximum `peak` exceeds `bound`.
+    /// `scratch` holds `wordsPerMap` words.
+    @inline(__always)
+    mutating func append(unit: Int, image: Int32, peak: Float, map: UnsafePointer<Float>, bound: Float,
+                         scratch: UnsafeMutablePointer<UInt64>) {
+        guard peak > bound else { return }
+        let h = height, w = width, n = mapSize, words = wordsPerMap
+        if n <= 64 {
+            // One word: the positions above the bound, dilated by one in each direction with
+            // shifts (columns masked so that nothing wraps from one row into the next).
+            var above: UInt64 = 0
+            for p in 0..<n where map[p] > bound { above |= 1 << UInt64(p) }
+            let all: UInt64 = n == 64 ? ~0 : (1 << UInt64(n)) - 1
+            let (notFirstColumn, notLastColumn) = Self.columnMasks(height: h, width: w)
+            var kept = above | (above << 1 & notFirstColumn) | (above >> 1 & notLastColumn)
+            kept |= kept << UInt64(w) | kept >> UInt64(w)
+            scratch[0] = kept & all
+        } else {
+            scratch.initialize(repeating: 0, count: words)
+            for y in 0..<h {
+                for x in 0..<w where map[y * w + x] > bound {
+                    for ny in max(y - 1, 0)...min(y + 1, h - 1) {
+                        for nx in max(x - 1, 0)...min(x + 1, w - 1) {
+                            let p = ny * w + nx
+                            scratch[p >> 6] |= 1 << UInt64(p & 63)
+                        }
+                    }
+                }
+            }
+        }
+        units.append(Int32(unit)); images.append(image); peaks.append(peak)
+        var keptCount = 0
+        for i in 0..<words { kept.append(scratch[i]); keptCount += scratch[i].nonzeroBitCount }
+        let start = values.count
+        values.append(contentsOf: repeatElement(0, count: keptCount))
+        values.withUnsafeMutableBufferPointer { out in
+            var v = start
+            for i in 0..<words {
+                var bits = scratch[i]
+                while bits != 0 {
+                    out[v] = map[i << 6 | bits.trailingZeroBitCount]
+                    v += 1
+                    bits &= bits - 1
+                }
+            }
+        }
+        valueStart.append(values.count)
+    }
+
+    /// For a map of at most 64 positions: the positions not in the first column, and those not
+    /// in the last.
+    @inline(__always) static func columnMasks(height: Int, width: Int) -> (UInt64, UInt64) {
+        var first: UInt64 = 0, last: UInt64 = 0
+        for y in 0..<height {
+            first |= 1 << UInt64(y * width)
+            last |= 1 << UInt64(y * width + width - 1)
+        }
+        return (~first, ~last)
+    }
+
+    /// Whether enough has been added since the last `discard` to make one worth it.
+    var discardIsDue: Bool { values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 20) }
+
+    /// Drops every map whose maximum no longer exceeds its unit's lower bound.
+    mutating func discard(bounds: UnsafePointer<Float>) {
+        let words = wordsPerMap
+        var out = 0, valueOut = 0
+        for i in 0..<count where peaks[i] > bounds[Int(units[i])] {
+            let start = valueStart[i], end = valueStart[i + 1]
+            units[out] = units[i]; images[out] = images[i]; peaks[out] = peaks[i]
+            for j in 0..<words { kept[out * words + j] = kept[i * words + j] }
+            for j in start..<end { values[valueOut + j - start] = values[j] }
+            valueOut += end - start
+            out += 1
+            valueStart[out] = valueOut
+        }
+        units.removeLast(count - out); images.removeLast(images.count - out); peaks.removeLast(peaks.count - out)
+        kept.removeLast(kept.count - out * words)
+        valueStart.removeLast(valueStart.count - out - 1)
+        values.removeLast(values.count - valueOut)
+        valuesAfterDiscard = values.count
+    }
+
+    /// Writes map i into `dense` (h×w), −∞ where no value was kept.
+    @inline(__always)
+    func expand(_ i: Int, into dense: UnsafeMutablePointer<Float>) {
+        dense.update(repeating: -.infinity, count: mapSize)
+        var v = valueStart[i]
+        for j in 0..<wordsPerMap {
+            var bits = kept[i * wordsPerMap + j]
+            while bits != 0 {
+                dense[j << 6 | bits.trailingZeroBitCount] = values[v]
+                v += 1
+                bits &= bits - 1
+            }
+        }
+    }
+
+    // MARK: state
+
+    func encode(into w: inout ByteWriter) {
+        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values)
+        w.put(valueStart.map(Int64.init))
+    }
+
+    static func decode(from r: inout ByteReader, height: Int, width: Int) throws(StateError) -> CandidateMaps {
+        var m = CandidateMaps(height: height, width: width)
+        m.units = try r.getArray(Int32.self); m.images = try r.getArray(Int32.self)
+        m.peaks = try r.getArray(Float.self); m.kept = try r.getArray(UInt64.self)
+        m.values = try r.getArray(Float.self)
+        m.valueStart = try r.getArray(Int64.self).map(Int.init)
+        let n = m.units.count
+        guard m.images.count == n, m.peaks.count == n, m.kept.count == n * m.wordsPerMap,
+              m.valueStart.count == n + 1, m.valueStart.first == 0, m.valueStart.last == m.values.count else {
+            throw StateError("candidate maps have inconsistent sizes")
+        }
+        for i in 0..<n {
+            let popcount = (0..<m.wordsPerMap).reduce(0) { $0 + m.kept[i * m.wordsPerMap + $1].nonzeroBitCount }
+            guard m.valueStart[i + 1] - m.valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
+        }
+        m.valuesAfterDiscard = m.values.count
+        return m
+    }
+
+    /// Appends another store's maps (a merge; units must be in range of this store's user).
+    mutating func append(contentsOf other: CandidateMaps, where include: (Int32) -> Bool) {
+        precondition(other.height == height && other.width == width)
+        for i in 0..<other.count where include(other.units[i]) {
+            units.append(other.units[i]); images.append(other.images[i]); peaks.append(other.peaks[i])
+            kept += other.kept[(i * wordsPerMap)..<((i + 1) * wordsPerMap)]
+            values += other.values[other.valueStart[i]..<other.valueStart[i + 1]]
+            valueStart.append(values.count)
+        }
+        valuesAfterDiscard = values.count
+    }
+}
