@@ -167,25 +167,27 @@ public final class Daemon: @unchecked Sendable {
     }
 
     func ingestBatch(_ message: ZMQMultipart, decoder: BatchDecoder, values: inout [Float]) {
-        let batch: DecodedBatch
+        let result: Result<(PassKey, BatchOutcome), Rejection>
         do {
-            batch = try decoder.decode(message, into: &values)
+            result = try decoder.withDecoded(message, scratch: &values) { batch, v in
+                let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
+                return Result { () throws(Rejection) in
+                    (key, try book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
+                                          width: batch.width, values: v, now: Date().timeIntervalSince1970))
+                }
+            }
         } catch {
             reject(error.reason, "\(error)")
             return
         }
-        let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
-        do {
-            let outcome = try values.withUnsafeBufferPointer { v throws(Rejection) in
-                try book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
-                                width: batch.width, values: v, now: Date().timeIntervalSince1970)
-            }
+        switch result {
+        case let .success((key, outcome)):
             batchesAccepted += 1
             imagesAccepted += UInt64(outcome.accepted)
             if !outcome.duplicates.isEmpty {
                 logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
             }
-        } catch {
+        case let .failure(error):
             reject(error.reason, error.description)
         }
     }

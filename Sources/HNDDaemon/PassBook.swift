@@ -68,17 +68,22 @@ public struct PassBook: Sendable {
         if let expected = shapeOfLayer[key.layer]?.units, expected != units {
             throw Rejection(reason: "unit_count_changed", description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
         }
-        var pass = open[key] ?? OpenPass(key: key, accumulator: LayerAccumulator(layer: key.layer, index: index, options: options),
-                                         startedAt: now, updatedAt: now)
+        let isNew = open[key] == nil
+        if isNew {
+            open[key] = OpenPass(key: key, accumulator: LayerAccumulator(layer: key.layer, index: index, options: options),
+                                 startedAt: now, updatedAt: now)
+        }
+        // Mutated in place: a copy taken out of the dictionary would share the accumulator's
+        // buffers, and its first write would copy all of them — every batch.
         let outcome: BatchOutcome
         do {
-            outcome = try pass.accumulator.add(imageIDs: imageIDs, units: units, height: height, width: width, values: values)
+            outcome = try open[key]!.accumulator.add(imageIDs: imageIDs, units: units, height: height, width: width, values: values)
         } catch {
+            if isNew { open[key] = nil }
             throw Rejection(reason: error.reason, description: "\(key): \(error)")
         }
-        pass.updatedAt = now
-        pass.duplicates += outcome.duplicates
-        open[key] = pass
+        open[key]!.updatedAt = now
+        open[key]!.duplicates += outcome.duplicates
         shapeOfLayer[key.layer] = (units, height, width)
         return outcome
     }

@@ -54,6 +54,30 @@ public struct BatchDecoder: Sendable {
         }
     }
 
+    /// Decodes a received multipart message and lends its values to `body` as `Float`: in place,
+    /// without a copy, when the tensor is float32 and aligned (the common case: ZeroMQ's buffers
+    /// are malloc'd); otherwise converted into `scratch`. The values are valid during `body` only.
+    public func withDecoded<R>(_ message: ZMQMultipart, scratch: inout [Float],
+                               _ body: (DecodedBatch, UnsafeBufferPointer<Float>) -> R) throws(BatchRejection) -> R {
+        guard message.frameCount == 2, message.frames.count == 2 else {
+            throw .frameCount(received: message.frameCount)
+        }
+        let headerFrame = message.frames[0], tensorFrame = message.frames[1]
+        let batch = try headerFrame.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
+            try decodeHeader(header, tensorByteCount: tensorFrame.count)
+        }
+        return tensorFrame.withUnsafeBytes { tensor in
+            #if _endian(little)
+            if batch.dtype == .float32, let base = tensor.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+                return body(batch, UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: batch.valueCount))
+            }
+            #endif
+            resize(&scratch, to: batch.valueCount)
+            scratch.withUnsafeMutableBufferPointer { TensorConversion.decode(tensor, dtype: batch.dtype, into: $0) }
+            return scratch.withUnsafeBufferPointer { body(batch, $0) }
+        }
+    }
+
     /// Decodes a batch given as its two frames' bytes.
     public func decode(
         header: UnsafeRawBufferPointer, tensor: UnsafeRawBufferPointer, into values: inout [Float]

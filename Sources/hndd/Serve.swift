@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import HNDDaemon
+import HNDWire
 import Logging
 
 /// The daemon (SPEC §5): dissects probe passes pushed by trainers, publishes snapshots.
@@ -52,6 +53,7 @@ struct Serve: ParsableCommand {
         configuration.options = engine.dissection
         let daemon: Daemon
         do {
+            ZMQContext.keepLargeMessagesInTheHeap()
             daemon = try Daemon(configuration, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
