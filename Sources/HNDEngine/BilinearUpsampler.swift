@@ -152,8 +152,11 @@ public struct BilinearUpsampler: Sendable {
                         let firstAbove = vFirst .> t, lastAbove = vLast .> t
                         // Pixels above t counted from the end that is above: ⌈x⌉, where x is the
                         // distance, in columns, from that end to the crossing.
-                        let falling = Self.ceiling((vFirst - t) / (vFirst - vLast) * span, atMost: length)
-                        let rising = Self.ceiling((vLast - t) / (vLast - vFirst) * span, atMost: length)
+                        // x: where, as a fraction of the way from the first column to the last, the
+                        // row crosses t (one division serves both directions).
+                        let x = (vFirst - t) / (vFirst - vLast)
+                        let falling = Self.ceiling(x * span, atMost: length)
+                        let rising = Self.ceiling((1 - x) * span, atMost: length)
                         var lo = start, hi = start
                         hi.replace(with: start + falling, where: firstAbove)
                         lo.replace(with: end - rising, where: lastAbove .& .!firstAbove)
@@ -176,5 +179,18 @@ public struct BilinearUpsampler: Sendable {
         var r = (x + magic) - magic
         r.replace(with: r + 1, where: r .< x)
         return r
+    }
+
+    /// Bit i set where lane i of `mask` is true. (Through integer lanes: Swift lowers
+    /// `replacing(with:where:)` on 16 lanes one lane at a time.)
+    @inline(__always) public static func laneBits(_ mask: SIMDMask<SIMD16<Int32>>) -> UInt64 {
+        let weights = SIMD16<Int32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+        return UInt64(truncatingIfNeeded: (weights & unsafeBitCast(mask, to: SIMD16<Int32>.self)).wrappedSum())
+    }
+
+    /// The sum of 16 lanes, pairwise (exact for the small whole numbers it is used on).
+    @inline(__always) public static func sum(_ v: Lanes) -> Float {
+        let eight = v.lowHalf + v.highHalf, four = eight.lowHalf + eight.highHalf
+        return four[0] + four[1] + four[2] + four[3]
     }
 }

@@ -16,14 +16,16 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Bit words of the "kept positions" mask of one map.
     var wordsPerMap: Int { (mapSize + 63) / 64 }
 
-    public private(set) var units: [Int32] = []
-    public private(set) var images: [Int32] = []
-    public private(set) var peaks: [Float] = []
+    // Segmented: a pass keeps millions of maps, and growing contiguous arrays that large would
+    // briefly need three times their size.
+    private(set) var units = SegmentedArray<Int32>()
+    private(set) var images = SegmentedArray<Int32>()
+    private(set) var peaks = SegmentedArray<Float>()
     /// `wordsPerMap` words per map: bit p set when position p's value is kept.
-    private(set) var kept: [UInt64] = []
+    private(set) var kept = SegmentedArray<UInt64>()
     /// Kept values of map i: `values[valueStart[i] ..< valueStart[i + 1]]`, in position order.
-    private(set) var valueStart: [Int] = [0]
-    private(set) var values: [Float] = []
+    private(set) var valueStart = SegmentedArray<Int>([0])
+    private(set) var values = SegmentedArray<Float>()
     /// Size of `values` after the last `discard`: the next is due when it has grown by half.
     private var valuesAfterDiscard = 0
 
@@ -41,8 +43,28 @@ public struct CandidateMaps: Sendable, Equatable {
     mutating func append(unit: Int, image: Int32, peak: Float, map: UnsafePointer<Float>, bound: Float,
                          scratch: UnsafeMutablePointer<UInt64>) {
         guard peak > bound else { return }
-        let h = height, w = width, n = mapSize, words = wordsPerMap
-        if n <= 64 {
+        neededPositions(of: map, above: bound, into: scratch)
+        units.append(Int32(unit)); images.append(image); peaks.append(peak)
+        for i in 0..<wordsPerMap { kept.append(scratch[i]) }
+        for i in 0..<wordsPerMap {
+            var bits = scratch[i]
+            while bits != 0 {
+                values.append(map[i << 6 | bits.trailingZeroBitCount])
+                bits &= bits - 1
+            }
+        }
+        valueStart.append(values.count)
+    }
+
+    /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
+    /// above it and their 3×3 neighbourhoods, as `wordsPerMap` bit words in `scratch`.
+    @inline(__always)
+    func neededPositions(of map: UnsafePointer<Float>, above bound: Float, into scratch: UnsafeMutablePointer<UInt64>) {
+        let h = height, w = width, n = mapSize
+        if bound == -.infinity {
+            // Everything is needed (and −∞ is never above it).
+            for i in 0..<wordsPerMap { scratch[i] = i < n >> 6 ? ~0 : (1 << UInt64(n & 63)) - 1 }
+        } else if n <= 64 {
             // One word: the positions above the bound, dilated by one in each direction with
             // shifts (columns masked so that nothing wraps from one row into the next).
             var above: UInt64 = 0
@@ -53,7 +75,7 @@ public struct CandidateMaps: Sendable, Equatable {
             kept |= kept << UInt64(w) | kept >> UInt64(w)
             scratch[0] = kept & all
         } else {
-            scratch.initialize(repeating: 0, count: words)
+            scratch.initialize(repeating: 0, count: wordsPerMap)
             for y in 0..<h {
                 for x in 0..<w where map[y * w + x] > bound {
                     for ny in max(y - 1, 0)...min(y + 1, h - 1) {
@@ -65,23 +87,6 @@ public struct CandidateMaps: Sendable, Equatable {
                 }
             }
         }
-        units.append(Int32(unit)); images.append(image); peaks.append(peak)
-        var keptCount = 0
-        for i in 0..<words { kept.append(scratch[i]); keptCount += scratch[i].nonzeroBitCount }
-        let start = values.count
-        values.append(contentsOf: repeatElement(0, count: keptCount))
-        values.withUnsafeMutableBufferPointer { out in
-            var v = start
-            for i in 0..<words {
-                var bits = scratch[i]
-                while bits != 0 {
-                    out[v] = map[i << 6 | bits.trailingZeroBitCount]
-                    v += 1
-                    bits &= bits - 1
-                }
-            }
-        }
-        valueStart.append(values.count)
     }
 
     /// For a map of at most 64 positions: the positions not in the first column, and those not
@@ -98,31 +103,61 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Whether enough has been added since the last `discard` to make one worth it.
     var discardIsDue: Bool { values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 20) }
 
-    /// Drops every map whose maximum no longer exceeds its unit's lower bound.
+    /// Drops every map whose maximum no longer exceeds its unit's lower bound, and from the
+    /// others the values no longer needed under the risen bound. In place, in one sweep: what is
+    /// kept never lies after what is read.
     mutating func discard(bounds: UnsafePointer<Float>) {
         let words = wordsPerMap
         var out = 0, valueOut = 0
-        for i in 0..<count where peaks[i] > bounds[Int(units[i])] {
-            let start = valueStart[i], end = valueStart[i + 1]
-            units[out] = units[i]; images[out] = images[i]; peaks[out] = peaks[i]
-            for j in 0..<words { kept[out * words + j] = kept[i * words + j] }
-            for j in start..<end { values[valueOut + j - start] = values[j] }
-            valueOut += end - start
-            out += 1
-            valueStart[out] = valueOut
-        }
-        units.removeLast(count - out); images.removeLast(images.count - out); peaks.removeLast(peaks.count - out)
-        kept.removeLast(kept.count - out * words)
-        valueStart.removeLast(valueStart.count - out - 1)
-        values.removeLast(values.count - valueOut)
+        var start = 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { needed in
+            let dense = dense.baseAddress!, needed = needed.baseAddress!
+            for i in 0..<count {
+                let end = valueStart[i + 1]
+                defer { start = end }
+                let bound = bounds[Int(units[i])]
+                guard peaks[i] > bound else { continue }
+                units[out] = units[i]; images[out] = images[i]; peaks[out] = peaks[i]
+                if end - start <= 9 {
+                    // One value's neighbourhood at most: nothing to shed, only to move.
+                    for j in 0..<words { kept[out * words + j] = kept[i * words + j] }
+                    for v in start..<end { values[valueOut] = values[v]; valueOut += 1 }
+                } else {
+                    expand(i, valuesFrom: start, into: dense)
+                    neededPositions(of: dense, above: bound, into: needed)
+                    for j in 0..<words {
+                        let bits = needed[j] & kept[i * words + j]
+                        kept[out * words + j] = bits
+                        var rest = bits
+                        while rest != 0 {
+                            values[valueOut] = dense[j << 6 | rest.trailingZeroBitCount]
+                            valueOut += 1
+                            rest &= rest - 1
+                        }
+                    }
+                }
+                out += 1
+                valueStart[out] = valueOut
+            }
+        }}
+        units.truncate(to: out); images.truncate(to: out); peaks.truncate(to: out)
+        kept.truncate(to: out * words)
+        valueStart.truncate(to: out + 1)
+        values.truncate(to: valueOut)
         valuesAfterDiscard = values.count
     }
 
     /// Writes map i into `dense` (h×w), −∞ where no value was kept.
     @inline(__always)
     func expand(_ i: Int, into dense: UnsafeMutablePointer<Float>) {
+        expand(i, valuesFrom: valueStart[i], into: dense)
+    }
+
+    @inline(__always)
+    private func expand(_ i: Int, valuesFrom start: Int, into dense: UnsafeMutablePointer<Float>) {
         dense.update(repeating: -.infinity, count: mapSize)
-        var v = valueStart[i]
+        var v = start
         for j in 0..<wordsPerMap {
             var bits = kept[i * wordsPerMap + j]
             while bits != 0 {
@@ -136,25 +171,27 @@ public struct CandidateMaps: Sendable, Equatable {
     // MARK: state
 
     func encode(into w: inout ByteWriter) {
-        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values)
-        w.put(valueStart.map(Int64.init))
+        w.put(units.elements); w.put(images.elements); w.put(peaks.elements); w.put(kept.elements); w.put(values.elements)
+        w.put(valueStart.elements.map(Int64.init))
     }
 
     static func decode(from r: inout ByteReader, height: Int, width: Int) throws(StateError) -> CandidateMaps {
         var m = CandidateMaps(height: height, width: width)
-        m.units = try r.getArray(Int32.self); m.images = try r.getArray(Int32.self)
-        m.peaks = try r.getArray(Float.self); m.kept = try r.getArray(UInt64.self)
-        m.values = try r.getArray(Float.self)
-        m.valueStart = try r.getArray(Int64.self).map(Int.init)
-        let n = m.units.count
-        guard m.images.count == n, m.peaks.count == n, m.kept.count == n * m.wordsPerMap,
-              m.valueStart.count == n + 1, m.valueStart.first == 0, m.valueStart.last == m.values.count else {
+        let units = try r.getArray(Int32.self), images = try r.getArray(Int32.self)
+        let peaks = try r.getArray(Float.self), kept = try r.getArray(UInt64.self)
+        let values = try r.getArray(Float.self)
+        let valueStart = try r.getArray(Int64.self).map(Int.init)
+        let n = units.count
+        guard images.count == n, peaks.count == n, kept.count == n * m.wordsPerMap,
+              valueStart.count == n + 1, valueStart.first == 0, valueStart.last == values.count else {
             throw StateError("candidate maps have inconsistent sizes")
         }
         for i in 0..<n {
-            let popcount = (0..<m.wordsPerMap).reduce(0) { $0 + m.kept[i * m.wordsPerMap + $1].nonzeroBitCount }
-            guard m.valueStart[i + 1] - m.valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
+            let popcount = (0..<m.wordsPerMap).reduce(0) { $0 + kept[i * m.wordsPerMap + $1].nonzeroBitCount }
+            guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
         }
+        m.units = SegmentedArray(units); m.images = SegmentedArray(images); m.peaks = SegmentedArray(peaks)
+        m.kept = SegmentedArray(kept); m.values = SegmentedArray(values); m.valueStart = SegmentedArray(valueStart)
         m.valuesAfterDiscard = m.values.count
         return m
     }
@@ -164,8 +201,8 @@ public struct CandidateMaps: Sendable, Equatable {
         precondition(other.height == height && other.width == width)
         for i in 0..<other.count where include(other.units[i]) {
             units.append(other.units[i]); images.append(other.images[i]); peaks.append(other.peaks[i])
-            kept += other.kept[(i * wordsPerMap)..<((i + 1) * wordsPerMap)]
-            values += other.values[other.valueStart[i]..<other.valueStart[i + 1]]
+            for j in (i * wordsPerMap)..<((i + 1) * wordsPerMap) { kept.append(other.kept[j]) }
+            for j in other.valueStart[i]..<other.valueStart[i + 1] { values.append(other.values[j]) }
             valueStart.append(values.count)
         }
         valuesAfterDiscard = values.count

@@ -165,6 +165,9 @@ extension LayerAccumulator {
             let counts = UnsafeSendable(counts.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: candidates.count) { s in
                 let store = candidates[s]
+                // One map's block runs, gathered before the concept masks are visited once each.
+                var chunks: [BlockRunChunk] = []
+                chunks.reserveCapacity(64)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
                 spans.runLo.withUnsafeBufferPointer { runLo in
                 spans.runHi.withUnsafeBufferPointer { runHi in
@@ -173,43 +176,55 @@ extension LayerAccumulator {
                         let u = Int(store.units[i]), t = thresholds[u]
                         guard store.peaks[i] > t else { continue }
                         store.expand(i, into: dense)
-                        let unitCounts = counts.value + u * rows
-                        let image = Int(store.images[i])
-                        let masks = spans.masks(ofImage: image)
+                        chunks.removeAll(keepingCapacity: true)
                         var area = 0
+                        var rowLo = Int.max, rowHi = 0, columnLo = Int.max, columnHi = 0
                         upsampler.forEachBlockRun(of: dense, above: t) { firstRow, rowCount, lo, hi, columns in
                             let length = hi - lo
-                            // Rows of this chunk with a run: lanes first...last.
-                            var first = -1, last = -1
-                            for lane in 0..<rowCount where length[lane] > 0 {
-                                if first < 0 { first = lane }
-                                last = lane
-                                area += Int(length[lane])
-                            }
-                            guard first >= 0 else { return }
-                            for mask in masks {
-                                if Int(mask.columnHi) <= columns.lowerBound || Int(mask.columnLo) >= columns.upperBound { continue }
-                                let from = max(firstRow + first, Int(mask.firstRow))
-                                let to = min(firstRow + last + 1, Int(mask.firstRow) + Int(mask.rowCount))
-                                if from >= to { continue }
-                                var overlap = 0
-                                for row in from..<to {
-                                    let r = mask.runStart + row - Int(mask.firstRow)
-                                    let a = max(Int(lo[row - firstRow]), Int(runLo[r]))
-                                    let b = min(Int(hi[row - firstRow]), Int(runHi[r]))
-                                    if b > a { overlap += b - a }
-                                }
-                                unitCounts[countRows + Int(mask.concept)] += Int64(overlap)
-                            }
+                            let withRun = BilinearUpsampler.laneBits(length .> 0) & ((1 << UInt64(rowCount)) - 1)
+                            guard withRun != 0 else { return }
+                            var bits = withRun
+                            while bits != 0 { area += Int(length[bits.trailingZeroBitCount]); bits &= bits - 1 }
+                            let chunk = BlockRunChunk(firstRow: firstRow + withRun.trailingZeroBitCount,
+                                                      endRow: firstRow + 64 - withRun.leadingZeroBitCount,
+                                                      laneOffset: firstRow, columns: columns, lo: lo, hi: hi)
+                            rowLo = min(rowLo, chunk.firstRow); rowHi = max(rowHi, chunk.endRow)
+                            columnLo = min(columnLo, columns.lowerBound); columnHi = max(columnHi, columns.upperBound)
+                            chunks.append(chunk)
                         }
+                        guard area > 0 else { continue }
+                        let unitCounts = counts.value + u * rows
+                        let image = Int(store.images[i])
                         var bits = countRowsOfImage[image]
                         while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
+                        for mask in spans.masks(ofImage: image) {
+                            let maskFirst = Int(mask.firstRow), maskEnd = maskFirst + Int(mask.rowCount)
+                            if maskEnd <= rowLo || maskFirst >= rowHi || Int(mask.columnHi) <= columnLo || Int(mask.columnLo) >= columnHi { continue }
+                            var overlap = 0
+                            for chunk in chunks {
+                                if Int(mask.columnHi) <= chunk.columns.lowerBound || Int(mask.columnLo) >= chunk.columns.upperBound { continue }
+                                for row in max(chunk.firstRow, maskFirst)..<max(max(chunk.firstRow, maskFirst), min(chunk.endRow, maskEnd)) {
+                                    let r = mask.runStart + row - maskFirst, lane = row - chunk.laneOffset
+                                    let a = max(Int(chunk.lo[lane]), Int(runLo[r])), b = min(Int(chunk.hi[lane]), Int(runHi[r]))
+                                    if b > a { overlap += b - a }
+                                }
+                            }
+                            unitCounts[countRows + Int(mask.concept)] += Int64(overlap)
+                        }
                     }
                 }}}
             }
         }
         return counts
     }
+}
+
+/// Up to 16 rows of one block's runs above the threshold (see `forEachBlockRun`): rows
+/// firstRow..<endRow hold runs; row r's is lo[r − laneOffset] ..< hi[r − laneOffset].
+struct BlockRunChunk {
+    let firstRow: Int, endRow: Int, laneOffset: Int
+    let columns: Range<Int>
+    let lo: BilinearUpsampler.Lanes, hi: BilinearUpsampler.Lanes
 }
 
 /// The decision rules of SPEC §3, in one place.

@@ -117,11 +117,29 @@ import Testing
             store.append(unit: 3, image: 9, peak: 7, map: m.baseAddress!, bound: 1, scratch: &scratch[0])
             store.append(unit: 1, image: 2, peak: 0.5, map: m.baseAddress!, bound: 1, scratch: &scratch[0]) // not kept
         }
-        #expect(store.count == 1 && store.units == [3] && store.images == [9] && store.peaks == [7])
+        #expect(store.count == 1 && store.units.elements == [3] && store.images.elements == [9] && store.peaks.elements == [7])
         var dense = [Float](repeating: 0, count: 20)
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         let kept: Set<Int> = [3, 4, 8, 9, 10, 11, 15, 16]
         for p in 0..<20 { #expect(dense[p] == (kept.contains(p) ? map[p] : -.infinity), "position \(p)") }
+    }
+
+    @Test func aRisenBoundShedsValuesNoLongerNeeded() {
+        var store = CandidateMaps(height: 1, width: 12)
+        // Hot values at 1, 5, 7 and 10; once the bound passes all but the largest, only its
+        // neighbourhood stays.
+        var map = [Float](repeating: 0, count: 12)
+        map[1] = 2; map[10] = 5; map[5] = 1.5; map[7] = 1.2
+        var scratch: [UInt64] = [0]
+        map.withUnsafeBufferPointer { store.append(unit: 0, image: 4, peak: 5, map: $0.baseAddress!, bound: 1, scratch: &scratch[0]) }
+        var dense = [Float](repeating: 0, count: 12)
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11])
+        let bounds: [Float] = [3]
+        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [9, 10, 11])
+        #expect(dense[10] == 5 && dense[9] == 0)
     }
 
     @Test func widerMapsUseSeveralWords() {
@@ -148,11 +166,15 @@ import Testing
         #expect(store.count == 4)
         let bounds: [Float] = [1, 0.75]
         bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
-        #expect(store.peaks == [2, 3])
+        #expect(store.peaks.elements == [2, 3])
         var dense = [Float](repeating: 0, count: 4)
         dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
         #expect(dense == [3, 0, 0, 1.5])
         var writer = ByteWriter()
+        store.encode(into: &writer)
+        var reader0 = ByteReader(writer.bytes)
+        #expect(try CandidateMaps.decode(from: &reader0, height: 2, width: 2) == store)
+        writer = ByteWriter()
         store.encode(into: &writer)
         var reader = ByteReader(writer.bytes)
         #expect(try CandidateMaps.decode(from: &reader, height: 2, width: 2) == store)
