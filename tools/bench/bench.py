@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import resource
 import shutil
@@ -43,8 +44,16 @@ from hndd_client import Client  # noqa: E402
 from hndd_client.wire import hndd_pb2  # noqa: E402
 
 WORKLOADS = {"512x7x7": (512, 7, 7), "2048x7x7": (2048, 7, 7), "1024x14x14": (1024, 14, 14)}
-BATCH = 256
 MASK = 112
+
+
+def batch_size(units: int, h: int, w: int) -> int:
+    """Images per message: 256 for the paper's layer (25.7 MB of float32), and as many as fit in
+    the same bytes for bigger layers (64 and 32) — what a trainer's probe batches would weigh."""
+    size = 256
+    while size > 1 and size * units * h * w * 4 > 256 * 512 * 7 * 7 * 4:
+        size //= 2
+    return size
 
 
 def hndd_binary() -> str:
@@ -99,16 +108,16 @@ def write_dictionary(path: Path, n_global: int, n_local: int, seed: int) -> None
         f["images/ellipse"] = ellipse
 
 
-def batch_pool(units: int, h: int, w: int, batches: int, seed: int) -> list[np.ndarray]:
+def batch_pool(units: int, h: int, w: int, batches: int, seed: int, batch: int) -> list[np.ndarray]:
     """ReLU-like maps: a negative-mean smooth field, so most positions are 0, with a few strong
     localised responses per unit — the statistics of a trained conv layer after ReLU."""
     rng = np.random.default_rng(seed)
     pool = []
     for _ in range(batches):
-        field = rng.normal(-0.8, 0.6, (BATCH, units, h, w)).astype(np.float32)
-        hot = rng.random((BATCH, units)) < 0.15
-        ys = rng.integers(0, h, (BATCH, units))
-        xs = rng.integers(0, w, (BATCH, units))
+        field = rng.normal(-0.8, 0.6, (batch, units, h, w)).astype(np.float32)
+        hot = rng.random((batch, units)) < 0.15
+        ys = rng.integers(0, h, (batch, units))
+        xs = rng.integers(0, w, (batch, units))
         b, u = np.nonzero(hot)
         field[b, u, ys[b, u], xs[b, u]] += rng.gamma(2.0, 1.2, b.size).astype(np.float32)
         pool.append(np.maximum(field, 0))
@@ -116,11 +125,11 @@ def batch_pool(units: int, h: int, w: int, batches: int, seed: int) -> list[np.n
 
 
 def write_activations(path: Path, layer: str, pool: list[np.ndarray], images: int) -> None:
-    units, h, w = pool[0].shape[1:]
+    batch, units, h, w = pool[0].shape
     with h5py.File(path, "w") as f:
-        d = f.create_dataset(f"layers/{layer}/activations", (images, units, h, w), np.float32, chunks=(BATCH, units, h, w))
-        for k, start in enumerate(range(0, images, BATCH)):
-            count = min(BATCH, images - start)
+        d = f.create_dataset(f"layers/{layer}/activations", (images, units, h, w), np.float32, chunks=(batch, units, h, w))
+        for k, start in enumerate(range(0, images, batch)):
+            count = min(batch, images - start)
             d[start:start + count] = pool[k % len(pool)][:count]
 
 
@@ -134,25 +143,31 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, images: int, work: Path) -> dict:
+def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, images: int, work: Path,
+                  batch: int) -> dict:
     out = work / "dissect.h5"
     started = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "dissect", "--dictionary", str(dictionary),
-                           "--activations", str(activations), "--out", str(out), "--layer", layer],
+                           "--activations", str(activations), "--out", str(out), "--layer", layer,
+                           "--batch-size", str(batch)],
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"bench: dissect failed: {proc.stderr}")
     rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
-    return {"engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss}
+    # dissect's own line: "... (N images/s; reading R s, engine E s, snapshot S s)".
+    phases = dict(re.findall(r"(reading|engine|snapshot) ([0-9.]+) s", proc.stdout))
+    return {"engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
+            **{f"dissect_{name}_s": float(value) for name, value in phases.items()}}
 
 
-def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path) -> dict:
+def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path,
+                snapshot_interval: float = 1.0) -> dict:
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     log = open(work / "serve.log", "w")
     proc = subprocess.Popen([binary, "serve", "--dictionary", str(dictionary), "--run-dir", str(run_dir),
-                             "--snapshot-interval", "1", "--checkpoint-interval", "3600"], stderr=log)
+                             "--snapshot-interval", str(snapshot_interval), "--checkpoint-interval", "3600"], stderr=log)
     try:
         deadline = time.time() + 30
         while not (run_dir / "endpoints.json").exists():
@@ -180,8 +195,9 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
         listener.start()
         client = Client(run_dir=str(run_dir), run="bench", max_queue_mb=1024, on_full="block")
         started = time.perf_counter()
-        for k, start in enumerate(range(0, images, BATCH)):
-            count = min(BATCH, images - start)
+        batch = pool[0].shape[0]
+        for k, start in enumerate(range(0, images, batch)):
+            count = min(batch, images - start)
             client.send(layer, 1, np.arange(start, start + count), pool[k % len(pool)][:count])
         client.flush()
         last_sent = time.perf_counter()
@@ -213,7 +229,8 @@ def bench_raw_zmq(pool: list[np.ndarray], images: int, work: Path) -> dict:
     push.connect(endpoint)
     header = hndd_pb2.BatchHeader(protocol_version=1, run="bench", layer="x", step=1).SerializeToString()
     payloads = [p.tobytes() for p in pool]
-    count = (images + BATCH - 1) // BATCH
+    batch = pool[0].shape[0]
+    count = (images + batch - 1) // batch
 
     def receive():
         for _ in range(count):
@@ -227,7 +244,7 @@ def bench_raw_zmq(pool: list[np.ndarray], images: int, work: Path) -> dict:
     receiver.join()
     seconds = time.perf_counter() - started
     push.close(0); pull.close(0); context.term()
-    return {"raw_zmq_images_per_s": count * BATCH / seconds,
+    return {"raw_zmq_images_per_s": count * batch / seconds,
             "raw_zmq_gb_per_s": count * len(payloads[0]) / seconds / 1e9}
 
 
@@ -266,7 +283,7 @@ def bench_numpy(dictionary: Path, pool: list[np.ndarray], images: int) -> dict:
     sample = min(images, 1024)
     started = time.perf_counter()
     inter = np.zeros((units, masks.shape[1]))
-    for k, start in enumerate(range(0, sample, BATCH)):
+    for k, start in enumerate(range(0, sample, pool[0].shape[0])):
         batch = pool[k % len(pool)]
         maxima = batch.max(axis=(2, 3))
         for i in range(batch.shape[0]):
@@ -288,6 +305,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--snapshot-interval", type=float, default=1.0,
+                        help="hndd serve's partial snapshot interval during the end-to-end run (default 1 s)")
     args = parser.parse_args(argv)
     images = args.images or (4096 if args.quick else 35632)
     n_global = min(11000, images * 11000 // 35632)
@@ -299,15 +318,16 @@ def main(argv=None) -> int:
         write_dictionary(dictionary, n_global, images - n_global, args.seed)
         for name in args.workload or list(WORKLOADS):
             units, h, w = WORKLOADS[name]
-            pool = batch_pool(units, h, w, 4 if units * h * w > 100_000 else 8, args.seed)
+            batch = batch_size(units, h, w)
+            pool = batch_pool(units, h, w, 8, args.seed, batch)
             layer = f"bench{name}"
             activations = work / "activations.h5"
             write_activations(activations, layer, pool, images)
-            r = {"images": images, "units": units, "map": f"{h}x{w}",
+            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch,
                  "activations_mb": images * units * h * w * 4 / 2**20}
-            r.update(bench_dissect(binary, dictionary, activations, layer, images, work))
+            r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
             activations.unlink()
-            r.update(bench_serve(binary, dictionary, layer, pool, images, work))
+            r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval))
             r.update(bench_raw_zmq(pool, images, work))
             r.update(bench_numpy(dictionary, pool, images))
             r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
