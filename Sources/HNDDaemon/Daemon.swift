@@ -18,7 +18,9 @@ public struct DaemonConfiguration: Sendable {
     public var maxMessageMB: Double = 512
     /// Received batches waiting for the engine, at most this many bytes; past it the daemon
     /// stops reading and ZeroMQ's high-water marks push back on the trainers.
-    public var queueBudgetMB: Double = 256
+    /// Small on purpose: trainers queue on their side (the client), and every batch waiting here
+    /// delays the complete snapshot — 64 MiB is two to three paper-scale batches.
+    public var queueBudgetMB: Double = 64
     public var options = DissectionOptions()
 
     public init(dictionaryPath: String, runDirectory: RunDirectory, snapshotPath: String? = nil) {

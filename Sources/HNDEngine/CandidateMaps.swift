@@ -16,16 +16,55 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Bit words of the "kept positions" mask of one map.
     var wordsPerMap: Int { (mapSize + 63) / 64 }
 
-    // Segmented: a pass keeps millions of maps, and growing contiguous arrays that large would
-    // briefly need three times their size.
-    private(set) var units = SegmentedArray<Int32>()
-    private(set) var images = SegmentedArray<Int32>()
-    private(set) var peaks = SegmentedArray<Float>()
-    /// `wordsPerMap` words per map: bit p set when position p's value is kept.
-    private(set) var kept = SegmentedArray<UInt64>()
-    /// Kept values of map i: `values[valueStart[i] ..< valueStart[i + 1]]`, in position order.
-    private(set) var valueStart = SegmentedArray<Int>([0])
-    private(set) var values = SegmentedArray<Float>()
+    /// The maps, column by column. Segmented: a pass keeps millions of maps, and growing
+    /// contiguous arrays that large would briefly need three times their size. Shared between
+    /// copies of the store until one of them changes (copy-on-write, checked once per call).
+    final class Columns: @unchecked Sendable {
+        let units: SegmentedBuffer<Int32>, images: SegmentedBuffer<Int32>, peaks: SegmentedBuffer<Float>
+        /// `wordsPerMap` words per map: bit p set when position p's value is kept.
+        let kept: SegmentedBuffer<UInt64>
+        /// Kept values of map i: `values[valueStart[i] ..< valueStart[i + 1]]`, in position order.
+        let valueStart: SegmentedBuffer<Int>
+        let values: SegmentedBuffer<Float>
+
+        init(units: SegmentedBuffer<Int32> = .init(), images: SegmentedBuffer<Int32> = .init(),
+             peaks: SegmentedBuffer<Float> = .init(), kept: SegmentedBuffer<UInt64> = .init(),
+             valueStart: SegmentedBuffer<Int> = .init([0]), values: SegmentedBuffer<Float> = .init()) {
+            self.units = units; self.images = images; self.peaks = peaks
+            self.kept = kept; self.valueStart = valueStart; self.values = values
+        }
+
+        func copy() -> Columns {
+            Columns(units: units.copy(), images: images.copy(), peaks: peaks.copy(), kept: kept.copy(),
+                    valueStart: valueStart.copy(), values: values.copy())
+        }
+    }
+
+    private var columns = Columns()
+    var units: SegmentedBuffer<Int32> { columns.units }
+    var images: SegmentedBuffer<Int32> { columns.images }
+    var peaks: SegmentedBuffer<Float> { columns.peaks }
+    var kept: SegmentedBuffer<UInt64> { columns.kept }
+    var valueStart: SegmentedBuffer<Int> { columns.valueStart }
+    var values: SegmentedBuffer<Float> { columns.values }
+
+    public static func == (a: CandidateMaps, b: CandidateMaps) -> Bool {
+        a.height == b.height && a.width == b.width && a.units.elements == b.units.elements
+            && a.images.elements == b.images.elements && a.peaks.elements == b.peaks.elements
+            && a.kept.elements == b.kept.elements && a.valueStart.elements == b.valueStart.elements
+            && a.values.elements == b.values.elements
+    }
+
+    // Element access for the counting loop: through `columns` directly, so that no reference is
+    // retained per element.
+    @inline(__always) func unit(at i: Int) -> Int32 { columns.units[i] }
+    @inline(__always) func image(at i: Int) -> Int32 { columns.images[i] }
+    @inline(__always) func peak(at i: Int) -> Float { columns.peaks[i] }
+
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&columns) { columns = columns.copy() }
+    }
+
     /// Size of `values` after the last `discard`: the next is due when it has grown by half.
     private var valuesAfterDiscard = 0
 
@@ -33,9 +72,9 @@ public struct CandidateMaps: Sendable, Equatable {
         self.height = height; self.width = width
     }
 
-    public var count: Int { units.count }
+    public var count: Int { columns.units.count }
     /// Approximate heap bytes, for status and tests.
-    public var bytes: Int { count * (4 + 4 + 4 + 8 + 8 * wordsPerMap) + values.count * 4 }
+    public var bytes: Int { count * (4 + 4 + 4 + 8 + 8 * wordsPerMap) + columns.values.count * 4 }
 
     /// Keeps `map` (h×w) of `unit` on `image` if its maximum `peak` exceeds `bound`.
     /// `scratch` holds `wordsPerMap` words.
@@ -43,17 +82,18 @@ public struct CandidateMaps: Sendable, Equatable {
     mutating func append(unit: Int, image: Int32, peak: Float, map: UnsafePointer<Float>, bound: Float,
                          scratch: UnsafeMutablePointer<UInt64>) {
         guard peak > bound else { return }
+        makeUnique()
         neededPositions(of: map, above: bound, into: scratch)
-        units.append(Int32(unit)); images.append(image); peaks.append(peak)
-        for i in 0..<wordsPerMap { kept.append(scratch[i]) }
+        columns.units.append(Int32(unit)); columns.images.append(image); columns.peaks.append(peak)
+        for i in 0..<wordsPerMap { columns.kept.append(scratch[i]) }
         for i in 0..<wordsPerMap {
             var bits = scratch[i]
             while bits != 0 {
-                values.append(map[i << 6 | bits.trailingZeroBitCount])
+                columns.values.append(map[i << 6 | bits.trailingZeroBitCount])
                 bits &= bits - 1
             }
         }
-        valueStart.append(values.count)
+        columns.valueStart.append(columns.values.count)
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
@@ -101,12 +141,13 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     /// Whether enough has been added since the last `discard` to make one worth it.
-    var discardIsDue: Bool { values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 20) }
+    var discardIsDue: Bool { columns.values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 20) }
 
     /// Drops every map whose maximum no longer exceeds its unit's lower bound, and from the
     /// others the values no longer needed under the risen bound. In place, in one sweep: what is
     /// kept never lies after what is read.
     mutating func discard(bounds: UnsafePointer<Float>) {
+        makeUnique()
         let words = wordsPerMap
         var out = 0, valueOut = 0
         var start = 0
@@ -114,44 +155,44 @@ public struct CandidateMaps: Sendable, Equatable {
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { needed in
             let dense = dense.baseAddress!, needed = needed.baseAddress!
             for i in 0..<count {
-                let end = valueStart[i + 1]
+                let end = columns.valueStart[i + 1]
                 defer { start = end }
-                let bound = bounds[Int(units[i])]
-                guard peaks[i] > bound else { continue }
-                units[out] = units[i]; images[out] = images[i]; peaks[out] = peaks[i]
+                let bound = bounds[Int(columns.units[i])]
+                guard columns.peaks[i] > bound else { continue }
+                columns.units[out] = columns.units[i]; columns.images[out] = columns.images[i]; columns.peaks[out] = columns.peaks[i]
                 if end - start <= 9 {
                     // One value's neighbourhood at most: nothing to shed, only to move.
-                    for j in 0..<words { kept[out * words + j] = kept[i * words + j] }
-                    for v in start..<end { values[valueOut] = values[v]; valueOut += 1 }
+                    for j in 0..<words { columns.kept[out * words + j] = columns.kept[i * words + j] }
+                    for v in start..<end { columns.values[valueOut] = columns.values[v]; valueOut += 1 }
                 } else {
                     expand(i, valuesFrom: start, into: dense)
                     neededPositions(of: dense, above: bound, into: needed)
                     for j in 0..<words {
-                        let bits = needed[j] & kept[i * words + j]
-                        kept[out * words + j] = bits
+                        let bits = needed[j] & columns.kept[i * words + j]
+                        columns.kept[out * words + j] = bits
                         var rest = bits
                         while rest != 0 {
-                            values[valueOut] = dense[j << 6 | rest.trailingZeroBitCount]
+                            columns.values[valueOut] = dense[j << 6 | rest.trailingZeroBitCount]
                             valueOut += 1
                             rest &= rest - 1
                         }
                     }
                 }
                 out += 1
-                valueStart[out] = valueOut
+                columns.valueStart[out] = valueOut
             }
         }}
-        units.truncate(to: out); images.truncate(to: out); peaks.truncate(to: out)
-        kept.truncate(to: out * words)
-        valueStart.truncate(to: out + 1)
-        values.truncate(to: valueOut)
-        valuesAfterDiscard = values.count
+        columns.units.truncate(to: out); columns.images.truncate(to: out); columns.peaks.truncate(to: out)
+        columns.kept.truncate(to: out * words)
+        columns.valueStart.truncate(to: out + 1)
+        columns.values.truncate(to: valueOut)
+        valuesAfterDiscard = columns.values.count
     }
 
     /// Writes map i into `dense` (h×w), −∞ where no value was kept.
     @inline(__always)
     func expand(_ i: Int, into dense: UnsafeMutablePointer<Float>) {
-        expand(i, valuesFrom: valueStart[i], into: dense)
+        expand(i, valuesFrom: columns.valueStart[i], into: dense)
     }
 
     @inline(__always)
@@ -159,9 +200,9 @@ public struct CandidateMaps: Sendable, Equatable {
         dense.update(repeating: -.infinity, count: mapSize)
         var v = start
         for j in 0..<wordsPerMap {
-            var bits = kept[i * wordsPerMap + j]
+            var bits = columns.kept[i * wordsPerMap + j]
             while bits != 0 {
-                dense[j << 6 | bits.trailingZeroBitCount] = values[v]
+                dense[j << 6 | bits.trailingZeroBitCount] = columns.values[v]
                 v += 1
                 bits &= bits - 1
             }
@@ -190,8 +231,8 @@ public struct CandidateMaps: Sendable, Equatable {
             let popcount = (0..<m.wordsPerMap).reduce(0) { $0 + kept[i * m.wordsPerMap + $1].nonzeroBitCount }
             guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
         }
-        m.units = SegmentedArray(units); m.images = SegmentedArray(images); m.peaks = SegmentedArray(peaks)
-        m.kept = SegmentedArray(kept); m.values = SegmentedArray(values); m.valueStart = SegmentedArray(valueStart)
+        m.columns = Columns(units: SegmentedBuffer(units), images: SegmentedBuffer(images), peaks: SegmentedBuffer(peaks),
+                            kept: SegmentedBuffer(kept), valueStart: SegmentedBuffer(valueStart), values: SegmentedBuffer(values))
         m.valuesAfterDiscard = m.values.count
         return m
     }
@@ -199,6 +240,7 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Appends another store's maps (a merge; units must be in range of this store's user).
     mutating func append(contentsOf other: CandidateMaps, where include: (Int32) -> Bool) {
         precondition(other.height == height && other.width == width)
+        makeUnique()
         for i in 0..<other.count where include(other.units[i]) {
             units.append(other.units[i]); images.append(other.images[i]); peaks.append(other.peaks[i])
             for j in (i * wordsPerMap)..<((i + 1) * wordsPerMap) { kept.append(other.kept[j]) }

@@ -173,8 +173,8 @@ extension LayerAccumulator {
                 spans.runHi.withUnsafeBufferPointer { runHi in
                     let dense = dense.baseAddress!
                     for i in 0..<store.count {
-                        let u = Int(store.units[i]), t = thresholds[u]
-                        guard store.peaks[i] > t else { continue }
+                        let u = Int(store.unit(at: i)), t = thresholds[u]
+                        guard store.peak(at: i) > t else { continue }
                         store.expand(i, into: dense)
                         chunks.removeAll(keepingCapacity: true)
                         var area = 0
@@ -194,7 +194,7 @@ extension LayerAccumulator {
                         }
                         guard area > 0 else { continue }
                         let unitCounts = counts.value + u * rows
-                        let image = Int(store.images[i])
+                        let image = Int(store.image(at: i))
                         var bits = countRowsOfImage[image]
                         while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
                         for mask in spans.masks(ofImage: image) {

@@ -26,7 +26,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-message-mb"), help: "Largest ingest message accepted (ZMQ_MAXMSGSIZE), in MiB.")
     var maxMessageMB: Double = 512
     @Option(name: .customLong("queue-mb"), help: "Received batches held for the engine, in MiB; beyond it trainers are pushed back.")
-    var queueMB: Double = 256
+    var queueMB: Double = 64
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {

@@ -162,12 +162,13 @@ def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, 
 
 
 def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path,
-                snapshot_interval: float = 1.0) -> dict:
+                snapshot_interval: float = 1.0, queue_mb: float | None = None) -> dict:
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     log = open(work / "serve.log", "w")
     proc = subprocess.Popen([binary, "serve", "--dictionary", str(dictionary), "--run-dir", str(run_dir),
-                             "--snapshot-interval", str(snapshot_interval), "--checkpoint-interval", "3600"], stderr=log)
+                             "--snapshot-interval", str(snapshot_interval), "--checkpoint-interval", "3600"]
+                            + (["--queue-mb", str(queue_mb)] if queue_mb else []), stderr=log)
     try:
         deadline = time.time() + 30
         while not (run_dir / "endpoints.json").exists():
@@ -193,7 +194,7 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
-        client = Client(run_dir=str(run_dir), run="bench", max_queue_mb=1024, on_full="block")
+        client = Client(run_dir=str(run_dir), run="bench", max_queue_mb=1024, on_full="block", block_timeout=3600)
         started = time.perf_counter()
         batch = pool[0].shape[0]
         for k, start in enumerate(range(0, images, batch)):
@@ -326,6 +327,7 @@ def main(argv=None) -> int:
             r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch,
                  "activations_mb": images * units * h * w * 4 / 2**20}
             r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
+            print(f"{name}: dissect done: {r}", flush=True)
             activations.unlink()
             r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval))
             r.update(bench_raw_zmq(pool, images, work))
