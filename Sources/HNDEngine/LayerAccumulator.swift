@@ -131,18 +131,29 @@ public struct LayerAccumulator: Sendable {
     }
 
     /// Whether no value is ±∞ or NaN: x · 0 is 0 for every finite x and NaN otherwise, summed in
-    /// 16 independent lanes.
+    /// 16 independent lanes, one slice of the batch per worker.
     static func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
         guard let base = values.baseAddress else { return true }
-        var lanes = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= values.count {
-            lanes += UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self) * 0
-            i += 16
+        let slices = values.count >= 1 << 20 ? workerCount : 1, count = values.count
+        var finite = [Bool](repeating: true, count: slices)
+        finite.withUnsafeMutableBufferPointer { finite in
+            let finite = UnsafeSendable(finite.baseAddress!), base = UnsafeSendable(base)
+            DispatchQueue.concurrentPerform(iterations: slices) { slice in
+                // Slice bounds on multiples of 16 values.
+                let start = (count / 16 * slice / slices) * 16
+                let end = slice == slices - 1 ? count : (count / 16 * (slice + 1) / slices) * 16
+                var lanes = SIMD16<Float>()
+                var i = start
+                while i + 16 <= end {
+                    lanes += UnsafeRawPointer(base.value + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+                    i += 16
+                }
+                var rest: Float = 0
+                while i < end { rest += base.value[i] * 0; i += 1 }
+                finite.value[slice] = lanes == SIMD16() && rest == 0
+            }
         }
-        var rest: Float = 0
-        while i < values.count { rest += base[i] * 0; i += 1 }
-        return lanes == SIMD16() && rest == 0
+        return !finite.contains(false)
     }
 
     /// Adds a batch: `values` is [B, C, h, w] row-major for the images `imageIDs`.
