@@ -132,13 +132,13 @@ public final class Daemon: @unchecked Sendable {
             }
             let now = Date().timeIntervalSince1970
             writeDuePasses(now: now, publish: publish)
-            // Partial snapshots: at the configured interval, but never more than a third of the
+            // Partial snapshots: at the configured interval, but never more than a fifth of the
             // time goes to them when they are expensive, and not while batches wait — then the
             // pass is moving faster than a snapshot could show, and its complete snapshot comes
             // sooner without them — unless the last one is ten intervals old.
             let sincePublish = now - lastPublish
-            let due = sincePublish >= max(configuration.snapshotInterval, 3 * snapshotCost)
-            let stale = sincePublish >= max(10 * configuration.snapshotInterval, 3 * snapshotCost)
+            let due = sincePublish >= max(configuration.snapshotInterval, 4 * snapshotCost)
+            let stale = sincePublish >= max(10 * configuration.snapshotInterval, 4 * snapshotCost)
             if due && (queue.isDrained || stale) {
                 let started = Date().timeIntervalSince1970
                 publishPartials(now: now, publish: publish)
