@@ -29,7 +29,12 @@ extension LayerAccumulator {
     /// Restores a state written by `encodedState` for the same dictionary and options.
     public init(decoding bytes: [UInt8], index: DictionaryIndex, options: DissectionOptions) throws(StateError) {
         var r = ByteReader(bytes)
-        guard try r.get(UInt32.self) == Self.stateMagic else { throw StateError("not a layer state") }
+        let magic = try r.get(UInt32.self)
+        guard magic != 0x484E_4431 else { // "HND1": tail histograms, before candidate maps
+            throw StateError("a layer state of an earlier hndd (format HND1), which this version cannot resume; "
+                             + "move the checkpoint away to start afresh")
+        }
+        guard magic == Self.stateMagic else { throw StateError("not a layer state") }
         let layer = try r.getString()
         self.init(layer: layer, index: index, options: options)
         guard try r.get(Int64.self) == Int64(index.imageCount), try r.get(Int64.self) == Int64(index.conceptCount) else {
