@@ -193,4 +193,13 @@ public struct BilinearUpsampler: Sendable {
         let eight = v.lowHalf + v.highHalf, four = eight.lowHalf + eight.highHalf
         return four[0] + four[1] + four[2] + four[3]
     }
+
+    static let laneIndex = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+    /// `v` with lanes from `count` on set to 0 (through the bits: no lane-by-lane select).
+    @inline(__always) public static func firstLanes(_ count: Int, of v: Lanes) -> Lanes {
+        if count >= lanes { return v }
+        let keep = unsafeBitCast(laneIndex .< Int32(count), to: SIMD16<UInt32>.self)
+        return unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt32>.self) & keep, to: Lanes.self)
+    }
 }

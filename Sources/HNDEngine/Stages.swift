@@ -183,8 +183,7 @@ extension LayerAccumulator {
                             let length = hi - lo
                             let withRun = BilinearUpsampler.laneBits(length .> 0) & ((1 << UInt64(rowCount)) - 1)
                             guard withRun != 0 else { return }
-                            var bits = withRun
-                            while bits != 0 { area += Int(length[bits.trailingZeroBitCount]); bits &= bits - 1 }
+                            area += Int(BilinearUpsampler.sum(BilinearUpsampler.firstLanes(rowCount, of: length)))
                             let chunk = BlockRunChunk(firstRow: firstRow + withRun.trailingZeroBitCount,
                                                       endRow: firstRow + 64 - withRun.leadingZeroBitCount,
                                                       laneOffset: firstRow, columns: columns, lo: lo, hi: hi)
