@@ -188,7 +188,9 @@ public struct LayerAccumulator: Sendable {
         maxima = [Float](repeating: 0, count: c * index.imageCount)
         let needed = rule.valuesNeeded(population: max(index.localSetSize * h * w, 1))
         topValues = [TopValues](repeating: TopValues(capacity: needed), count: c)
-        candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, Self.workerCount))
+        // More stores than cores: concurrentPerform then balances them when another thread (the
+        // daemon's receiver, a trainer on the same machine) takes a core for a while.
+        candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, 4 * Self.workerCount))
         upsampler = BilinearUpsampler(height: h, width: w, size: index.dictionary.maskSize)
     }
 
