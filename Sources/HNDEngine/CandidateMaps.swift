@@ -41,6 +41,8 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     private var columns = Columns()
+    // Read-only views, for state checks and tests; writes go through the mutating methods, which
+    // keep copies apart.
     var units: SegmentedBuffer<Int32> { columns.units }
     var images: SegmentedBuffer<Int32> { columns.images }
     var peaks: SegmentedBuffer<Float> { columns.peaks }
@@ -73,8 +75,6 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     public var count: Int { columns.units.count }
-    /// Approximate heap bytes, for status and tests.
-    public var bytes: Int { count * (4 + 4 + 4 + 8 + 8 * wordsPerMap) + columns.values.count * 4 }
 
     /// Keeps `map` (h×w) of `unit` on `image` if its maximum `peak` exceeds `bound`.
     /// `scratch` holds `wordsPerMap` words.

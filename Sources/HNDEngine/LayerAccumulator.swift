@@ -103,9 +103,6 @@ public struct LayerAccumulator: Sendable {
         (shard * units / candidates.count)..<((shard + 1) * units / candidates.count)
     }
 
-    /// Approximate bytes held by the candidate maps.
-    public var candidateBytes: Int { candidates.reduce(0) { $0 + $1.bytes } }
-
     /// Checks a batch against the layer without changing anything.
     public func validate(imageIDs: [Int64], units c: Int, height h: Int, width w: Int,
                          values: UnsafeBufferPointer<Float>) throws(BatchError) {
