@@ -141,7 +141,7 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     /// Whether enough has been added since the last `discard` to make one worth it.
-    var discardIsDue: Bool { columns.values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 20) }
+    var discardIsDue: Bool { columns.values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 19) }
 
     /// Drops every map whose maximum no longer exceeds its unit's lower bound, and from the
     /// others the values no longer needed under the risen bound. In place, in one sweep: what is
