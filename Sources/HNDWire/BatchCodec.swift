@@ -43,15 +43,20 @@ public struct BatchDecoder: Sendable {
     /// - Parameter values: reused output buffer; resized to the batch's value count (its capacity
     ///   is kept, so same-sized batches cost no allocation). Unchanged when the batch is rejected.
     public func decode(_ message: ZMQMultipart, into values: inout [Float]) throws(BatchRejection) -> DecodedBatch {
-        guard message.frameCount == 2, message.frames.count == 2 else {
-            throw .frameCount(received: message.frameCount)
-        }
-        let headerFrame = message.frames[0], tensorFrame = message.frames[1]
-        return try headerFrame.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
+        let (header, tensorFrame) = try frames(of: message)
+        return try header.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
             try tensorFrame.withUnsafeBytes { (tensor) throws(BatchRejection) -> DecodedBatch in
                 try decode(header: header, tensor: tensor, into: &values)
             }
         }
+    }
+
+    /// The header and tensor frames of an ingest message, or why it has not exactly two.
+    private func frames(of message: ZMQMultipart) throws(BatchRejection) -> (header: ZMQMessage, tensor: ZMQMessage) {
+        guard message.frameCount == 2, message.frames.count == 2 else {
+            throw .frameCount(received: message.frameCount)
+        }
+        return (message.frames[0], message.frames[1])
     }
 
     /// Decodes a received multipart message and lends its values to `body` as `Float`: in place,
@@ -59,10 +64,7 @@ public struct BatchDecoder: Sendable {
     /// are malloc'd); otherwise converted into `scratch`. The values are valid during `body` only.
     public func withDecoded<R>(_ message: ZMQMultipart, scratch: inout [Float],
                                _ body: (DecodedBatch, UnsafeBufferPointer<Float>) -> R) throws(BatchRejection) -> R {
-        guard message.frameCount == 2, message.frames.count == 2 else {
-            throw .frameCount(received: message.frameCount)
-        }
-        let headerFrame = message.frames[0], tensorFrame = message.frames[1]
+        let (headerFrame, tensorFrame) = try frames(of: message)
         let batch = try headerFrame.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
             try decodeHeader(header, tensorByteCount: tensorFrame.count)
         }

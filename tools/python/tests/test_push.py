@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -17,12 +16,6 @@ from hndd_client.wire import hndd_pb2
 
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 50
-
-
-@pytest.fixture
-def run_dir():
-    with tempfile.TemporaryDirectory(prefix="hndp-", dir="/tmp") as directory:
-        yield directory
 
 
 @pytest.fixture
