@@ -21,8 +21,10 @@ let package = Package(
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
 
+        // Stage II's counting loop in AVX-512, used when the CPU has it (see its header).
+        .target(name: "CHNDKernels"),
         // The engine: pure computation, knows nothing of files or sockets.
-        .target(name: "HNDEngine", dependencies: ["COpenBLAS"],
+        .target(name: "HNDEngine", dependencies: ["COpenBLAS", "CHNDKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The store: HDF5 dictionary, activations and snapshot files.
         .target(name: "HNDStore", dependencies: ["CHDF5", "HNDEngine"]),

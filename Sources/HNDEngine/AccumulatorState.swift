@@ -18,11 +18,7 @@ extension LayerAccumulator {
             w.put(Int64(topValues[u].capacity)); w.put(topValues[u].lowerBound); w.put(topValues[u].values)
         }
         // The stores, as one: a restored state may run with another number of workers.
-        if units > 0 {
-            var all = CandidateMaps(height: height, width: width)
-            for store in candidates { all.append(contentsOf: store) { _ in true } }
-            all.encode(into: &w)
-        }
+        if units > 0 { CandidateMaps.encode(candidates, into: &w) }
         return w.bytes
     }
 
@@ -62,16 +58,12 @@ extension LayerAccumulator {
             topValues[u] = TopValues.restore(capacity: capacity, values: values, lowerBound: bound)
         }
         if c > 0 {
-            let all = try CandidateMaps.decode(from: &r, height: h, width: w)
-            for i in 0..<all.count {
-                guard all.units[i] >= 0, Int(all.units[i]) < c, all.images[i] >= 0, Int(all.images[i]) < index.imageCount,
-                      seen[Int(all.images[i])] else {
-                    throw StateError("candidate map \(i) names unit \(all.units[i]) of image \(all.images[i]), which this state cannot have")
-                }
-            }
-            for s in candidates.indices {
-                let mine = shardUnits(s)
-                candidates[s].append(contentsOf: all) { mine.contains(Int($0)) }
+            let seen = seen, imageCount = index.imageCount
+            var storeOfUnit = [Int](repeating: 0, count: c)
+            for s in candidates.indices { for u in shardUnits(s) { storeOfUnit[u] = s } }
+            candidates = try CandidateMaps.decode(from: &r, height: h, width: w, storeCount: candidates.count,
+                                                  store: { storeOfUnit[Int($0)] }) { unit, image in
+                unit >= 0 && Int(unit) < c && image >= 0 && Int(image) < imageCount && seen[Int(image)]
             }
         }
         guard r.isAtEnd else { throw StateError("trailing bytes after the state") }

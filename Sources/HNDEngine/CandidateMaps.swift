@@ -1,3 +1,10 @@
+import CHNDKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The maps of local-set images that may still reach their unit's threshold, kept until the
 /// threshold is known so that Stage II counts exactly, at any snapshot.
 ///
@@ -10,71 +17,145 @@
 /// Once LB_u has risen past a kept map's maximum the map can never matter again; `discard` drops
 /// such maps. At most k values lie above LB_u, so after a `discard` at most k maps per unit
 /// remain (in practice far fewer: a map above the threshold holds several such values).
+///
+/// The maps are records in one byte arena, appended and swept in order: a pass keeps millions of
+/// them, and per-record arrays or objects cost more than the few values a record holds.
 public struct CandidateMaps: Sendable, Equatable {
     public let height: Int, width: Int
     var mapSize: Int { height * width }
     /// Bit words of the "kept positions" mask of one map.
-    var wordsPerMap: Int { (mapSize + 63) / 64 }
+    let wordsPerMap: Int
 
-    /// The maps, column by column. Segmented: a pass keeps millions of maps, and growing
-    /// contiguous arrays that large would briefly need three times their size. Shared between
-    /// copies of the store until one of them changes (copy-on-write, checked once per call).
-    final class Columns: @unchecked Sendable {
-        let units: SegmentedBuffer<Int32>, images: SegmentedBuffer<Int32>, peaks: SegmentedBuffer<Float>
-        /// `wordsPerMap` words per map: bit p set when position p's value is kept.
-        let kept: SegmentedBuffer<UInt64>
-        /// Kept values of map i: `values[valueStart[i] ..< valueStart[i + 1]]`, in position order.
-        let valueStart: SegmentedBuffer<Int>
-        let values: SegmentedBuffer<Float>
+    /// Record layout, 8-byte aligned: unit (Int32), image (Int32), peak (Float), value count
+    /// (UInt32), `wordsPerMap` kept-position words (bit p set when position p is kept), then the
+    /// kept values in position order.
+    static let headerBytes = 16
+    func recordBytes(values: Int) -> Int { (Self.headerBytes + 8 * wordsPerMap + 4 * values + 7) & ~7 }
 
-        init(units: SegmentedBuffer<Int32> = .init(), images: SegmentedBuffer<Int32> = .init(),
-             peaks: SegmentedBuffer<Float> = .init(), kept: SegmentedBuffer<UInt64> = .init(),
-             valueStart: SegmentedBuffer<Int> = .init([0]), values: SegmentedBuffer<Float> = .init()) {
-            self.units = units; self.images = images; self.peaks = peaks
-            self.kept = kept; self.valueStart = valueStart; self.values = values
+    /// The arena. Shared between copies of the store until one of them changes (copy-on-write,
+    /// checked once per mutating call).
+    ///
+    /// Its own mapping (on Linux), grown with `mremap` — which moves pages, never copies them, so
+    /// growing never holds two copies — and given back past `used` after each `discard`, so that
+    /// the process's resident size follows what is kept, not what was once appended.
+    final class Arena: @unchecked Sendable {
+        private(set) var base: UnsafeMutableRawPointer?
+        private(set) var capacity = 0
+        /// Bytes in use, and records in them.
+        var used = 0, count = 0
+
+        init() {}
+        deinit { hndd_arena_free(base, capacity) }
+
+        func copy() -> Arena {
+            let other = Arena()
+            other.reserve(used)
+            if used > 0 { other.base!.copyMemory(from: base!, byteCount: used) }
+            other.used = used; other.count = count
+            return other
         }
 
-        func copy() -> Columns {
-            Columns(units: units.copy(), images: images.copy(), peaks: peaks.copy(), kept: kept.copy(),
-                    valueStart: valueStart.copy(), values: values.copy())
+        /// Room for `bytes` more, growing by half at least.
+        @inline(__always) func reserve(_ bytes: Int) {
+            guard used + bytes > capacity else { return }
+            grow(to: used + bytes)
+        }
+
+        private static let page = 1 << 12
+
+        private func grow(to needed: Int) {
+            let newCapacity = (max(needed, capacity + capacity / 2, 1 << 20) + Self.page - 1) & ~(Self.page - 1)
+            guard let grown = hndd_arena_resize(base, capacity, newCapacity) else {
+                fatalError("out of memory for \(newCapacity) bytes of candidate maps")
+            }
+            base = grown
+            capacity = newCapacity
+        }
+
+        /// Gives the pages past `used` back to the system (they read as zeros if touched again).
+        func releaseUnused() {
+            guard let base else { return }
+            hndd_arena_release(base, (used + Self.page - 1) & ~(Self.page - 1), capacity)
         }
     }
 
-    private var columns = Columns()
-    // Read-only views, for state checks and tests; writes go through the mutating methods, which
-    // keep copies apart.
-    var units: SegmentedBuffer<Int32> { columns.units }
-    var images: SegmentedBuffer<Int32> { columns.images }
-    var peaks: SegmentedBuffer<Float> { columns.peaks }
-    var kept: SegmentedBuffer<UInt64> { columns.kept }
-    var valueStart: SegmentedBuffer<Int> { columns.valueStart }
-    var values: SegmentedBuffer<Float> { columns.values }
+    private var arena = Arena()
 
-    public static func == (a: CandidateMaps, b: CandidateMaps) -> Bool {
-        a.height == b.height && a.width == b.width && a.units.elements == b.units.elements
-            && a.images.elements == b.images.elements && a.peaks.elements == b.peaks.elements
-            && a.kept.elements == b.kept.elements && a.valueStart.elements == b.valueStart.elements
-            && a.values.elements == b.values.elements
-    }
-
-    // Element access for the counting loop: through `columns` directly, so that no reference is
-    // retained per element.
-    @inline(__always) func unit(at i: Int) -> Int32 { columns.units[i] }
-    @inline(__always) func image(at i: Int) -> Int32 { columns.images[i] }
-    @inline(__always) func peak(at i: Int) -> Float { columns.peaks[i] }
-
-    private mutating func makeUnique() {
-        if !isKnownUniquelyReferenced(&columns) { columns = columns.copy() }
-    }
-
-    /// Size of `values` after the last `discard`: the next is due when it has grown by half.
-    private var valuesAfterDiscard = 0
+    /// Arena bytes after the last `discard`: the next is due when they have grown by half.
+    private var bytesAfterDiscard = 0
 
     public init(height: Int, width: Int) {
         self.height = height; self.width = width
+        wordsPerMap = (height * width + 63) / 64
     }
 
-    public var count: Int { columns.units.count }
+    public static func == (a: CandidateMaps, b: CandidateMaps) -> Bool {
+        guard a.height == b.height, a.width == b.width, a.arena.count == b.arena.count, a.arena.used == b.arena.used else { return false }
+        guard a.arena.used > 0 else { return true }
+        return memcmp(a.arena.base!, b.arena.base!, a.arena.used) == 0
+    }
+
+    public var count: Int { arena.count }
+    /// Bytes the kept maps take.
+    public var bytes: Int { arena.used }
+
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&arena) { arena = arena.copy() }
+    }
+
+    /// One kept map, read in place.
+    struct Record {
+        let pointer: UnsafeRawPointer
+        var unit: Int32 { pointer.load(as: Int32.self) }
+        var image: Int32 { pointer.load(fromByteOffset: 4, as: Int32.self) }
+        var peak: Float { pointer.load(fromByteOffset: 8, as: Float.self) }
+        var valueCount: Int { Int(pointer.load(fromByteOffset: 12, as: UInt32.self)) }
+        var kept: UnsafePointer<UInt64> { (pointer + CandidateMaps.headerBytes).assumingMemoryBound(to: UInt64.self) }
+        func values(words: Int) -> UnsafePointer<Float> {
+            (pointer + CandidateMaps.headerBytes + 8 * words).assumingMemoryBound(to: Float.self)
+        }
+    }
+
+    /// Calls `body` with every kept map, in the order they were added.
+    @inline(__always)
+    func forEach(_ body: (Record) -> Void) {
+        guard let base = arena.base else { return }
+        var offset = 0
+        let end = arena.used
+        while offset < end {
+            let record = Record(pointer: base + offset)
+            body(record)
+            offset += recordBytes(values: record.valueCount)
+        }
+    }
+
+    // Columns and random access, for tests and checks (a walk each).
+    var units: [Int32] { var a: [Int32] = []; forEach { a.append($0.unit) }; return a }
+    var images: [Int32] { var a: [Int32] = []; forEach { a.append($0.image) }; return a }
+    var peaks: [Float] { var a: [Float] = []; forEach { a.append($0.peak) }; return a }
+    func expand(_ i: Int, into dense: UnsafeMutablePointer<Float>) {
+        var n = 0
+        forEach { record in
+            if n == i { expand(record, into: dense) }
+            n += 1
+        }
+    }
+
+    /// Writes `record`'s map into `dense` (h×w), −∞ where no value was kept.
+    @inline(__always)
+    func expand(_ record: Record, into dense: UnsafeMutablePointer<Float>) {
+        dense.update(repeating: -.infinity, count: mapSize)
+        let kept = record.kept, values = record.values(words: wordsPerMap)
+        var v = 0
+        for j in 0..<wordsPerMap {
+            var bits = kept[j]
+            while bits != 0 {
+                dense[j << 6 | bits.trailingZeroBitCount] = values[v]
+                v += 1
+                bits &= bits - 1
+            }
+        }
+    }
 
     /// Keeps `map` (h×w) of `unit` on `image` if its maximum `peak` exceeds `bound`.
     /// `scratch` holds `wordsPerMap` words.
@@ -84,16 +165,42 @@ public struct CandidateMaps: Sendable, Equatable {
         guard peak > bound else { return }
         makeUnique()
         neededPositions(of: map, above: bound, into: scratch)
-        columns.units.append(Int32(unit)); columns.images.append(image); columns.peaks.append(peak)
-        for i in 0..<wordsPerMap { columns.kept.append(scratch[i]) }
-        for i in 0..<wordsPerMap {
-            var bits = scratch[i]
+        var valueCount = 0
+        for j in 0..<wordsPerMap { valueCount += scratch[j].nonzeroBitCount }
+        let size = recordBytes(values: valueCount)
+        arena.reserve(size)
+        let record = arena.base! + arena.used
+        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, at: record) { p in map[p] }
+        arena.used += size
+        arena.count += 1
+    }
+
+    /// Writes one record at `record`: the header, the kept words, and `value(p)` for each kept
+    /// position p in order.
+    @inline(__always)
+    private func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int,
+                       at record: UnsafeMutableRawPointer, value: (Int) -> Float) {
+        writeHeader(unit: unit, image: image, peak: peak, valueCount: valueCount, at: record)
+        let words = (record + Self.headerBytes).assumingMemoryBound(to: UInt64.self)
+        let values = (record + Self.headerBytes + 8 * wordsPerMap).assumingMemoryBound(to: Float.self)
+        var v = 0
+        for j in 0..<wordsPerMap {
+            var bits = kept[j]
+            words[j] = bits
             while bits != 0 {
-                columns.values.append(map[i << 6 | bits.trailingZeroBitCount])
+                values[v] = value(j << 6 | bits.trailingZeroBitCount)
+                v += 1
                 bits &= bits - 1
             }
         }
-        columns.valueStart.append(columns.values.count)
+    }
+
+    @inline(__always)
+    private func writeHeader(unit: Int32, image: Int32, peak: Float, valueCount: Int, at record: UnsafeMutableRawPointer) {
+        record.storeBytes(of: unit, as: Int32.self)
+        record.storeBytes(of: image, toByteOffset: 4, as: Int32.self)
+        record.storeBytes(of: peak, toByteOffset: 8, as: Float.self)
+        record.storeBytes(of: UInt32(valueCount), toByteOffset: 12, as: UInt32.self)
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
@@ -105,15 +212,9 @@ public struct CandidateMaps: Sendable, Equatable {
             // Everything is needed (and −∞ is never above it).
             for i in 0..<wordsPerMap { scratch[i] = i < n >> 6 ? ~0 : (1 << UInt64(n & 63)) - 1 }
         } else if n <= 64 {
-            // One word: the positions above the bound, dilated by one in each direction with
-            // shifts (columns masked so that nothing wraps from one row into the next).
             var above: UInt64 = 0
             for p in 0..<n where map[p] > bound { above |= 1 << UInt64(p) }
-            let all: UInt64 = n == 64 ? ~0 : (1 << UInt64(n)) - 1
-            let (notFirstColumn, notLastColumn) = Self.columnMasks(height: h, width: w)
-            var kept = above | (above << 1 & notFirstColumn) | (above >> 1 & notLastColumn)
-            kept |= kept << UInt64(w) | kept >> UInt64(w)
-            scratch[0] = kept & all
+            scratch[0] = neighbourhoods(of: above)
         } else {
             scratch.initialize(repeating: 0, count: wordsPerMap)
             for y in 0..<h {
@@ -129,6 +230,17 @@ public struct CandidateMaps: Sendable, Equatable {
         }
     }
 
+    /// For a map of at most 64 positions: the positions `above` and their 3×3 neighbourhoods,
+    /// dilating with shifts (columns masked so that nothing wraps from one row into the next).
+    @inline(__always) func neighbourhoods(of above: UInt64) -> UInt64 {
+        let n = mapSize
+        let all: UInt64 = n == 64 ? ~0 : (1 << UInt64(n)) - 1
+        let (notFirstColumn, notLastColumn) = Self.columnMasks(height: height, width: width)
+        var kept = above | (above << 1 & notFirstColumn) | (above >> 1 & notLastColumn)
+        kept |= kept << UInt64(width) | kept >> UInt64(width)
+        return kept & all
+    }
+
     /// For a map of at most 64 positions: the positions not in the first column, and those not
     /// in the last.
     @inline(__always) static func columnMasks(height: Int, width: Int) -> (UInt64, UInt64) {
@@ -141,112 +253,145 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     /// Whether enough has been added since the last `discard` to make one worth it.
-    var discardIsDue: Bool { columns.values.count > valuesAfterDiscard + valuesAfterDiscard / 2 + (1 << 19) }
+    var discardIsDue: Bool { arena.used > bytesAfterDiscard + bytesAfterDiscard / 2 + (2 << 20) }
 
     /// Drops every map whose maximum no longer exceeds its unit's lower bound, and from the
-    /// others the values no longer needed under the risen bound. In place, in one sweep: what is
-    /// kept never lies after what is read.
+    /// others the values no longer needed under the risen bound. In place, in one sweep: a record
+    /// is written no later in the arena than it was read from.
     mutating func discard(bounds: UnsafePointer<Float>) {
         makeUnique()
+        guard let base = arena.base else { return }
         let words = wordsPerMap
-        var out = 0, valueOut = 0
-        var start = 0
+        var read = 0, written = 0, kept = 0
+        let end = arena.used
         withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { needed in
             let dense = dense.baseAddress!, needed = needed.baseAddress!
-            for i in 0..<count {
-                let end = columns.valueStart[i + 1]
-                defer { start = end }
-                let bound = bounds[Int(columns.units[i])]
-                guard columns.peaks[i] > bound else { continue }
-                columns.units[out] = columns.units[i]; columns.images[out] = columns.images[i]; columns.peaks[out] = columns.peaks[i]
-                if end - start <= 9 {
+            while read < end {
+                let record = Record(pointer: base + read)
+                let size = recordBytes(values: record.valueCount)
+                defer { read += size }
+                let bound = bounds[Int(record.unit)]
+                guard record.peak > bound else { continue }
+                kept += 1
+                if record.valueCount <= 9 {
                     // One value's neighbourhood at most: nothing to shed, only to move.
-                    for j in 0..<words { columns.kept[out * words + j] = columns.kept[i * words + j] }
-                    for v in start..<end { columns.values[valueOut] = columns.values[v]; valueOut += 1 }
-                } else {
-                    expand(i, valuesFrom: start, into: dense)
-                    neededPositions(of: dense, above: bound, into: needed)
-                    for j in 0..<words {
-                        let bits = needed[j] & columns.kept[i * words + j]
-                        columns.kept[out * words + j] = bits
-                        var rest = bits
+                    move(from: base + read, to: base + written, bytes: size)
+                    written += size
+                } else if words == 1 {
+                    // What the risen bound still needs, from the kept values themselves.
+                    let keptBits = record.kept[0], values = record.values(words: 1)
+                    var above: UInt64 = 0, rest = keptBits, v = 0
+                    while rest != 0 {
+                        if values[v] > bound { above |= 1 << UInt64(rest.trailingZeroBitCount) }
+                        v += 1
+                        rest &= rest - 1
+                    }
+                    let needed = neighbourhoods(of: above) & keptBits
+                    if needed == keptBits {
+                        move(from: base + read, to: base + written, bytes: size)
+                        written += size
+                    } else {
+                        // Values first, each to an address no later than it is read from; then
+                        // the header and word, which end before the old values begin.
+                        let (unit, image, peak) = (record.unit, record.image, record.peak)
+                        let newValues = (base + written + Self.headerBytes + 8).assumingMemoryBound(to: Float.self)
+                        var out = 0
+                        rest = keptBits; v = 0
                         while rest != 0 {
-                            columns.values[valueOut] = dense[j << 6 | rest.trailingZeroBitCount]
-                            valueOut += 1
+                            if needed & (1 << UInt64(rest.trailingZeroBitCount)) != 0 { newValues[out] = values[v]; out += 1 }
+                            v += 1
                             rest &= rest - 1
                         }
+                        writeHeader(unit: unit, image: image, peak: peak, valueCount: out, at: base + written)
+                        (base + written + Self.headerBytes).storeBytes(of: needed, as: UInt64.self)
+                        written += recordBytes(values: out)
                     }
+                } else {
+                    expand(record, into: dense)
+                    neededPositions(of: dense, above: bound, into: needed)
+                    var valueCount = 0
+                    for j in 0..<words {
+                        needed[j] &= record.kept[j]
+                        valueCount += needed[j].nonzeroBitCount
+                    }
+                    // The record is fully read (into dense) before it is overwritten.
+                    write(unit: record.unit, image: record.image, peak: record.peak, kept: needed, valueCount: valueCount,
+                          at: base + written) { p in dense[p] }
+                    written += recordBytes(values: valueCount)
                 }
-                out += 1
-                columns.valueStart[out] = valueOut
             }
         }}
-        columns.units.truncate(to: out); columns.images.truncate(to: out); columns.peaks.truncate(to: out)
-        columns.kept.truncate(to: out * words)
-        columns.valueStart.truncate(to: out + 1)
-        columns.values.truncate(to: valueOut)
-        valuesAfterDiscard = columns.values.count
+        arena.used = written
+        arena.count = kept
+        arena.releaseUnused()
+        bytesAfterDiscard = written
     }
 
-    /// Writes map i into `dense` (h×w), −∞ where no value was kept.
-    @inline(__always)
-    func expand(_ i: Int, into dense: UnsafeMutablePointer<Float>) {
-        expand(i, valuesFrom: columns.valueStart[i], into: dense)
-    }
-
-    @inline(__always)
-    private func expand(_ i: Int, valuesFrom start: Int, into dense: UnsafeMutablePointer<Float>) {
-        dense.update(repeating: -.infinity, count: mapSize)
-        var v = start
-        for j in 0..<wordsPerMap {
-            var bits = columns.kept[i * wordsPerMap + j]
-            while bits != 0 {
-                dense[j << 6 | bits.trailingZeroBitCount] = columns.values[v]
-                v += 1
-                bits &= bits - 1
-            }
-        }
+    /// Moves a record towards the arena's start (`to` ≤ `from`), a word at a time.
+    @inline(__always) private func move(from: UnsafeMutableRawPointer, to: UnsafeMutableRawPointer, bytes: Int) {
+        guard to != from else { return }
+        let source = from.assumingMemoryBound(to: UInt64.self), target = to.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<(bytes >> 3) { target[i] = source[i] }
     }
 
     // MARK: state
 
-    func encode(into w: inout ByteWriter) {
-        w.put(units.elements); w.put(images.elements); w.put(peaks.elements); w.put(kept.elements); w.put(values.elements)
-        w.put(valueStart.elements.map(Int64.init))
+    /// The stores' maps as one list of columns (the state format does not depend on how many
+    /// stores a process uses).
+    static func encode(_ stores: [CandidateMaps], into w: inout ByteWriter) {
+        var units: [Int32] = [], images: [Int32] = [], peaks: [Float] = [], kept: [UInt64] = [], values: [Float] = []
+        var valueStart: [Int64] = [0]
+        for store in stores {
+            store.forEach { record in
+                units.append(record.unit); images.append(record.image); peaks.append(record.peak)
+                kept.append(contentsOf: UnsafeBufferPointer(start: record.kept, count: store.wordsPerMap))
+                values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
+                valueStart.append(Int64(values.count))
+            }
+        }
+        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values); w.put(valueStart)
     }
 
-    static func decode(from r: inout ByteReader, height: Int, width: Int) throws(StateError) -> CandidateMaps {
-        var m = CandidateMaps(height: height, width: width)
+    /// Reads what `encode` wrote into `storeCount` stores, each map into `store(unit)`; checks
+    /// each map with `isValid(unit, image)` first.
+    static func decode(from r: inout ByteReader, height: Int, width: Int, storeCount: Int, store: (Int32) -> Int,
+                       isValid: (Int32, Int32) -> Bool) throws(StateError) -> [CandidateMaps] {
+        var stores = [CandidateMaps](repeating: CandidateMaps(height: height, width: width), count: storeCount)
+        let words = stores[0].wordsPerMap
         let units = try r.getArray(Int32.self), images = try r.getArray(Int32.self)
         let peaks = try r.getArray(Float.self), kept = try r.getArray(UInt64.self)
         let values = try r.getArray(Float.self)
         let valueStart = try r.getArray(Int64.self).map(Int.init)
         let n = units.count
-        guard images.count == n, peaks.count == n, kept.count == n * m.wordsPerMap,
+        guard images.count == n, peaks.count == n, kept.count == n * words,
               valueStart.count == n + 1, valueStart.first == 0, valueStart.last == values.count else {
             throw StateError("candidate maps have inconsistent sizes")
         }
         for i in 0..<n {
-            let popcount = (0..<m.wordsPerMap).reduce(0) { $0 + kept[i * m.wordsPerMap + $1].nonzeroBitCount }
+            guard isValid(units[i], images[i]) else {
+                throw StateError("candidate map \(i) names unit \(units[i]) of image \(images[i]), which this state cannot have")
+            }
+            let popcount = (0..<words).reduce(0) { $0 + kept[i * words + $1].nonzeroBitCount }
             guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
+            let s = store(units[i])
+            stores[s].makeUnique()
+            let size = stores[s].recordBytes(values: popcount)
+            stores[s].arena.reserve(size)
+            kept.withUnsafeBufferPointer { kept in
+                stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
+                                valueCount: popcount, at: stores[s].arena.base! + stores[s].arena.used) { p in
+                    // The v-th kept position takes the v-th value: count the kept bits before p.
+                    var before = 0
+                    for j in 0..<(p >> 6) { before += kept[i * words + j].nonzeroBitCount }
+                    before += (kept[i * words + (p >> 6)] & ((1 << UInt64(p & 63)) - 1)).nonzeroBitCount
+                    return values[valueStart[i] + before]
+                }
+            }
+            stores[s].arena.used += size
+            stores[s].arena.count += 1
         }
-        m.columns = Columns(units: SegmentedBuffer(units), images: SegmentedBuffer(images), peaks: SegmentedBuffer(peaks),
-                            kept: SegmentedBuffer(kept), valueStart: SegmentedBuffer(valueStart), values: SegmentedBuffer(values))
-        m.valuesAfterDiscard = m.values.count
-        return m
-    }
-
-    /// Appends another store's maps (a merge; units must be in range of this store's user).
-    mutating func append(contentsOf other: CandidateMaps, where include: (Int32) -> Bool) {
-        precondition(other.height == height && other.width == width)
-        makeUnique()
-        for i in 0..<other.count where include(other.units[i]) {
-            units.append(other.units[i]); images.append(other.images[i]); peaks.append(other.peaks[i])
-            for j in (i * wordsPerMap)..<((i + 1) * wordsPerMap) { kept.append(other.kept[j]) }
-            for j in other.valueStart[i]..<other.valueStart[i + 1] { values.append(other.values[j]) }
-            valueStart.append(values.count)
-        }
-        valuesAfterDiscard = values.count
+        for s in stores.indices { stores[s].bytesAfterDiscard = stores[s].arena.used }
+        return stores
     }
 }

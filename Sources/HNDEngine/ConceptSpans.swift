@@ -1,3 +1,4 @@
+import CHNDKernels
 import Dispatch
 
 /// Every present concept's mask (SPEC §1) as one run of columns per grid row, for every image,
@@ -6,16 +7,10 @@ import Dispatch
 ///
 /// About 4 bytes per masked row: 30 MB for the paper's 24,632 local images.
 public struct ConceptSpans: Sendable {
-    /// One present concept's mask on one image.
-    public struct Mask: Sendable, Equatable {
-        public let concept: Int32
-        /// Rows `firstRow ..< firstRow + rowCount`; their runs start at `runStart`.
-        public let firstRow: Int32
-        public let rowCount: Int32
-        public let runStart: Int
-        /// The columns the mask's runs lie within, lo..<hi.
-        public let columnLo: Int32, columnHi: Int32
-    }
+    /// One present concept's mask on one image: rows `firstRow ..< firstRow + rowCount`, whose
+    /// runs start at `runStart`, within the columns `columnLo ..< columnHi`. (The C kernel's
+    /// struct, so that the kernel reads the masks where they are.)
+    public typealias Mask = hndd_mask
 
     /// Masks of image n: `masks[maskStart[n] ..< maskStart[n + 1]]`.
     public let maskStart: [Int]
@@ -58,8 +53,8 @@ public struct ConceptSpans: Sendable {
                                 columnLo = min(columnLo, rowRuns[i].0); columnHi = max(columnHi, rowRuns[i].1)
                             }
                         }
-                        masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1), runStart: start,
-                                          columnLo: Int32(columnLo), columnHi: Int32(columnHi)))
+                        masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1),
+                                          columnLo: Int32(columnLo), columnHi: Int32(columnHi), reserved: 0, runStart: Int64(start)))
                     }
                     counts.append(masks.count - before)
                 }
@@ -70,8 +65,11 @@ public struct ConceptSpans: Sendable {
         for part in parts {
             let offset = runLo.count
             for count in part.counts { maskStart.append(maskStart.last! + count) }
-            masks += part.masks.map { Mask(concept: $0.concept, firstRow: $0.firstRow, rowCount: $0.rowCount, runStart: $0.runStart + offset,
-                                           columnLo: $0.columnLo, columnHi: $0.columnHi) }
+            masks += part.masks.map { mask in
+                var mask = mask
+                mask.runStart += Int64(offset)
+                return mask
+            }
             runLo += part.lo; runHi += part.hi
         }
         self.maskStart = maskStart
@@ -86,7 +84,7 @@ public struct ConceptSpans: Sendable {
     /// Number of pixels in a mask.
     public func area(of mask: Mask) -> Int {
         var total = 0
-        for r in mask.runStart..<(mask.runStart + Int(mask.rowCount)) { total += Int(runHi[r]) - Int(runLo[r]) }
+        for r in Int(mask.runStart)..<(Int(mask.runStart) + Int(mask.rowCount)) { total += Int(runHi[r]) - Int(runLo[r]) }
         return total
     }
 }

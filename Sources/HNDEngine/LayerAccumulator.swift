@@ -86,6 +86,8 @@ public struct LayerAccumulator: Sendable {
     /// Σ over seen images of D_c of |L_{n,c}|, per concept.
     public internal(set) var maskAreaSeen: [Double]
     var upsampler: BilinearUpsampler?
+    /// The AVX-512 Stage II count, where the CPU has it.
+    var countKernel: CountKernel?
 
     public init(layer: String, index: DictionaryIndex, options: DissectionOptions = .init()) {
         self.layer = layer
@@ -189,6 +191,7 @@ public struct LayerAccumulator: Sendable {
         // daemon's receiver, a trainer on the same machine) takes a core for a while.
         candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, 4 * Self.workerCount))
         upsampler = BilinearUpsampler(height: h, width: w, size: index.dictionary.maskSize)
+        countKernel = CountKernel(upsampler!)
     }
 
     /// One sweep over the batch per worker, each taking a range of units, image by image so the

@@ -155,11 +155,13 @@ extension LayerAccumulator {
     /// Stage II's counts at the thresholds, [C, stageTwoRows]: per unit, |M| summed per count
     /// row (annotation pattern), then Σ|M ∩ L_c| per concept, exactly, over the candidate maps.
     /// Maps not kept never exceed the threshold. Each worker counts one candidate store, whose
-    /// units are its own.
-    func stageTwoCounts(thresholds: [Float]) -> [Int64] {
+    /// units are its own. Maps are counted by the AVX-512 kernel where the CPU has it (and
+    /// `useKernel`), else in Swift.
+    func stageTwoCounts(thresholds: [Float], useKernel: Bool = true) -> [Int64] {
         let rows = index.stageTwoRows, countRows = index.countRows
         var counts = [Int64](repeating: 0, count: units * rows)
         guard let upsampler, localImagesSeen > 0 else { return counts }
+        let kernel = useKernel ? countKernel : nil
         let spans = index.spans, countRowsOfImage = index.countRowsOfImage
         counts.withUnsafeMutableBufferPointer { counts in
             let counts = UnsafeSendable(counts.baseAddress!)
@@ -169,52 +171,85 @@ extension LayerAccumulator {
                 var chunks: [BlockRunChunk] = []
                 chunks.reserveCapacity(64)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
+                withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: kernel?.maskBlockWords ?? 0) { maskBlocks in
+                spans.masks.withUnsafeBufferPointer { masks in
                 spans.runLo.withUnsafeBufferPointer { runLo in
                 spans.runHi.withUnsafeBufferPointer { runHi in
-                    let dense = dense.baseAddress!
-                    for i in 0..<store.count {
-                        let u = Int(store.unit(at: i)), t = thresholds[u]
-                        guard store.peak(at: i) > t else { continue }
-                        store.expand(i, into: dense)
-                        chunks.removeAll(keepingCapacity: true)
-                        var area = 0
-                        var rowLo = Int.max, rowHi = 0, columnLo = Int.max, columnHi = 0
-                        upsampler.forEachBlockRun(of: dense, above: t) { firstRow, rowCount, lo, hi, columns in
-                            let length = hi - lo
-                            let withRun = BilinearUpsampler.laneBits(length .> 0) & ((1 << UInt64(rowCount)) - 1)
-                            guard withRun != 0 else { return }
-                            area += Int(BilinearUpsampler.sum(BilinearUpsampler.firstLanes(rowCount, of: length)))
-                            let chunk = BlockRunChunk(firstRow: firstRow + withRun.trailingZeroBitCount,
-                                                      endRow: firstRow + 64 - withRun.leadingZeroBitCount,
-                                                      laneOffset: firstRow, columns: columns, lo: lo, hi: hi)
-                            rowLo = min(rowLo, chunk.firstRow); rowHi = max(rowHi, chunk.endRow)
-                            columnLo = min(columnLo, columns.lowerBound); columnHi = max(columnHi, columns.upperBound)
-                            chunks.append(chunk)
+                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!
+                    // A store's maps come image by image (in batch order): the masks' blocks are
+                    // worked out once per image.
+                    var blocksOfImage = -1
+                    store.forEach { record in
+                        let u = Int(record.unit), t = thresholds[u]
+                        guard record.peak > t else { return }
+                        store.expand(record, into: dense)
+                        let image = Int(record.image)
+                        let first = spans.maskStart[image], maskCount = spans.maskStart[image + 1] - first
+                        let imageMasks = masks.baseAddress! + first
+                        overlap.initialize(repeating: 0, count: maskCount)
+                        let area: Int
+                        if let kernel {
+                            if blocksOfImage != image {
+                                kernel.maskBlocks(masks: imageMasks, maskCount: maskCount, into: maskBlocks.baseAddress!)
+                                blocksOfImage = image
+                            }
+                            area = kernel.count(map: dense, threshold: t, masks: imageMasks, maskBlocks: maskBlocks.baseAddress!,
+                                                runLo: runLo.baseAddress!, runHi: runHi.baseAddress!, overlap: overlap)
+                        } else {
+                            area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks, maskCount: maskCount,
+                                                       runLo: runLo, runHi: runHi, overlap: overlap, chunks: &chunks)
                         }
-                        guard area > 0 else { continue }
+                        guard area > 0 else { return }
                         let unitCounts = counts.value + u * rows
-                        let image = Int(store.image(at: i))
                         var bits = countRowsOfImage[image]
                         while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
-                        for mask in spans.masks(ofImage: image) {
-                            let maskFirst = Int(mask.firstRow), maskEnd = maskFirst + Int(mask.rowCount)
-                            if maskEnd <= rowLo || maskFirst >= rowHi || Int(mask.columnHi) <= columnLo || Int(mask.columnLo) >= columnHi { continue }
-                            var overlap = 0
-                            for chunk in chunks {
-                                if Int(mask.columnHi) <= chunk.columns.lowerBound || Int(mask.columnLo) >= chunk.columns.upperBound { continue }
-                                for row in max(chunk.firstRow, maskFirst)..<max(max(chunk.firstRow, maskFirst), min(chunk.endRow, maskEnd)) {
-                                    let r = mask.runStart + row - maskFirst, lane = row - chunk.laneOffset
-                                    let a = max(Int(chunk.lo[lane]), Int(runLo[r])), b = min(Int(chunk.hi[lane]), Int(runHi[r]))
-                                    if b > a { overlap += b - a }
-                                }
-                            }
-                            unitCounts[countRows + Int(mask.concept)] += Int64(overlap)
-                        }
+                        for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
                     }
-                }}}
+                }}}}}}
             }
         }
         return counts
+    }
+
+    /// The Swift count of one map: returns |M| at `t` and adds |M ∩ masks[m]| to `overlap[m]`.
+    /// `chunks` is scratch.
+    static func countBlockRuns(of dense: UnsafePointer<Float>, above t: Float, upsampler: BilinearUpsampler,
+                               masks: UnsafePointer<ConceptSpans.Mask>, maskCount: Int,
+                               runLo: UnsafeBufferPointer<UInt16>, runHi: UnsafeBufferPointer<UInt16>,
+                               overlap: UnsafeMutablePointer<Int64>, chunks: inout [BlockRunChunk]) -> Int {
+        chunks.removeAll(keepingCapacity: true)
+        var area = 0
+        var rowLo = Int.max, rowHi = 0, columnLo = Int.max, columnHi = 0
+        upsampler.forEachBlockRun(of: dense, above: t) { firstRow, rowCount, lo, hi, columns in
+            let length = hi - lo
+            let withRun = BilinearUpsampler.laneBits(length .> 0) & ((1 << UInt64(rowCount)) - 1)
+            guard withRun != 0 else { return }
+            area += Int(BilinearUpsampler.sum(BilinearUpsampler.firstLanes(rowCount, of: length)))
+            let chunk = BlockRunChunk(firstRow: firstRow + withRun.trailingZeroBitCount,
+                                      endRow: firstRow + 64 - withRun.leadingZeroBitCount,
+                                      laneOffset: firstRow, columns: columns, lo: lo, hi: hi)
+            rowLo = min(rowLo, chunk.firstRow); rowHi = max(rowHi, chunk.endRow)
+            columnLo = min(columnLo, columns.lowerBound); columnHi = max(columnHi, columns.upperBound)
+            chunks.append(chunk)
+        }
+        guard area > 0 else { return 0 }
+        for m in 0..<maskCount {
+            let mask = masks[m]
+            let maskFirst = Int(mask.firstRow), maskEnd = maskFirst + Int(mask.rowCount)
+            if maskEnd <= rowLo || maskFirst >= rowHi || Int(mask.columnHi) <= columnLo || Int(mask.columnLo) >= columnHi { continue }
+            var sum = 0
+            for chunk in chunks {
+                if Int(mask.columnHi) <= chunk.columns.lowerBound || Int(mask.columnLo) >= chunk.columns.upperBound { continue }
+                for row in max(chunk.firstRow, maskFirst)..<max(max(chunk.firstRow, maskFirst), min(chunk.endRow, maskEnd)) {
+                    let r = Int(mask.runStart) + row - maskFirst, lane = row - chunk.laneOffset
+                    let a = max(Int(chunk.lo[lane]), Int(runLo[r])), b = min(Int(chunk.hi[lane]), Int(runHi[r]))
+                    if b > a { sum += b - a }
+                }
+            }
+            overlap[m] += Int64(sum)
+        }
+        return area
     }
 }
 

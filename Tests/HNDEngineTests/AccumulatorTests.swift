@@ -7,7 +7,7 @@ struct RandomCase {
     let maps: [Float] // [N, C, h, w]
     let units: Int, h: Int, w: Int
 
-    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64) {
+    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64, maskSize: Int = 24) {
         var g = SplitMix(seed: seed)
         let l = 6
         var local = [Int8](), ellipse = [Float](), global = [Int32]()
@@ -23,7 +23,7 @@ struct RandomCase {
         dictionary = FaceDictionary(
             categories: ["gender", "age"], subgroups: ["f", "m", "young", "mid", "old"], subgroupCategory: [0, 0, 1, 1, 1],
             regions: ["eye", "mouth"], concepts: ["a", "b", "c", "d", "e", "nobody"], conceptRegion: [0, 0, 0, 1, 1, 1],
-            conceptType: [0, 1, 2, 0, 1, 2], globalLabel: global, localLabel: local, ellipse: ellipse, maskSize: 24)
+            conceptType: [0, 1, 2, 0, 1, 2], globalLabel: global, localLabel: local, ellipse: ellipse, maskSize: maskSize)
         self.units = units; self.h = h; self.w = w
         maps = (0..<(n * units * h * w)).map { _ in g.uniform() * 3 - 1 }
     }
@@ -208,5 +208,20 @@ struct RandomCase {
                 #expect(abs(Double(snapshot.iou[u * 6 + c]) - expected.iou[c]) < 1e-4, "unit \(u) concept \(c)")
             }
         }
+    }
+
+    /// The AVX-512 kernel and the Swift path count the same pixels, on maps that upsample by
+    /// whole, fractional and large factors, and with thresholds low and high.
+    @Test(.enabled(if: CountKernel.isAvailable, "this CPU has no AVX-512"),
+          arguments: [(3, 3, 24, 0.3), (7, 7, 112, 0.005), (7, 7, 112, 0.2), (14, 14, 112, 0.05), (5, 9, 37, 0.1), (2, 3, 100, 0.4)])
+    func kernelCountsEqualTheSwiftCounts(h: Int, w: Int, maskSize: Int, quantile: Double) throws {
+        let random = RandomCase(images: 40, units: 5, h: h, w: w, seed: UInt64(h * 100 + w), maskSize: maskSize)
+        var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary), options: .init(quantile: quantile))
+        try random.feed(&layer, order: Array(0..<40), batch: 8)
+        let thresholds = layer.stageTwoThresholds()
+        let kernel = layer.stageTwoCounts(thresholds: thresholds, useKernel: true)
+        let swift = layer.stageTwoCounts(thresholds: thresholds, useKernel: false)
+        #expect(kernel == swift)
+        #expect(kernel.contains { $0 > 0 }, "the case counts some pixels")
     }
 }

@@ -117,7 +117,7 @@ import Testing
             store.append(unit: 3, image: 9, peak: 7, map: m.baseAddress!, bound: 1, scratch: &scratch[0])
             store.append(unit: 1, image: 2, peak: 0.5, map: m.baseAddress!, bound: 1, scratch: &scratch[0]) // not kept
         }
-        #expect(store.count == 1 && store.units.elements == [3] && store.images.elements == [9] && store.peaks.elements == [7])
+        #expect(store.count == 1 && store.units == [3] && store.images == [9] && store.peaks == [7])
         var dense = [Float](repeating: 0, count: 20)
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         let kept: Set<Int> = [3, 4, 8, 9, 10, 11, 15, 16]
@@ -140,6 +140,31 @@ import Testing
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [9, 10, 11])
         #expect(dense[10] == 5 && dense[9] == 0)
+    }
+
+    @Test func aRisenBoundShedsValuesOfWiderMapsToo() {
+        // 9×9, two words: hot values at (1, 1) and (7, 7), two whole neighbourhoods; the bound
+        // passes the first.
+        var store = CandidateMaps(height: 9, width: 9)
+        var map = [Float](repeating: 0, count: 81)
+        map[10] = 2; map[70] = 5
+        var scratch: [UInt64] = [0, 0]
+        map.withUnsafeBufferPointer { m in
+            scratch.withUnsafeMutableBufferPointer { store.append(unit: 0, image: 4, peak: 5, map: m.baseAddress!, bound: 1, scratch: $0.baseAddress!) }
+        }
+        // A second map after it, which must survive the first one's rewrite intact.
+        map[10] = 0; map[70] = 0; map[40] = 4
+        map.withUnsafeBufferPointer { m in
+            scratch.withUnsafeMutableBufferPointer { store.append(unit: 0, image: 5, peak: 4, map: m.baseAddress!, bound: 1, scratch: $0.baseAddress!) }
+        }
+        let bounds: [Float] = [3]
+        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        var dense = [Float](repeating: 0, count: 81)
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [60, 61, 62, 69, 70, 71, 78, 79, 80] && dense[70] == 5)
+        dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [30, 31, 32, 39, 40, 41, 48, 49, 50] && dense[40] == 4)
+        #expect(store.images == [4, 5])
     }
 
     @Test func widerMapsUseSeveralWords() {
@@ -166,17 +191,22 @@ import Testing
         #expect(store.count == 4)
         let bounds: [Float] = [1, 0.75]
         bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
-        #expect(store.peaks.elements == [2, 3])
+        #expect(store.peaks == [2, 3])
         var dense = [Float](repeating: 0, count: 4)
         dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
         #expect(dense == [3, 0, 0, 1.5])
         var writer = ByteWriter()
-        store.encode(into: &writer)
-        var reader0 = ByteReader(writer.bytes)
-        #expect(try CandidateMaps.decode(from: &reader0, height: 2, width: 2) == store)
-        writer = ByteWriter()
-        store.encode(into: &writer)
+        CandidateMaps.encode([store], into: &writer)
         var reader = ByteReader(writer.bytes)
-        #expect(try CandidateMaps.decode(from: &reader, height: 2, width: 2) == store)
+        let restored = try CandidateMaps.decode(from: &reader, height: 2, width: 2, storeCount: 1, store: { _ in 0 }) { _, _ in true }
+        #expect(restored == [store])
+        // Split by unit into two stores, and refused when a map names what the state cannot have.
+        reader = ByteReader(writer.bytes)
+        let split = try CandidateMaps.decode(from: &reader, height: 2, width: 2, storeCount: 2, store: { Int($0) }) { _, _ in true }
+        #expect(split.map(\.units) == [[0], [1]] && split.map(\.peaks) == [[3], [2]])
+        reader = ByteReader(writer.bytes)
+        #expect(throws: StateError.self) {
+            try CandidateMaps.decode(from: &reader, height: 2, width: 2, storeCount: 1, store: { _ in 0 }) { unit, _ in unit == 0 }
+        }
     }
 }

@@ -1,0 +1,73 @@
+#ifndef HNDD_KERNELS_H
+#define HNDD_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Native helpers of the engine. Vector kernels for its hottest loop: Stage II's exact count of one map's upsampled
+/// pixels above a threshold and of their overlap with the image's concept masks.
+///
+/// Written in C because Swift cannot select instructions per function: its SIMD types compile to
+/// the baseline x86-64 (SSE2), while this loop is four times shorter in AVX-512. The kernels are
+/// compiled for AVX-512 and used only when the CPU has it (`hndd_count_kernel_available`); the
+/// engine's Swift path, which computes the same numbers, serves every other CPU.
+
+/// One present concept's mask on one image: its rows `firstRow ..< firstRow + rowCount`, whose
+/// column runs [runLo, runHi) start at index `runStart` of the run arrays, all within the columns
+/// `columnLo ..< columnHi`.
+typedef struct {
+    int32_t concept;
+    int32_t firstRow;
+    int32_t rowCount;
+    int32_t columnLo;
+    int32_t columnHi;
+    int32_t reserved;
+    int64_t runStart;
+} hndd_mask;
+
+/// The bilinear upsampler's tables (see BilinearUpsampler in the engine), copied in by
+/// `hndd_geometry_create`.
+typedef struct hndd_geometry hndd_geometry;
+
+/// `rowBlocks` and `colBlocks` hold four int32 per block: start, end (output indices, half open),
+/// lower, upper (source indices). `rowTouch`/`colTouch` hold two int32 per source index: the
+/// range of blocks using it as a corner. Weights are per output index (`size` of them).
+/// Returns NULL when out of memory.
+hndd_geometry *hndd_geometry_create(int32_t height, int32_t width, int32_t size,
+                                    const int32_t *rowBlocks, int32_t rowBlockCount,
+                                    const int32_t *colBlocks, int32_t colBlockCount,
+                                    const int32_t *rowTouch, const int32_t *colTouch,
+                                    const float *rowLowerWeight, const float *rowUpperWeight,
+                                    const float *colLowerWeight, const float *colUpperWeight);
+void hndd_geometry_free(hndd_geometry *geometry);
+
+/// 1 when this CPU runs `hndd_count_map` (AVX-512 F and BW), else 0.
+int hndd_count_kernel_available(void);
+
+/// Number of row blocks and of column blocks.
+int32_t hndd_geometry_row_blocks(const hndd_geometry *geometry);
+int32_t hndd_geometry_col_blocks(const hndd_geometry *geometry);
+
+/// Which of an image's masks (at most 64) each row block and each column block meets: bit m of
+/// `rowBits[rb]` (`colBits[cb]`) is set when mask m has a row (column) in that block.
+void hndd_mask_blocks(const hndd_geometry *geometry, const hndd_mask *masks, int64_t maskCount,
+                      uint64_t *rowBits, uint64_t *colBits);
+
+/// For one h×w `map` (−∞ where a value is not kept): returns |M|, the number of upsampled pixels
+/// above `threshold`, and adds |M ∩ mask m| to `overlap[m]` for each mask of the image
+/// (`rowBits`, `colBits` from `hndd_mask_blocks`). Same arithmetic, in the same order, as the
+/// engine's `forEachBlockRun`; a block with a corner above the threshold must have all four
+/// corners finite.
+int64_t hndd_count_map(const hndd_geometry *geometry, const float *map, float threshold,
+                       const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                       const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);
+
+/// The candidate-map arena's memory: its own mapping on Linux, resized with `mremap` (pages
+/// move, nothing is copied, and there are never two copies); `realloc` elsewhere. Resizing
+/// (`base` NULL: creating) returns NULL when out of memory.
+void *hndd_arena_resize(void *base, size_t oldSize, size_t newSize);
+/// Gives back the pages of [keep, size) (page-aligned `keep`); they read as zeros afterwards.
+void hndd_arena_release(void *base, size_t keep, size_t size);
+void hndd_arena_free(void *base, size_t size);
+
+#endif

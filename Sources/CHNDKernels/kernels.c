@@ -1,0 +1,243 @@
+#include "hndd_kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Products and sums stay separate roundings, exactly as in the engine's Swift code and in
+// `BilinearUpsampler.value`: a fused multiply-add would move pixels across the threshold.
+#pragma clang fp contract(off)
+
+struct hndd_geometry {
+    int32_t height, width, size;
+    int32_t rowBlockCount, colBlockCount;
+    int32_t *rowBlocks, *colBlocks;    // 4 per block
+    int32_t *rowTouch, *colTouch;      // 2 per source index
+    float *rowLowerWeight, *rowUpperWeight; // size + 16, zero padded: a 16-lane load never leaves them
+    float *colLowerWeight, *colUpperWeight; // size
+    /// For each source position, the hot-block bits it sets (`words` words), when the blocks
+    /// fit in HNDD_TOUCH_WORDS words; else NULL and the ranges above are walked.
+    uint64_t *touch;
+    int32_t words;
+};
+
+#define HNDD_TOUCH_WORDS 8
+
+void hndd_geometry_free(hndd_geometry *g) {
+    if (!g) return;
+    free(g->rowBlocks); free(g->colBlocks); free(g->rowTouch); free(g->colTouch);
+    free(g->rowLowerWeight); free(g->rowUpperWeight); free(g->colLowerWeight); free(g->colUpperWeight);
+    free(g->touch);
+    free(g);
+}
+
+static void *copied(const void *from, size_t bytes, size_t capacity) {
+    void *to = calloc(1, capacity > bytes ? capacity : (bytes ? bytes : 1));
+    if (to && bytes) memcpy(to, from, bytes);
+    return to;
+}
+
+hndd_geometry *hndd_geometry_create(int32_t height, int32_t width, int32_t size,
+                                    const int32_t *rowBlocks, int32_t rowBlockCount,
+                                    const int32_t *colBlocks, int32_t colBlockCount,
+                                    const int32_t *rowTouch, const int32_t *colTouch,
+                                    const float *rowLowerWeight, const float *rowUpperWeight,
+                                    const float *colLowerWeight, const float *colUpperWeight) {
+    hndd_geometry *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->height = height; g->width = width; g->size = size;
+    g->rowBlockCount = rowBlockCount; g->colBlockCount = colBlockCount;
+    g->rowBlocks = copied(rowBlocks, sizeof(int32_t) * 4 * (size_t)rowBlockCount, 0);
+    g->colBlocks = copied(colBlocks, sizeof(int32_t) * 4 * (size_t)colBlockCount, 0);
+    g->rowTouch = copied(rowTouch, sizeof(int32_t) * 2 * (size_t)height, 0);
+    g->colTouch = copied(colTouch, sizeof(int32_t) * 2 * (size_t)width, 0);
+    size_t weights = sizeof(float) * (size_t)size, padded = sizeof(float) * ((size_t)size + 16);
+    g->rowLowerWeight = copied(rowLowerWeight, weights, padded);
+    g->rowUpperWeight = copied(rowUpperWeight, weights, padded);
+    g->colLowerWeight = copied(colLowerWeight, weights, 0);
+    g->colUpperWeight = copied(colUpperWeight, weights, 0);
+    if (!g->rowBlocks || !g->colBlocks || !g->rowTouch || !g->colTouch || !g->rowLowerWeight
+        || !g->rowUpperWeight || !g->colLowerWeight || !g->colUpperWeight) {
+        hndd_geometry_free(g);
+        return NULL;
+    }
+    g->words = (rowBlockCount * colBlockCount + 63) / 64;
+    if (g->words <= HNDD_TOUCH_WORDS) {
+        g->touch = calloc((size_t)height * width * g->words, sizeof(uint64_t));
+        if (!g->touch) { hndd_geometry_free(g); return NULL; }
+        for (int32_t y = 0; y < height; y++)
+            for (int32_t x = 0; x < width; x++) {
+                uint64_t *bits = g->touch + (size_t)(y * width + x) * g->words;
+                for (int32_t rb = rowTouch[2 * y]; rb < rowTouch[2 * y + 1]; rb++)
+                    for (int32_t cb = colTouch[2 * x]; cb < colTouch[2 * x + 1]; cb++) {
+                        int32_t b = rb * colBlockCount + cb;
+                        bits[b >> 6] |= 1ull << (b & 63);
+                    }
+            }
+    }
+    return g;
+}
+
+int32_t hndd_geometry_row_blocks(const hndd_geometry *g) { return g->rowBlockCount; }
+int32_t hndd_geometry_col_blocks(const hndd_geometry *g) { return g->colBlockCount; }
+
+void hndd_mask_blocks(const hndd_geometry *g, const hndd_mask *masks, int64_t maskCount,
+                      uint64_t *rowBits, uint64_t *colBits) {
+    for (int32_t rb = 0; rb < g->rowBlockCount; rb++) rowBits[rb] = 0;
+    for (int32_t cb = 0; cb < g->colBlockCount; cb++) colBits[cb] = 0;
+    for (int64_t m = 0; m < maskCount && m < 64; m++) {
+        const hndd_mask *mask = masks + m;
+        for (int32_t rb = 0; rb < g->rowBlockCount; rb++) {
+            const int32_t *block = g->rowBlocks + 4 * rb;
+            if (block[0] < mask->firstRow + mask->rowCount && block[1] > mask->firstRow) rowBits[rb] |= 1ull << m;
+        }
+        for (int32_t cb = 0; cb < g->colBlockCount; cb++) {
+            const int32_t *block = g->colBlocks + 4 * cb;
+            if (block[0] < mask->columnHi && block[1] > mask->columnLo) colBits[cb] |= 1ull << m;
+        }
+    }
+}
+
+int hndd_count_kernel_available(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#else
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+
+#define HNDD_AVX512 __attribute__((target("avx512f,avx512bw")))
+
+HNDD_AVX512
+int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold,
+                       const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                       const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
+    const int32_t h = g->height, w = g->width, n = h * w;
+    const int32_t colBlockCount = g->colBlockCount;
+    const int32_t blocks = g->rowBlockCount * colBlockCount, words = (blocks + 63) / 64;
+    uint64_t hot[words];
+    memset(hot, 0, sizeof hot);
+
+    // Hot blocks: those with a corner above the threshold (a bilinear value is a convex
+    // combination of its corners). Mark, for each source value above it, the blocks it is a
+    // corner of.
+    const __m512 t = _mm512_set1_ps(threshold);
+    int any = 0;
+    for (int32_t p = 0; p < n; p += 16) {
+        __mmask16 valid = n - p >= 16 ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(valid, map + p);
+        unsigned above = _mm512_mask_cmp_ps_mask(valid, v, t, _CMP_GT_OQ);
+        if (above) any = 1;
+        if (g->touch) {
+            while (above) {
+                const uint64_t *bits = g->touch + (size_t)(p + __builtin_ctz(above)) * words;
+                above &= above - 1;
+                for (int32_t i = 0; i < words; i++) hot[i] |= bits[i];
+            }
+        }
+        while (above) {
+            int32_t q = p + __builtin_ctz(above);
+            above &= above - 1;
+            int32_t y = q / w, x = q % w;
+            for (int32_t rb = g->rowTouch[2 * y]; rb < g->rowTouch[2 * y + 1]; rb++)
+                for (int32_t cb = g->colTouch[2 * x]; cb < g->colTouch[2 * x + 1]; cb++) {
+                    int32_t b = rb * colBlockCount + cb;
+                    hot[b >> 6] |= 1ull << (b & 63);
+                }
+        }
+    }
+    if (!any) return 0;
+
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    int64_t area = 0;
+    for (int32_t word = 0; word < words; word++) {
+        uint64_t bits = hot[word];
+        while (bits) {
+            const int32_t b = word << 6 | __builtin_ctzll(bits);
+            bits &= bits - 1;
+            const int32_t rb = b / colBlockCount, cb = b - rb * colBlockCount;
+            const int32_t *rowBlock = g->rowBlocks + 4 * rb, *block = g->colBlocks + 4 * cb;
+            // The masks this block can meet.
+            const uint64_t blockMasks = rowBits[rb] & colBits[cb];
+            const float *top = map + rowBlock[2] * w, *bottom = map + rowBlock[3] * w;
+            const float a00 = top[block[2]], a01 = top[block[3]];
+            const float a10 = bottom[block[2]], a11 = bottom[block[3]];
+            // Horizontal blends at the block's two end columns, as `BilinearUpsampler.value`.
+            const int32_t first = block[0], last = block[1] - 1;
+            const float wxf0 = g->colLowerWeight[first], wxf1 = g->colUpperWeight[first];
+            const float wxl0 = g->colLowerWeight[last], wxl1 = g->colUpperWeight[last];
+            const __m512 topFirst = _mm512_set1_ps(wxf0 * a00 + wxf1 * a01);
+            const __m512 bottomFirst = _mm512_set1_ps(wxf0 * a10 + wxf1 * a11);
+            const __m512 topLast = _mm512_set1_ps(wxl0 * a00 + wxl1 * a01);
+            const __m512 bottomLast = _mm512_set1_ps(wxl0 * a10 + wxl1 * a11);
+            const __m512 span = _mm512_set1_ps((float)(last - first));
+            const __m512 start = _mm512_set1_ps((float)first), end = _mm512_set1_ps((float)block[1]);
+            const __m512 length = _mm512_set1_ps((float)(block[1] - first));
+            for (int32_t chunk = rowBlock[0]; chunk < rowBlock[1]; chunk += 16) {
+                const int32_t count = rowBlock[1] - chunk < 16 ? rowBlock[1] - chunk : 16;
+                const __mmask16 valid = count == 16 ? 0xFFFF : (__mmask16)((1u << count) - 1);
+                const __m512 y0 = _mm512_loadu_ps(g->rowLowerWeight + chunk);
+                const __m512 y1 = _mm512_loadu_ps(g->rowUpperWeight + chunk);
+                const __m512 vFirst = _mm512_add_ps(_mm512_mul_ps(y0, topFirst), _mm512_mul_ps(y1, bottomFirst));
+                const __m512 vLast = _mm512_add_ps(_mm512_mul_ps(y0, topLast), _mm512_mul_ps(y1, bottomLast));
+                const __mmask16 firstAbove = _mm512_cmp_ps_mask(vFirst, t, _CMP_GT_OQ);
+                const __mmask16 lastAbove = _mm512_cmp_ps_mask(vLast, t, _CMP_GT_OQ);
+                if (!((firstAbove | lastAbove) & valid)) continue;
+                // Where the row crosses t, as a fraction of the way from the first column to the
+                // last; the run above t is ⌈distance⌉ columns from the end that is above.
+                const __m512 x = _mm512_div_ps(_mm512_sub_ps(vFirst, t), _mm512_sub_ps(vFirst, vLast));
+                const __m512 falling = _mm512_roundscale_ps(
+                    _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, span), zero), length), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+                const __m512 rising = _mm512_roundscale_ps(
+                    _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(one, x), span), zero), length), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+                __m512 lo = start, hi = start;
+                hi = _mm512_mask_mov_ps(hi, firstAbove, _mm512_add_ps(start, falling));
+                lo = _mm512_mask_mov_ps(lo, lastAbove & (__mmask16)~firstAbove, _mm512_sub_ps(end, rising));
+                hi = _mm512_mask_mov_ps(hi, lastAbove, end);
+                const __m512i loI = _mm512_cvttps_epi32(lo), hiI = _mm512_cvttps_epi32(hi);
+                const __m512i runLength = _mm512_maskz_sub_epi32(valid, hiI, loI);
+                area += _mm512_reduce_add_epi32(runLength);
+                const __mmask16 withRun = _mm512_mask_cmpgt_epi32_mask(valid, runLength, _mm512_setzero_si512());
+                if (!withRun) continue;
+                // Rows chunk + i for i in withRun; columns within [first, block end).
+                const int32_t rowFirst = chunk + __builtin_ctz(withRun), rowEnd = chunk + 32 - __builtin_clz(withRun);
+                for (uint64_t maskBits = blockMasks; maskBits; maskBits &= maskBits - 1) {
+                    const int m = __builtin_ctzll(maskBits);
+                    const hndd_mask *mask = masks + m;
+                    const int32_t maskEnd = mask->firstRow + mask->rowCount;
+                    if (maskEnd <= rowFirst || mask->firstRow >= rowEnd) continue;
+                    // Lanes whose rows lie inside the mask; the others are never loaded.
+                    const __m512i row = _mm512_add_epi32(_mm512_set1_epi32(chunk), lane);
+                    const __mmask16 inside = withRun
+                        & _mm512_cmpge_epi32_mask(row, _mm512_set1_epi32(mask->firstRow))
+                        & _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(maskEnd));
+                    // Lane i reads run (chunk + i − firstRow) of the mask: the address may lie
+                    // before the runs, but only lanes inside the mask are loaded.
+                    const int64_t offset = mask->runStart + chunk - mask->firstRow;
+                    const __m512i mLo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runLo + 2 * offset))));
+                    const __m512i mHi = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runHi + 2 * offset))));
+                    const __m512i both = _mm512_sub_epi32(_mm512_min_epi32(hiI, mHi), _mm512_max_epi32(loI, mLo));
+                    const __m512i counted = _mm512_maskz_max_epi32(inside, both, _mm512_setzero_si512());
+                    overlap[m] += _mm512_reduce_add_epi32(counted);
+                }
+            }
+        }
+    }
+    return area;
+}
+
+#else
+
+int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold,
+                       const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                       const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
+    (void)g; (void)map; (void)threshold; (void)masks; (void)rowBits; (void)colBits; (void)runLo; (void)runHi; (void)overlap;
+    abort(); // never called: hndd_count_kernel_available() is 0
+}
+
+#endif
