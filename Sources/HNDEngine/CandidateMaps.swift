@@ -26,11 +26,13 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Bit words of the "kept positions" mask of one map.
     let wordsPerMap: Int
 
-    /// Record layout, 8-byte aligned: unit (Int32), image (Int32), peak (Float), value count
-    /// (UInt32), `wordsPerMap` kept-position words (bit p set when position p is kept), then the
-    /// kept values in position order.
-    static let headerBytes = 16
-    func recordBytes(values: Int) -> Int { (Self.headerBytes + 8 * wordsPerMap + 4 * values + 7) & ~7 }
+    /// Record layout, 4-byte aligned: unit (Int32), image (Int32), peak (Float), `shedAt` (Float),
+    /// value count (UInt32), `wordsPerMap` kept-position words (bit p set when position p is
+    /// kept; read unaligned), then the kept values in position order. `shedAt` is the smallest
+    /// kept value above the bound the record was written under: until a bound reaches it, the
+    /// record keeps exactly what it needs.
+    static let headerBytes = 20
+    func recordBytes(values: Int) -> Int { Self.headerBytes + 8 * wordsPerMap + 4 * values }
 
     /// The arena. Shared between copies of the store until one of them changes (copy-on-write,
     /// checked once per mutating call).
@@ -109,8 +111,10 @@ public struct CandidateMaps: Sendable, Equatable {
         var unit: Int32 { pointer.load(as: Int32.self) }
         var image: Int32 { pointer.load(fromByteOffset: 4, as: Int32.self) }
         var peak: Float { pointer.load(fromByteOffset: 8, as: Float.self) }
-        var valueCount: Int { Int(pointer.load(fromByteOffset: 12, as: UInt32.self)) }
-        var kept: UnsafePointer<UInt64> { (pointer + CandidateMaps.headerBytes).assumingMemoryBound(to: UInt64.self) }
+        var shedAt: Float { pointer.load(fromByteOffset: 12, as: Float.self) }
+        var valueCount: Int { Int(pointer.load(fromByteOffset: 16, as: UInt32.self)) }
+        /// Kept-position word j.
+        func kept(_ j: Int) -> UInt64 { pointer.loadUnaligned(fromByteOffset: CandidateMaps.headerBytes + 8 * j, as: UInt64.self) }
         func values(words: Int) -> UnsafePointer<Float> {
             (pointer + CandidateMaps.headerBytes + 8 * words).assumingMemoryBound(to: Float.self)
         }
@@ -145,10 +149,10 @@ public struct CandidateMaps: Sendable, Equatable {
     @inline(__always)
     func expand(_ record: Record, into dense: UnsafeMutablePointer<Float>) {
         dense.update(repeating: -.infinity, count: mapSize)
-        let kept = record.kept, values = record.values(words: wordsPerMap)
+        let values = record.values(words: wordsPerMap)
         var v = 0
         for j in 0..<wordsPerMap {
-            var bits = kept[j]
+            var bits = record.kept(j)
             while bits != 0 {
                 dense[j << 6 | bits.trailingZeroBitCount] = values[v]
                 v += 1
@@ -170,37 +174,40 @@ public struct CandidateMaps: Sendable, Equatable {
         let size = recordBytes(values: valueCount)
         arena.reserve(size)
         let record = arena.base! + arena.used
-        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, at: record) { p in map[p] }
+        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, bound: bound, at: record) { p in map[p] }
         arena.used += size
         arena.count += 1
     }
 
-    /// Writes one record at `record`: the header, the kept words, and `value(p)` for each kept
-    /// position p in order.
+    /// Writes one record at `record`, kept under `bound`: the header, the kept words, and
+    /// `value(p)` for each kept position p in order.
     @inline(__always)
-    private func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int,
+    private func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int, bound: Float,
                        at record: UnsafeMutableRawPointer, value: (Int) -> Float) {
-        writeHeader(unit: unit, image: image, peak: peak, valueCount: valueCount, at: record)
-        let words = (record + Self.headerBytes).assumingMemoryBound(to: UInt64.self)
         let values = (record + Self.headerBytes + 8 * wordsPerMap).assumingMemoryBound(to: Float.self)
         var v = 0
+        var shedAt = Float.infinity
         for j in 0..<wordsPerMap {
             var bits = kept[j]
-            words[j] = bits
+            record.storeBytes(of: bits, toByteOffset: Self.headerBytes + 8 * j, as: UInt64.self)
             while bits != 0 {
-                values[v] = value(j << 6 | bits.trailingZeroBitCount)
+                let x = value(j << 6 | bits.trailingZeroBitCount)
+                values[v] = x
+                if x > bound { shedAt = min(shedAt, x) }
                 v += 1
                 bits &= bits - 1
             }
         }
+        writeHeader(unit: unit, image: image, peak: peak, shedAt: shedAt, valueCount: valueCount, at: record)
     }
 
     @inline(__always)
-    private func writeHeader(unit: Int32, image: Int32, peak: Float, valueCount: Int, at record: UnsafeMutableRawPointer) {
+    private func writeHeader(unit: Int32, image: Int32, peak: Float, shedAt: Float, valueCount: Int, at record: UnsafeMutableRawPointer) {
         record.storeBytes(of: unit, as: Int32.self)
         record.storeBytes(of: image, toByteOffset: 4, as: Int32.self)
         record.storeBytes(of: peak, toByteOffset: 8, as: Float.self)
-        record.storeBytes(of: UInt32(valueCount), toByteOffset: 12, as: UInt32.self)
+        record.storeBytes(of: shedAt, toByteOffset: 12, as: Float.self)
+        record.storeBytes(of: UInt32(valueCount), toByteOffset: 16, as: UInt32.self)
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
@@ -252,13 +259,14 @@ public struct CandidateMaps: Sendable, Equatable {
         return (~first, ~last)
     }
 
-    /// Whether enough has been added since the last `discard` to make one worth it.
-    var discardIsDue: Bool { arena.used > bytesAfterDiscard + bytesAfterDiscard / 2 + (2 << 20) }
+    /// Whether enough has been added since the last `discard` to make one worth it: half as much
+    /// again as it kept, plus `slack` bytes.
+    func discardIsDue(slack: Int) -> Bool { arena.used > bytesAfterDiscard + bytesAfterDiscard / 2 + slack }
 
-    /// Drops every map whose maximum no longer exceeds its unit's lower bound, and from the
-    /// others the values no longer needed under the risen bound. In place, in one sweep: a record
-    /// is written no later in the arena than it was read from.
-    mutating func discard(bounds: UnsafePointer<Float>) {
+    /// Drops every map whose maximum no longer exceeds its unit's lower bound (`bounds`, per
+    /// unit), and from the others the values no longer needed under the risen bound. In place, in
+    /// one sweep: a record is written no later in the arena than it was read from.
+    mutating func discard(bounds: [Float]) {
         makeUnique()
         guard let base = arena.base else { return }
         let words = wordsPerMap
@@ -274,49 +282,22 @@ public struct CandidateMaps: Sendable, Equatable {
                 let bound = bounds[Int(record.unit)]
                 guard record.peak > bound else { continue }
                 kept += 1
-                if record.valueCount <= 9 {
-                    // One value's neighbourhood at most: nothing to shed, only to move.
+                if record.valueCount <= 9 || bound < record.shedAt {
+                    // One value's neighbourhood at most, or no kept value fell to the bound:
+                    // nothing to shed, only to move.
                     move(from: base + read, to: base + written, bytes: size)
                     written += size
-                } else if words == 1 {
-                    // What the risen bound still needs, from the kept values themselves.
-                    let keptBits = record.kept[0], values = record.values(words: 1)
-                    var above: UInt64 = 0, rest = keptBits, v = 0
-                    while rest != 0 {
-                        if values[v] > bound { above |= 1 << UInt64(rest.trailingZeroBitCount) }
-                        v += 1
-                        rest &= rest - 1
-                    }
-                    let needed = neighbourhoods(of: above) & keptBits
-                    if needed == keptBits {
-                        move(from: base + read, to: base + written, bytes: size)
-                        written += size
-                    } else {
-                        // Values first, each to an address no later than it is read from; then
-                        // the header and word, which end before the old values begin.
-                        let (unit, image, peak) = (record.unit, record.image, record.peak)
-                        let newValues = (base + written + Self.headerBytes + 8).assumingMemoryBound(to: Float.self)
-                        var out = 0
-                        rest = keptBits; v = 0
-                        while rest != 0 {
-                            if needed & (1 << UInt64(rest.trailingZeroBitCount)) != 0 { newValues[out] = values[v]; out += 1 }
-                            v += 1
-                            rest &= rest - 1
-                        }
-                        writeHeader(unit: unit, image: image, peak: peak, valueCount: out, at: base + written)
-                        (base + written + Self.headerBytes).storeBytes(of: needed, as: UInt64.self)
-                        written += recordBytes(values: out)
-                    }
                 } else {
+                    // The record is read whole (into dense) before it is overwritten.
+                    let (unit, image, peak) = (record.unit, record.image, record.peak)
                     expand(record, into: dense)
                     neededPositions(of: dense, above: bound, into: needed)
                     var valueCount = 0
                     for j in 0..<words {
-                        needed[j] &= record.kept[j]
+                        needed[j] &= record.kept(j)
                         valueCount += needed[j].nonzeroBitCount
                     }
-                    // The record is fully read (into dense) before it is overwritten.
-                    write(unit: record.unit, image: record.image, peak: record.peak, kept: needed, valueCount: valueCount,
+                    write(unit: unit, image: image, peak: peak, kept: needed, valueCount: valueCount, bound: bound,
                           at: base + written) { p in dense[p] }
                     written += recordBytes(values: valueCount)
                 }
@@ -328,11 +309,11 @@ public struct CandidateMaps: Sendable, Equatable {
         bytesAfterDiscard = written
     }
 
-    /// Moves a record towards the arena's start (`to` ≤ `from`), a word at a time.
+    /// Moves a record towards the arena's start (`to` ≤ `from`), four bytes at a time.
     @inline(__always) private func move(from: UnsafeMutableRawPointer, to: UnsafeMutableRawPointer, bytes: Int) {
         guard to != from else { return }
-        let source = from.assumingMemoryBound(to: UInt64.self), target = to.assumingMemoryBound(to: UInt64.self)
-        for i in 0..<(bytes >> 3) { target[i] = source[i] }
+        let source = from.assumingMemoryBound(to: UInt32.self), target = to.assumingMemoryBound(to: UInt32.self)
+        for i in 0..<(bytes >> 2) { target[i] = source[i] }
     }
 
     // MARK: state
@@ -345,7 +326,7 @@ public struct CandidateMaps: Sendable, Equatable {
         for store in stores {
             store.forEach { record in
                 units.append(record.unit); images.append(record.image); peaks.append(record.peak)
-                kept.append(contentsOf: UnsafeBufferPointer(start: record.kept, count: store.wordsPerMap))
+                for j in 0..<store.wordsPerMap { kept.append(record.kept(j)) }
                 values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
                 valueStart.append(Int64(values.count))
             }
@@ -380,7 +361,7 @@ public struct CandidateMaps: Sendable, Equatable {
             stores[s].arena.reserve(size)
             kept.withUnsafeBufferPointer { kept in
                 stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
-                                valueCount: popcount, at: stores[s].arena.base! + stores[s].arena.used) { p in
+                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used) { p in
                     // The v-th kept position takes the v-th value: count the kept bits before p.
                     var before = 0
                     for j in 0..<(p >> 6) { before += kept[i * words + j].nonzeroBitCount }

@@ -88,6 +88,9 @@ public struct LayerAccumulator: Sendable {
     var upsampler: BilinearUpsampler?
     /// The AVX-512 Stage II count, where the CPU has it.
     var countKernel: CountKernel?
+    /// Bytes a candidate store grows by, beyond half its size, before it is swept (tests sweep
+    /// after every batch).
+    var discardSlack = 2 << 20
 
     public init(layer: String, index: DictionaryIndex, options: DissectionOptions = .init()) {
         self.layer = layer
@@ -205,6 +208,7 @@ public struct LayerAccumulator: Sendable {
         let shards = candidates.count
         let ranges = (0..<shards).map(shardUnits)
         let words = (hw + 63) / 64
+        let slack = discardSlack
         maxima.withUnsafeMutableBufferPointer { maxima in
         topValues.withUnsafeMutableBufferPointer { tops in
         candidates.withUnsafeMutableBufferPointer { stores in
@@ -230,10 +234,10 @@ public struct LayerAccumulator: Sendable {
                         }
                     }
                 }
-                if store.pointee.discardIsDue {
+                if store.pointee.discardIsDue(slack: slack) {
                     var bounds = [Float](repeating: .infinity, count: c)
                     for u in ranges[s] { bounds[u] = tops.value[u].lowerBound }
-                    bounds.withUnsafeBufferPointer { store.pointee.discard(bounds: $0.baseAddress!) }
+                    store.pointee.discard(bounds: bounds)
                 }
             }
         }}}

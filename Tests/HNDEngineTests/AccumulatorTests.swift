@@ -61,6 +61,25 @@ struct RandomCase {
         for u in 0..<5 { #expect(a.iou[u * 6 + 5] == 0) }
     }
 
+    @Test(arguments: [0.05, 0.3])
+    func sweepingCandidatesChangesNoNumber(quantile: Double) throws {
+        // Sweeps after every batch against none at all. At q = 0.05 they drop maps; at q = 0.3 a
+        // unit's bound stays put for several batches (its top-k fills slowly), so sweeps also
+        // skip what the last one kept.
+        let random = RandomCase(images: 120, units: 4, h: 5, w: 5, seed: 3)
+        let index = DictionaryIndex(random.dictionary)
+        var swept = LayerAccumulator(layer: "l", index: index, options: .init(quantile: quantile))
+        swept.discardSlack = 0
+        var unswept = LayerAccumulator(layer: "l", index: index, options: .init(quantile: quantile))
+        unswept.discardSlack = .max / 2
+        try random.feed(&swept, order: Array(0..<120), batch: 6)
+        try random.feed(&unswept, order: Array(0..<120), batch: 6)
+        if quantile < 0.1 { #expect(swept.candidates.map(\.count).reduce(0, +) < unswept.candidates.map(\.count).reduce(0, +)) }
+        let a = swept.snapshot(), b = unswept.snapshot()
+        #expect(a.iou == b.iou && a.threshold == b.threshold && a.localProb == b.localProb)
+        #expect(a.iou.contains { $0 > 0 })
+    }
+
     @Test func partialSnapshotsMatchAFreshDissectionOfTheSameImages() throws {
         let random = RandomCase(images: 200, units: 3, h: 2, w: 2, seed: 2)
         let index = DictionaryIndex(random.dictionary)

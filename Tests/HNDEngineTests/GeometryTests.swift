@@ -136,7 +136,7 @@ import Testing
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11])
         let bounds: [Float] = [3]
-        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        store.discard(bounds: bounds)
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [9, 10, 11])
         #expect(dense[10] == 5 && dense[9] == 0)
@@ -158,13 +158,37 @@ import Testing
             scratch.withUnsafeMutableBufferPointer { store.append(unit: 0, image: 5, peak: 4, map: m.baseAddress!, bound: 1, scratch: $0.baseAddress!) }
         }
         let bounds: [Float] = [3]
-        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        store.discard(bounds: bounds)
         var dense = [Float](repeating: 0, count: 81)
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [60, 61, 62, 69, 70, 71, 78, 79, 80] && dense[70] == 5)
         dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [30, 31, 32, 39, 40, 41, 48, 49, 50] && dense[40] == 4)
         #expect(store.images == [4, 5])
+    }
+
+    @Test func aBoundBelowEveryKeptPeakShedsNothing() {
+        // 1×20, hot values 2, 3, 4, 5, 6 at 1, 5, 9, 13, 17: fifteen values kept. Shedding starts
+        // only once the bound reaches 2, the smallest of them.
+        var store = CandidateMaps(height: 1, width: 20)
+        var map = [Float](repeating: 0, count: 20)
+        for (i, p) in [1, 5, 9, 13, 17].enumerated() { map[p] = Float(2 + i) }
+        var scratch: [UInt64] = [0]
+        map.withUnsafeBufferPointer { store.append(unit: 0, image: 4, peak: 6, map: $0.baseAddress!, bound: 1, scratch: &scratch[0]) }
+        let full = store.bytes
+        store.discard(bounds: [1.9])
+        #expect(store.bytes == full)
+        store.discard(bounds: [2])
+        #expect(store.bytes == full - 3 * 4)
+        var dense = [Float](repeating: 0, count: 20)
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 18])
+        // The rewritten record sheds again once the bound reaches its smallest value above.
+        store.discard(bounds: [2.9])
+        #expect(store.bytes == full - 3 * 4)
+        store.discard(bounds: [3.5])
+        dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [8, 9, 10, 12, 13, 14, 16, 17, 18] && dense[17] == 6)
     }
 
     @Test func widerMapsUseSeveralWords() {
@@ -190,7 +214,7 @@ import Testing
         }
         #expect(store.count == 4)
         let bounds: [Float] = [1, 0.75]
-        bounds.withUnsafeBufferPointer { store.discard(bounds: $0.baseAddress!) }
+        store.discard(bounds: bounds)
         #expect(store.peaks == [2, 3])
         var dense = [Float](repeating: 0, count: 4)
         dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
