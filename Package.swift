@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine"]),
+        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels"]),
         .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine"]),
         .testTarget(name: "HNDWireTests", dependencies: ["HNDWire"]),
         .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine"]),

@@ -241,3 +241,76 @@ int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold
 }
 
 #endif
+
+// MARK: ingest
+
+#if defined(__x86_64__)
+HNDD_AVX512
+static void maxima_avx512(const float *maps, int64_t count, int32_t n, float *peaks) {
+    const __m512 lowest = _mm512_set1_ps(-INFINITY);
+    const __mmask16 tail = (n & 15) ? (__mmask16)((1u << (n & 15)) - 1) : 0xFFFF;
+    const int32_t full = (n & 15) ? n & ~15 : n - 16;
+    for (int64_t i = 0; i < count; i++) {
+        const float *map = maps + i * n;
+        __m512 m = lowest;
+        for (int32_t p = 0; p < full; p += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(map + p));
+        m = _mm512_max_ps(m, _mm512_mask_loadu_ps(lowest, tail, map + full));
+        peaks[i] = _mm512_reduce_max_ps(m);
+    }
+}
+
+HNDD_AVX512
+static int32_t above_avx512(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
+    const __m512 b = _mm512_set1_ps(bound);
+    int32_t count = 0;
+    for (int32_t p = 0; p < n; p += 16) {
+        const __mmask16 valid = n - p >= 16 ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(valid, map + p);
+        const __mmask16 above = _mm512_mask_cmp_ps_mask(valid, v, b, _CMP_GT_OQ);
+        if (p % 64 == 0) bits[p >> 6] = 0;
+        bits[p >> 6] |= (uint64_t)above << (p & 63);
+        if (out) _mm512_mask_compressstoreu_ps(out + count, above, v);
+        count += __builtin_popcount(above);
+    }
+    return count;
+}
+#endif
+
+void hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        maxima_avx512(maps, count, n, peaks);
+        return;
+    }
+#endif
+    hndd_maxima_portable(maps, count, n, peaks);
+}
+
+void hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks) {
+    for (int64_t i = 0; i < count; i++) {
+        const float *map = maps + i * n;
+        float m = map[0];
+        for (int32_t p = 1; p < n; p++) m = map[p] > m ? map[p] : m;
+        peaks[i] = m;
+    }
+}
+
+int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return above_avx512(map, n, bound, out, bits);
+#endif
+    return hndd_above_portable(map, n, bound, out, bits);
+}
+
+int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
+    int32_t count = 0;
+    for (int32_t w = 0; w < (n + 63) / 64; w++) bits[w] = 0;
+    for (int32_t p = 0; p < n; p++) {
+        if (map[p] > bound) {
+            bits[p >> 6] |= 1ull << (p & 63);
+            if (out) out[count] = map[p];
+            count++;
+        }
+    }
+    return count;
+}

@@ -55,7 +55,11 @@ extension LayerAccumulator {
             let capacity = Int(try r.get(Int64.self))
             let bound = try r.get(Float.self)
             let values = try r.getArray(UInt32.self).map { Float(bitPattern: $0) }
-            topValues[u] = TopValues.restore(capacity: capacity, values: values, lowerBound: bound)
+            guard capacity == topValues[u].capacity,
+                  let restored = TopValues.restore(capacity: capacity, values: values, lowerBound: bound, slack: h * w) else {
+                throw StateError("the top values of unit \(u) do not fit the layer's quantile")
+            }
+            topValues[u] = restored
         }
         if c > 0 {
             let seen = seen, imageCount = index.imageCount

@@ -86,9 +86,13 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Arena bytes after the last `discard`: the next is due when they have grown by half.
     private var bytesAfterDiscard = 0
 
+    /// For maps of at most 64 positions: those not in the first column, and not in the last.
+    private let notFirstColumn: UInt64, notLastColumn: UInt64
+
     public init(height: Int, width: Int) {
         self.height = height; self.width = width
         wordsPerMap = (height * width + 63) / 64
+        (notFirstColumn, notLastColumn) = height * width <= 64 ? Self.columnMasks(height: height, width: width) : (0, 0)
     }
 
     public static func == (a: CandidateMaps, b: CandidateMaps) -> Bool {
@@ -163,12 +167,22 @@ public struct CandidateMaps: Sendable, Equatable {
 
     /// Keeps `map` (h×w) of `unit` on `image` if its maximum `peak` exceeds `bound`.
     /// `scratch` holds `wordsPerMap` words.
-    @inline(__always)
     mutating func append(unit: Int, image: Int32, peak: Float, map: UnsafePointer<Float>, bound: Float,
                          scratch: UnsafeMutablePointer<UInt64>) {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: wordsPerMap) { above in
+            hndd_above(map, Int32(mapSize), bound, nil, above.baseAddress!)
+            append(unit: unit, image: image, peak: peak, map: map, above: above.baseAddress!, bound: bound, scratch: scratch)
+        }
+    }
+
+    /// The same, given the positions of `map` above `bound` (bit words, as `hndd_above` sets
+    /// them).
+    @inline(__always)
+    mutating func append(unit: Int, image: Int32, peak: Float, map: UnsafePointer<Float>, above: UnsafePointer<UInt64>,
+                         bound: Float, scratch: UnsafeMutablePointer<UInt64>) {
         guard peak > bound else { return }
         makeUnique()
-        neededPositions(of: map, above: bound, into: scratch)
+        neighbourhoods(of: above, into: scratch)
         var valueCount = 0
         for j in 0..<wordsPerMap { valueCount += scratch[j].nonzeroBitCount }
         let size = recordBytes(values: valueCount)
@@ -211,26 +225,34 @@ public struct CandidateMaps: Sendable, Equatable {
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
-    /// above it and their 3×3 neighbourhoods, as `wordsPerMap` bit words in `scratch`.
+    /// above it and their 3×3 neighbourhoods, as `wordsPerMap` bit words in `needed`.
     @inline(__always)
-    func neededPositions(of map: UnsafePointer<Float>, above bound: Float, into scratch: UnsafeMutablePointer<UInt64>) {
-        let h = height, w = width, n = mapSize
-        if bound == -.infinity {
-            // Everything is needed (and −∞ is never above it).
-            for i in 0..<wordsPerMap { scratch[i] = i < n >> 6 ? ~0 : (1 << UInt64(n & 63)) - 1 }
-        } else if n <= 64 {
-            var above: UInt64 = 0
-            for p in 0..<n where map[p] > bound { above |= 1 << UInt64(p) }
-            scratch[0] = neighbourhoods(of: above)
-        } else {
-            scratch.initialize(repeating: 0, count: wordsPerMap)
-            for y in 0..<h {
-                for x in 0..<w where map[y * w + x] > bound {
-                    for ny in max(y - 1, 0)...min(y + 1, h - 1) {
-                        for nx in max(x - 1, 0)...min(x + 1, w - 1) {
-                            let p = ny * w + nx
-                            scratch[p >> 6] |= 1 << UInt64(p & 63)
-                        }
+    func neededPositions(of map: UnsafePointer<Float>, above bound: Float, into needed: UnsafeMutablePointer<UInt64>) {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: wordsPerMap) { above in
+            hndd_above(map, Int32(mapSize), bound, nil, above.baseAddress!)
+            neighbourhoods(of: above.baseAddress!, into: needed)
+        }
+    }
+
+    /// The positions `above` (bit words) and their 3×3 neighbourhoods, into `needed`.
+    @inline(__always)
+    func neighbourhoods(of above: UnsafePointer<UInt64>, into needed: UnsafeMutablePointer<UInt64>) {
+        if mapSize <= 64 {
+            needed[0] = neighbourhoods(of: above[0])
+            return
+        }
+        let w = width, h = height
+        needed.initialize(repeating: 0, count: wordsPerMap)
+        for j in 0..<wordsPerMap {
+            var bits = above[j]
+            while bits != 0 {
+                let p = j << 6 | bits.trailingZeroBitCount
+                bits &= bits - 1
+                let y = p / w, x = p % w
+                for ny in max(y - 1, 0)...min(y + 1, h - 1) {
+                    for nx in max(x - 1, 0)...min(x + 1, w - 1) {
+                        let q = ny * w + nx
+                        needed[q >> 6] |= 1 << UInt64(q & 63)
                     }
                 }
             }
@@ -242,7 +264,6 @@ public struct CandidateMaps: Sendable, Equatable {
     @inline(__always) func neighbourhoods(of above: UInt64) -> UInt64 {
         let n = mapSize
         let all: UInt64 = n == 64 ? ~0 : (1 << UInt64(n)) - 1
-        let (notFirstColumn, notLastColumn) = Self.columnMasks(height: height, width: width)
         var kept = above | (above << 1 & notFirstColumn) | (above >> 1 & notLastColumn)
         kept |= kept << UInt64(width) | kept >> UInt64(width)
         return kept & all

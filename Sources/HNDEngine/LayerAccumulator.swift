@@ -1,3 +1,4 @@
+import CHNDKernels
 import Dispatch
 import Foundation
 
@@ -189,7 +190,7 @@ public struct LayerAccumulator: Sendable {
         units = c; height = h; width = w
         maxima = [Float](repeating: 0, count: c * index.imageCount)
         let needed = rule.valuesNeeded(population: max(index.localSetSize * h * w, 1))
-        topValues = [TopValues](repeating: TopValues(capacity: needed), count: c)
+        topValues = [TopValues](repeating: TopValues(capacity: needed, slack: h * w), count: c)
         // More stores than cores: concurrentPerform then balances them when another thread (the
         // daemon's receiver, a trainer on the same machine) takes a core for a while.
         candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, 4 * Self.workerCount))
@@ -215,25 +216,28 @@ public struct LayerAccumulator: Sendable {
             let maxima = UnsafeSendable(maxima.baseAddress!), tops = UnsafeSendable(tops.baseAddress!)
             let stores = UnsafeSendable(stores.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: shards) { s in
-                let store = stores.value + s
-                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { scratch in
-                    let scratch = scratch.baseAddress!
+                let store = stores.value + s, units = ranges[s]
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: units.count) { peaks in
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * words) { scratch in
+                    let peaks = peaks.baseAddress!, above = scratch.baseAddress!, needed = above + words
                     for (row, image) in accepted {
-                        let local = inLocal[image]
-                        for u in ranges[s] {
-                            let map = base.value + (row * c + u) * hw
-                            let peak = Self.maximum(map, count: hw)
-                            maxima.value[u * n + image] = peak
-                            guard local else { continue }
-                            let top = tops.value + u
+                        let maps = base.value + (row * c + units.lowerBound) * hw
+                        hndd_maxima(maps, Int64(units.count), Int32(hw), peaks)
+                        for (i, u) in units.enumerated() { maxima.value[u * n + image] = peaks[i] }
+                        guard inLocal[image] else { continue }
+                        for (i, u) in units.enumerated() {
+                            let top = tops.value + u, peak = peaks[i]
                             let bound = top.pointee.lowerBound
                             guard peak > bound else { continue }
-                            for i in 0..<hw where map[i] > bound { top.pointee.offer(map[i]) }
-                            store.pointee.append(unit: u, image: Int32(image), peak: peak, map: map,
-                                                 bound: top.pointee.lowerBound, scratch: scratch)
+                            let map = maps + i * hw
+                            top.pointee.offer(valuesOf: map, count: hw, above: above)
+                            // The top-k may have raised its bound while taking them.
+                            let risen = top.pointee.lowerBound
+                            if risen != bound { hndd_above(map, Int32(hw), risen, nil, above) }
+                            store.pointee.append(unit: u, image: Int32(image), peak: peak, map: map, above: above, bound: risen, scratch: needed)
                         }
                     }
-                }
+                }}
                 if store.pointee.discardIsDue(slack: slack) {
                     var bounds = [Float](repeating: .infinity, count: c)
                     for u in ranges[s] { bounds[u] = tops.value[u].lowerBound }
@@ -241,24 +245,6 @@ public struct LayerAccumulator: Sendable {
                 }
             }
         }}}
-    }
-
-    /// The largest of `count` values, 8 lanes at a time. (Values are finite: `validate` ran.)
-    @inline(__always) static func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
-        var i = 0
-        var m = p[0]
-        if count >= 8 {
-            var lanes = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-            i = 8
-            while i + 8 <= count {
-                let next = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
-                lanes.replace(with: next, where: next .> lanes)
-                i += 8
-            }
-            m = lanes.max()
-        }
-        while i < count { m = max(m, p[i]); i += 1 }
-        return m
     }
 
     /// Threads the engine uses; OpenBLAS, where used, is kept single-threaded.

@@ -1,40 +1,67 @@
+import CHNDKernels
+
 /// An exact running top-k of one unit's raw activations: enough to give numpy's linear
 /// (1 − q) quantile of all values seen, as long as k covers the order statistics the quantile
 /// needs (see `QuantileRule`). Values enter a buffer of 2k and are cut back to the k largest when
 /// it fills, so the amortised cost is O(1) per value. Merges by union.
 public struct TopValues: Sendable, Equatable {
     public let capacity: Int
+    /// The candidates are `storage[..<filled]`; room for 2k values plus one batch of `slack`.
+    private var storage: [Float]
+    private var filled = 0
     /// Unordered; after `compact()` exactly the `min(capacity, seen)` largest values.
-    public private(set) var values: [Float]
+    public var values: [Float] { Array(storage[..<filled]) }
     /// The k-th largest value seen so far (once k values were seen), else −∞. Never decreases;
     /// never exceeds the k-th largest value of the final population.
     public private(set) var lowerBound: Float = -.infinity
 
-    public init(capacity: Int) {
+    /// `slack`: the most values one `offer(valuesOf:…)` adds (a map's size).
+    public init(capacity: Int, slack: Int = 1) {
         precondition(capacity > 0)
         self.capacity = capacity
-        values = []
-        values.reserveCapacity(2 * capacity)
+        storage = [Float](repeating: 0, count: 2 * capacity + max(slack, 1))
+    }
+
+    public static func == (a: TopValues, b: TopValues) -> Bool {
+        a.capacity == b.capacity && a.lowerBound == b.lowerBound && a.values == b.values
     }
 
     /// Offers one value; values not above `lowerBound` cannot change the top k as a multiset.
     public mutating func offer(_ v: Float) {
         if v > lowerBound {
-            values.append(v)
-            if values.count >= 2 * capacity { compact() }
+            storage[filled] = v
+            filled += 1
+            if filled >= 2 * capacity { compact() }
         }
+    }
+
+    /// Offers the `count` (≤ slack) values of `map` above `lowerBound`, in one vector pass; sets
+    /// bit p of `above` (one word per 64 values) for each position above it.
+    @inline(__always)
+    mutating func offer(valuesOf map: UnsafePointer<Float>, count: Int, above: UnsafeMutablePointer<UInt64>) {
+        let bound = lowerBound, at = filled
+        filled += storage.withUnsafeMutableBufferPointer { Int(hndd_above(map, Int32(count), bound, $0.baseAddress! + at, above)) }
+        if filled >= 2 * capacity { compact() }
     }
 
     /// Cuts the buffer back to the k largest and raises `lowerBound`.
     public mutating func compact() {
-        guard values.count > capacity else {
-            if values.count == capacity, let m = values.min() { lowerBound = max(lowerBound, m) }
+        guard filled > capacity else {
+            if filled == capacity, let m = values.min() { lowerBound = max(lowerBound, m) }
             return
         }
-        let kth = values.count - capacity // index of the k-th largest in ascending order
-        values.withUnsafeMutableBufferPointer { select(in: $0, index: kth) }
-        values.removeFirst(kth)
-        lowerBound = max(lowerBound, values.min()!)
+        let kth = filled - capacity // index of the k-th largest in ascending order
+        let k = capacity
+        lowerBound = storage.withUnsafeMutableBufferPointer { buffer in
+            let candidates = UnsafeMutableBufferPointer(rebasing: buffer[..<filled])
+            select(in: candidates, index: kth)
+            let base = buffer.baseAddress!
+            base.update(from: base + kth, count: k)
+            var smallest = base[0]
+            for i in 1..<k { smallest = min(smallest, base[i]) }
+            return max(lowerBound, smallest)
+        }
+        filled = k
     }
 
     public mutating func merge(_ other: TopValues) {
@@ -73,9 +100,11 @@ public struct TopValues: Sendable, Equatable {
         }
     }
 
-    public static func restore(capacity: Int, values: [Float], lowerBound: Float) -> TopValues {
-        var t = TopValues(capacity: capacity)
-        t.values = values
+    public static func restore(capacity: Int, values: [Float], lowerBound: Float, slack: Int = 1) -> TopValues? {
+        guard values.count < 2 * capacity else { return nil }
+        var t = TopValues(capacity: capacity, slack: slack)
+        t.storage.replaceSubrange(0..<values.count, with: values)
+        t.filled = values.count
         t.lowerBound = lowerBound
         return t
     }

@@ -1,3 +1,4 @@
+import CHNDKernels
 import Testing
 @testable import HNDEngine
 
@@ -234,3 +235,30 @@ import Testing
         }
     }
 }
+
+@Suite struct IngestKernelTests {
+    /// The vector maxima and above-bound scans equal the plain C ones, at sizes around the
+    /// 16-lane and 64-bit boundaries.
+    @Test(arguments: [1, 15, 16, 17, 49, 64, 65, 196])
+    func vectorAndPortableScansAgree(size n: Int) {
+        var g = SplitMix(seed: UInt64(n))
+        let maps = (0..<(5 * n)).map { _ in g.uniform() * 4 - 2 }
+        var vector = [Float](repeating: 0, count: 5), portable = [Float](repeating: 0, count: 5)
+        hndd_maxima(maps, 5, Int32(n), &vector)
+        hndd_maxima_portable(maps, 5, Int32(n), &portable)
+        #expect(vector == portable)
+        #expect(vector[4] == maps[(4 * n)...].max())
+        let words = (n + 63) / 64
+        for bound: Float in [-3, 0.5, 1.9, 3] {
+            var outV = [Float](repeating: 0, count: n + 16), outP = [Float](repeating: 0, count: n + 16)
+            var bitsV = [UInt64](repeating: ~0, count: words), bitsP = [UInt64](repeating: ~0, count: words)
+            let countV = hndd_above(maps, Int32(n), bound, &outV, &bitsV)
+            let countP = hndd_above_portable(maps, Int32(n), bound, &outP, &bitsP)
+            let expected = maps[..<n].filter { $0 > bound }
+            #expect(countV == countP && Int(countV) == expected.count)
+            #expect(Array(outV[..<expected.count]) == expected && Array(outP[..<expected.count]) == expected)
+            #expect(bitsV == bitsP && bitsV.map(\.nonzeroBitCount).reduce(0, +) == expected.count)
+        }
+    }
+}
+
