@@ -113,7 +113,7 @@ int hndd_count_kernel_available(void) {
 #define HNDD_AVX512 __attribute__((target("avx512f,avx512bw")))
 
 HNDD_AVX512
-int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold,
+int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
     const int32_t h = g->height, w = g->width, n = h * w;
@@ -121,16 +121,23 @@ int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold
     const int32_t blocks = g->rowBlockCount * colBlockCount, words = (blocks + 63) / 64;
     uint64_t hot[words];
     memset(hot, 0, sizeof hot);
+    float map[n];
 
-    // Hot blocks: those with a corner above the threshold (a bilinear value is a convex
-    // combination of its corners). Mark, for each source value above it, the blocks it is a
-    // corner of.
-    const __m512 t = _mm512_set1_ps(threshold);
+    // The dense map (−∞ where not kept), 16 positions per step; and the hot blocks: those with
+    // a corner above the threshold (a bilinear value is a convex combination of its corners).
+    // For each source value above it, mark the blocks it is a corner of.
+    const __m512 t = _mm512_set1_ps(threshold), unknown = _mm512_set1_ps(-INFINITY);
     int any = 0;
+    const float *next = values;
     for (int32_t p = 0; p < n; p += 16) {
-        __mmask16 valid = n - p >= 16 ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(valid, map + p);
-        unsigned above = _mm512_mask_cmp_ps_mask(valid, v, t, _CMP_GT_OQ);
+        uint64_t word;
+        memcpy(&word, (const uint64_t *)kept + (p >> 6), sizeof word); // records are 4-byte aligned
+        const __mmask16 valid = n - p >= 16 ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __mmask16 present = (__mmask16)(word >> (p & 63)) & valid;
+        const __m512 v = _mm512_mask_expandloadu_ps(unknown, present, next);
+        next += __builtin_popcount(present);
+        _mm512_mask_storeu_ps(map + p, valid, v);
+        unsigned above = _mm512_mask_cmp_ps_mask(present, v, t, _CMP_GT_OQ);
         if (above) any = 1;
         if (g->touch) {
             while (above) {
@@ -152,9 +159,12 @@ int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold
     }
     if (!any) return 0;
 
+    // Per-lane sums, reduced once per map: the area, and the overlap of each mask met (`met`).
+    __m512i areaLanes = _mm512_setzero_si512();
+    __m512i overlapLanes[64];
+    uint64_t met = 0;
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    int64_t area = 0;
     for (int32_t word = 0; word < words; word++) {
         uint64_t bits = hot[word];
         while (bits) {
@@ -201,7 +211,7 @@ int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold
                 hi = _mm512_mask_mov_ps(hi, lastAbove, end);
                 const __m512i loI = _mm512_cvttps_epi32(lo), hiI = _mm512_cvttps_epi32(hi);
                 const __m512i runLength = _mm512_maskz_sub_epi32(valid, hiI, loI);
-                area += _mm512_reduce_add_epi32(runLength);
+                areaLanes = _mm512_add_epi32(areaLanes, runLength);
                 const __mmask16 withRun = _mm512_mask_cmpgt_epi32_mask(valid, runLength, _mm512_setzero_si512());
                 if (!withRun) continue;
                 // Rows chunk + i for i in withRun; columns within [first, block end).
@@ -223,20 +233,29 @@ int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold
                     const __m512i mHi = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runHi + 2 * offset))));
                     const __m512i both = _mm512_sub_epi32(_mm512_min_epi32(hiI, mHi), _mm512_max_epi32(loI, mLo));
                     const __m512i counted = _mm512_maskz_max_epi32(inside, both, _mm512_setzero_si512());
-                    overlap[m] += _mm512_reduce_add_epi32(counted);
+                    if (met >> m & 1) {
+                        overlapLanes[m] = _mm512_add_epi32(overlapLanes[m], counted);
+                    } else {
+                        overlapLanes[m] = counted;
+                        met |= 1ull << m;
+                    }
                 }
             }
         }
     }
-    return area;
+    for (uint64_t bits = met; bits; bits &= bits - 1) {
+        const int m = __builtin_ctzll(bits);
+        overlap[m] += _mm512_reduce_add_epi32(overlapLanes[m]);
+    }
+    return _mm512_reduce_add_epi32(areaLanes);
 }
 
 #else
 
-int64_t hndd_count_map(const hndd_geometry *g, const float *map, float threshold,
+int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
-    (void)g; (void)map; (void)threshold; (void)masks; (void)rowBits; (void)colBits; (void)runLo; (void)runHi; (void)overlap;
+    (void)g; (void)kept; (void)values; (void)threshold; (void)masks; (void)rowBits; (void)colBits; (void)runLo; (void)runHi; (void)overlap;
     abort(); // never called: hndd_count_kernel_available() is 0
 }
 

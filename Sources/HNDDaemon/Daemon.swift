@@ -211,8 +211,10 @@ public final class Daemon: @unchecked Sendable {
         guard !due.isEmpty else { return }
         var rows: [LayerSnapshot] = []
         for key in due {
+            let started = Date().timeIntervalSince1970
             guard let (pass, snapshot) = book.finish(key, now: now) else { continue }
             publishSnapshot(snapshot, duplicates: pass.duplicates, on: publish)
+            let published = Date().timeIntervalSince1970
             rows.append(snapshot)
             var status = passStatus(pass)
             status.open = false
@@ -221,7 +223,8 @@ public final class Daemon: @unchecked Sendable {
             if recentlyFinished[key.layer]!.count > 8 { recentlyFinished[key.layer]!.removeFirst() }
             logger.info(snapshot.complete ? "pass complete" : "pass written incomplete",
                         metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(snapshot.imagesTotal)",
-                                   "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)"])
+                                   "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
+                                   "snapshot_s": "\(String(format: "%.3f", published - started))"])
         }
         do {
             try output.append(rows)

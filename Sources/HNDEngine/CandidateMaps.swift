@@ -117,6 +117,8 @@ public struct CandidateMaps: Sendable, Equatable {
         var peak: Float { pointer.load(fromByteOffset: 8, as: Float.self) }
         var shedAt: Float { pointer.load(fromByteOffset: 12, as: Float.self) }
         var valueCount: Int { Int(pointer.load(fromByteOffset: 16, as: UInt32.self)) }
+        /// The kept-position words (4-byte aligned).
+        var keptWords: UnsafeRawPointer { pointer + CandidateMaps.headerBytes }
         /// Kept-position word j.
         func kept(_ j: Int) -> UInt64 { pointer.loadUnaligned(fromByteOffset: CandidateMaps.headerBytes + 8 * j, as: UInt64.self) }
         func values(words: Int) -> UnsafePointer<Float> {

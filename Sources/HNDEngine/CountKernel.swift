@@ -1,9 +1,10 @@
 import CHNDKernels
 
 /// Stage II's per-map count (|M| and |M ∩ L| for each of the image's masks) as one call into the
-/// C kernel (CHNDKernels), on CPUs with AVX-512. It computes what `forEachBlockRun` and the
-/// engine's run overlap compute, with the same float operations in the same order; the engine
-/// uses the Swift path where the CPU lacks AVX-512, and the tests compare the two.
+/// C kernel (CHNDKernels), on CPUs with AVX-512, straight from a candidate record. It computes
+/// what `forEachBlockRun` and the engine's run overlap compute, with the same float operations in
+/// the same order; the engine uses the Swift path where the CPU lacks AVX-512, and the tests
+/// compare the two.
 final class CountKernel: @unchecked Sendable {
     /// Immutable after `init`; freed with the kernel.
     private let geometry: OpaquePointer
@@ -45,13 +46,14 @@ final class CountKernel: @unchecked Sendable {
         hndd_mask_blocks(geometry, masks, Int64(maskCount), bits, bits + Int(hndd_geometry_row_blocks(geometry)))
     }
 
-    /// |M| of `map` (h×w, −∞ where not kept) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`.
-    /// `maskBlocks`: filled by `maskBlocks(masks:…)` for these masks.
+    /// |M| of a map (`kept` position words and their `values`, as a candidate record holds them)
+    /// at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`. `maskBlocks`: filled by
+    /// `maskBlocks(masks:…)` for these masks.
     @inline(__always)
-    func count(map: UnsafePointer<Float>, threshold: Float, masks: UnsafePointer<ConceptSpans.Mask>,
+    func count(kept: UnsafeRawPointer, values: UnsafePointer<Float>, threshold: Float, masks: UnsafePointer<ConceptSpans.Mask>,
                maskBlocks: UnsafePointer<UInt64>, runLo: UnsafePointer<UInt16>, runHi: UnsafePointer<UInt16>,
                overlap: UnsafeMutablePointer<Int64>) -> Int {
-        Int(hndd_count_map(geometry, map, threshold, masks, maskBlocks, maskBlocks + Int(hndd_geometry_row_blocks(geometry)),
+        Int(hndd_count_map(geometry, kept, values, threshold, masks, maskBlocks, maskBlocks + Int(hndd_geometry_row_blocks(geometry)),
                            runLo, runHi, overlap))
     }
 }

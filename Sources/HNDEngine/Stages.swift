@@ -63,16 +63,25 @@ extension LayerAccumulator {
                 }
             }
 
-            // Stage I: rank-weighted scores per global category over D_g.
+            // Stage I: rank-weighted scores per global category over D_g. Categories usually
+            // label the same images: those share one ranking.
             let perCategory = sets.subgroupsPerCategory
+            var ranks: [Double] = [], ranked = -1
             for (category, members) in sets.categoryImages.enumerated() {
                 guard let (lo, hi) = RankedScores.range(of: column, at: members), hi > lo else { continue }
                 let labels = sets.categoryLabels[category]
                 var score = [Double](repeating: 0, count: g)
                 let span = Double(hi) - Double(lo)
-                RankedScores.forEachAverageRank(values: column, members: members, scratch: &scratch) { position, rank in
+                if ranked != sets.sameImagesAs[category] {
+                    if ranks.count < members.count { ranks = [Double](repeating: 0, count: members.count) }
+                    RankedScores.forEachAverageRank(values: column, members: members, scratch: &scratch) { position, rank in
+                        ranks[position] = rank
+                    }
+                    ranked = sets.sameImagesAs[category]
+                }
+                for position in members.indices {
                     let normalised = (Double(column[Int(members[position])]) - Double(lo)) / span
-                    score[Int(labels[position])] += rank * normalised
+                    score[Int(labels[position])] += ranks[position] * normalised
                 }
                 var total = 0.0
                 for s in 0..<g where dictionary.subgroupCategory[s] == Int32(category) {
@@ -183,7 +192,6 @@ extension LayerAccumulator {
                     store.forEach { record in
                         let u = Int(record.unit), t = thresholds[u]
                         guard record.peak > t else { return }
-                        store.expand(record, into: dense)
                         let image = Int(record.image)
                         let first = spans.maskStart[image], maskCount = spans.maskStart[image + 1] - first
                         let imageMasks = masks.baseAddress! + first
@@ -194,9 +202,11 @@ extension LayerAccumulator {
                                 kernel.maskBlocks(masks: imageMasks, maskCount: maskCount, into: maskBlocks.baseAddress!)
                                 blocksOfImage = image
                             }
-                            area = kernel.count(map: dense, threshold: t, masks: imageMasks, maskBlocks: maskBlocks.baseAddress!,
+                            area = kernel.count(kept: record.keptWords, values: record.values(words: store.wordsPerMap), threshold: t,
+                                                masks: imageMasks, maskBlocks: maskBlocks.baseAddress!,
                                                 runLo: runLo.baseAddress!, runHi: runHi.baseAddress!, overlap: overlap)
                         } else {
+                            store.expand(record, into: dense)
                             area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks, maskCount: maskCount,
                                                        runLo: runLo, runHi: runHi, overlap: overlap, chunks: &chunks)
                         }
@@ -281,6 +291,8 @@ struct SeenSets: Sendable {
     let presentCounts: [Int]
     /// S_g of each category, from the taxonomy.
     let subgroupsPerCategory: [Int]
+    /// For each category, the first category whose images (in the same order) it shares.
+    let sameImagesAs: [Int]
 
     init(_ layer: LayerAccumulator) {
         let index = layer.index, seen = layer.seen
@@ -295,6 +307,7 @@ struct SeenSets: Sendable {
             for m in kept { counts[Int(m.subgroup)] += 1 }
         }
         categoryImages = images
+        sameImagesAs = images.indices.map { g in images.firstIndex(of: images[g])! }
         categoryLabels = labels
         subgroupCounts = counts
         regionImages = index.regionMembers.map { $0.filter { seen[Int($0)] } }

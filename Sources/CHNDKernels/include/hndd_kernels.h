@@ -53,12 +53,13 @@ int32_t hndd_geometry_col_blocks(const hndd_geometry *geometry);
 void hndd_mask_blocks(const hndd_geometry *geometry, const hndd_mask *masks, int64_t maskCount,
                       uint64_t *rowBits, uint64_t *colBits);
 
-/// For one h×w `map` (−∞ where a value is not kept): returns |M|, the number of upsampled pixels
-/// above `threshold`, and adds |M ∩ mask m| to `overlap[m]` for each mask of the image
-/// (`rowBits`, `colBits` from `hndd_mask_blocks`). Same arithmetic, in the same order, as the
-/// engine's `forEachBlockRun`; a block with a corner above the threshold must have all four
-/// corners finite.
-int64_t hndd_count_map(const hndd_geometry *geometry, const float *map, float threshold,
+/// For one h×w map, given sparsely as a candidate record holds it (bit p of the `kept` words —
+/// 4-byte aligned — set when position p's value is among `values`, in position order; −∞
+/// elsewhere): returns |M|, the number of upsampled pixels above `threshold`, and adds
+/// |M ∩ mask m| to `overlap[m]` for each mask of the image (`rowBits`, `colBits` from
+/// `hndd_mask_blocks`). Same arithmetic, in the same order, as the engine's `forEachBlockRun`; a
+/// block with a corner above the threshold must have all four corners kept.
+int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);
 
