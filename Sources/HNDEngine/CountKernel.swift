@@ -8,6 +8,7 @@ import CHNDKernels
 final class CountKernel: @unchecked Sendable {
     /// Immutable after `init`; freed with the kernel.
     private let geometry: OpaquePointer
+    private let rowBlocks: Int
 
     /// Whether this CPU runs the kernel.
     static let isAvailable = hndd_count_kernel_available() != 0
@@ -33,27 +34,37 @@ final class CountKernel: @unchecked Sendable {
             touching(rows), touching(cols),
             rows.lowerWeight, rows.upperWeight, cols.lowerWeight, cols.upperWeight) else { return nil }
         self.geometry = geometry
+        rowBlocks = rows.blocks.count
     }
 
     deinit { hndd_geometry_free(geometry) }
 
-    /// Words of `MaskBlocks` scratch: one per row block and one per column block.
-    var maskBlockWords: Int { Int(hndd_geometry_row_blocks(geometry)) + Int(hndd_geometry_col_blocks(geometry)) }
+    /// The calls, on a value that holds no reference (so a loop of them counts none); valid while
+    /// the kernel lives.
+    var calls: Calls { Calls(geometry: geometry, rowBlocks: rowBlocks) }
 
-    /// Fills `bits` (`maskBlockWords`) with the blocks each of an image's masks meets; computed
-    /// once per image, used by `count` for each of its maps.
-    func maskBlocks(masks: UnsafePointer<ConceptSpans.Mask>, maskCount: Int, into bits: UnsafeMutablePointer<UInt64>) {
-        hndd_mask_blocks(geometry, masks, Int64(maskCount), bits, bits + Int(hndd_geometry_row_blocks(geometry)))
-    }
+    struct Calls: @unchecked Sendable { // a pointer to immutable tables
+        let geometry: OpaquePointer
+        let rowBlocks: Int
 
-    /// |M| of a map (`kept` position words and their `values`, as a candidate record holds them)
-    /// at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`. `maskBlocks`: filled by
-    /// `maskBlocks(masks:…)` for these masks.
-    @inline(__always)
-    func count(kept: UnsafeRawPointer, values: UnsafePointer<Float>, threshold: Float, masks: UnsafePointer<ConceptSpans.Mask>,
-               maskBlocks: UnsafePointer<UInt64>, runLo: UnsafePointer<UInt16>, runHi: UnsafePointer<UInt16>,
-               overlap: UnsafeMutablePointer<Int64>) -> Int {
-        Int(hndd_count_map(geometry, kept, values, threshold, masks, maskBlocks, maskBlocks + Int(hndd_geometry_row_blocks(geometry)),
-                           runLo, runHi, overlap))
+        /// Words of `maskBlocks` scratch: one per row block and one per column block.
+        var maskBlockWords: Int { rowBlocks + Int(hndd_geometry_col_blocks(geometry)) }
+
+        /// Fills `bits` (`maskBlockWords`) with the blocks each of an image's masks meets; computed
+        /// once per image, used by `count` for each of its maps.
+        @inline(__always)
+        func maskBlocks(masks: UnsafePointer<ConceptSpans.Mask>, maskCount: Int, into bits: UnsafeMutablePointer<UInt64>) {
+            hndd_mask_blocks(geometry, masks, Int64(maskCount), bits, bits + rowBlocks)
+        }
+
+        /// |M| of a map (`kept` position words and their `values`, as a candidate record holds
+        /// them) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`. `maskBlocks`: filled by
+        /// `maskBlocks(masks:…)` for these masks.
+        @inline(__always)
+        func count(kept: UnsafeRawPointer, values: UnsafePointer<Float>, threshold: Float, masks: UnsafePointer<ConceptSpans.Mask>,
+                   maskBlocks: UnsafePointer<UInt64>, runLo: UnsafePointer<UInt16>, runHi: UnsafePointer<UInt16>,
+                   overlap: UnsafeMutablePointer<Int64>) -> Int {
+            Int(hndd_count_map(geometry, kept, values, threshold, masks, maskBlocks, maskBlocks + rowBlocks, runLo, runHi, overlap))
+        }
     }
 }

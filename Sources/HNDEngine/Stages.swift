@@ -170,55 +170,63 @@ extension LayerAccumulator {
         let rows = index.stageTwoRows, countRows = index.countRows
         var counts = [Int64](repeating: 0, count: units * rows)
         guard let upsampler, localImagesSeen > 0 else { return counts }
-        let kernel = useKernel ? countKernel : nil
-        let spans = index.spans, countRowsOfImage = index.countRowsOfImage
+        // Held here, so that its calls (which hold no reference) stay valid.
+        let kernelOwner = useKernel ? countKernel : nil, kernel = kernelOwner?.calls
+        defer { withExtendedLifetime(kernelOwner) {} }
+        let spans = index.spans
+        // Raw pointers into everything the loop reads: no reference counting per map.
         counts.withUnsafeMutableBufferPointer { counts in
-            let counts = UnsafeSendable(counts.baseAddress!)
+        thresholds.withUnsafeBufferPointer { thresholds in
+        index.countRowsOfImage.withUnsafeBufferPointer { countRowsOfImage in
+        spans.maskStart.withUnsafeBufferPointer { maskStart in
+        spans.masks.withUnsafeBufferPointer { masks in
+        spans.runLo.withUnsafeBufferPointer { runLo in
+        spans.runHi.withUnsafeBufferPointer { runHi in
+            let counts = UnsafeSendable(counts.baseAddress!), thresholds = UnsafeSendable(thresholds.baseAddress!)
+            let countRowsOfImage = UnsafeSendable(countRowsOfImage.baseAddress!), maskStart = UnsafeSendable(maskStart.baseAddress!)
+            let masks = UnsafeSendable(masks.baseAddress!), runLo = UnsafeSendable(runLo), runHi = UnsafeSendable(runHi)
             DispatchQueue.concurrentPerform(iterations: candidates.count) { s in
-                let store = candidates[s]
+                let store = candidates[s], words = store.wordsPerMap
                 // One map's block runs, gathered before the concept masks are visited once each.
                 var chunks: [BlockRunChunk] = []
                 chunks.reserveCapacity(64)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
                 withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
                 withUnsafeTemporaryAllocation(of: UInt64.self, capacity: kernel?.maskBlockWords ?? 0) { maskBlocks in
-                spans.masks.withUnsafeBufferPointer { masks in
-                spans.runLo.withUnsafeBufferPointer { runLo in
-                spans.runHi.withUnsafeBufferPointer { runHi in
-                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!
+                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!, maskBlocks = maskBlocks.baseAddress
                     // A store's maps come image by image (in batch order): the masks' blocks are
                     // worked out once per image.
                     var blocksOfImage = -1
                     store.forEach { record in
-                        let u = Int(record.unit), t = thresholds[u]
+                        let u = Int(record.unit), t = thresholds.value[u]
                         guard record.peak > t else { return }
                         let image = Int(record.image)
-                        let first = spans.maskStart[image], maskCount = spans.maskStart[image + 1] - first
-                        let imageMasks = masks.baseAddress! + first
+                        let first = maskStart.value[image], maskCount = maskStart.value[image + 1] - first
+                        let imageMasks = masks.value + first
                         overlap.initialize(repeating: 0, count: maskCount)
                         let area: Int
-                        if let kernel {
+                        if let kernel, let maskBlocks {
                             if blocksOfImage != image {
-                                kernel.maskBlocks(masks: imageMasks, maskCount: maskCount, into: maskBlocks.baseAddress!)
+                                kernel.maskBlocks(masks: imageMasks, maskCount: maskCount, into: maskBlocks)
                                 blocksOfImage = image
                             }
-                            area = kernel.count(kept: record.keptWords, values: record.values(words: store.wordsPerMap), threshold: t,
-                                                masks: imageMasks, maskBlocks: maskBlocks.baseAddress!,
-                                                runLo: runLo.baseAddress!, runHi: runHi.baseAddress!, overlap: overlap)
+                            area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t,
+                                                masks: imageMasks, maskBlocks: maskBlocks,
+                                                runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!, overlap: overlap)
                         } else {
                             store.expand(record, into: dense)
                             area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks, maskCount: maskCount,
-                                                       runLo: runLo, runHi: runHi, overlap: overlap, chunks: &chunks)
+                                                       runLo: runLo.value, runHi: runHi.value, overlap: overlap, chunks: &chunks)
                         }
                         guard area > 0 else { return }
                         let unitCounts = counts.value + u * rows
-                        var bits = countRowsOfImage[image]
+                        var bits = countRowsOfImage.value[image]
                         while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
                         for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
                     }
-                }}}}}}
+                }}}
             }
-        }
+        }}}}}}}
         return counts
     }
 
