@@ -265,17 +265,26 @@ int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *va
 
 #if defined(__x86_64__)
 HNDD_AVX512
-static void maxima_avx512(const float *maps, int64_t count, int32_t n, float *peaks) {
-    const __m512 lowest = _mm512_set1_ps(-INFINITY);
+static int maxima_avx512(const float *maps, int64_t count, int32_t n, float *peaks) {
+    const __m512 lowest = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
     const __mmask16 tail = (n & 15) ? (__mmask16)((1u << (n & 15)) - 1) : 0xFFFF;
     const int32_t full = (n & 15) ? n & ~15 : n - 16;
+    // x · 0 is 0 for every finite x and NaN otherwise: summed over the maps, 0 iff all finite.
+    __m512 finite = zero;
     for (int64_t i = 0; i < count; i++) {
         const float *map = maps + i * n;
         __m512 m = lowest;
-        for (int32_t p = 0; p < full; p += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(map + p));
-        m = _mm512_max_ps(m, _mm512_mask_loadu_ps(lowest, tail, map + full));
+        for (int32_t p = 0; p < full; p += 16) {
+            const __m512 v = _mm512_loadu_ps(map + p);
+            m = _mm512_max_ps(m, v);
+            finite = _mm512_add_ps(finite, _mm512_mul_ps(v, zero));
+        }
+        const __m512 v = _mm512_maskz_loadu_ps(tail, map + full);
+        m = _mm512_max_ps(m, _mm512_mask_mov_ps(lowest, tail, v));
+        finite = _mm512_add_ps(finite, _mm512_mul_ps(v, zero));
         peaks[i] = _mm512_reduce_max_ps(m);
     }
+    return _mm512_cmp_ps_mask(finite, zero, _CMP_EQ_OQ) == 0xFFFF;
 }
 
 HNDD_AVX512
@@ -295,23 +304,25 @@ static int32_t above_avx512(const float *map, int32_t n, float bound, float *out
 }
 #endif
 
-void hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
+int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-        maxima_avx512(maps, count, n, peaks);
-        return;
-    }
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return maxima_avx512(maps, count, n, peaks);
 #endif
-    hndd_maxima_portable(maps, count, n, peaks);
+    return hndd_maxima_portable(maps, count, n, peaks);
 }
 
-void hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks) {
+int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks) {
+    float finite = 0;
     for (int64_t i = 0; i < count; i++) {
         const float *map = maps + i * n;
         float m = map[0];
-        for (int32_t p = 1; p < n; p++) m = map[p] > m ? map[p] : m;
+        for (int32_t p = 0; p < n; p++) {
+            m = map[p] > m ? map[p] : m;
+            finite += map[p] * 0;
+        }
         peaks[i] = m;
     }
+    return finite == 0;
 }
 
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {

@@ -109,9 +109,10 @@ public struct LayerAccumulator: Sendable {
         (shard * units / candidates.count)..<((shard + 1) * units / candidates.count)
     }
 
-    /// Checks a batch against the layer without changing anything.
+    /// Checks a batch against the layer without changing anything; returns the maximum of each
+    /// of its maps ([B, C]), found in the same pass that checks every value is finite.
     public func validate(imageIDs: [Int64], units c: Int, height h: Int, width w: Int,
-                         values: UnsafeBufferPointer<Float>) throws(BatchError) {
+                         values: UnsafeBufferPointer<Float>) throws(BatchError) -> [Float] {
         guard c > 0, h > 0, w > 0 else { throw .emptyShape(units: c, height: h, width: w) }
         let (perImage, o1) = c.multipliedReportingOverflow(by: h * w)
         let (expected, o2) = perImage.multipliedReportingOverflow(by: imageIDs.count)
@@ -123,40 +124,35 @@ public struct LayerAccumulator: Sendable {
         for (p, id) in imageIDs.enumerated() where id < 0 || id >= Int64(index.imageCount) {
             throw .imageIDOutOfRange(position: p, id: id, imageCount: index.imageCount)
         }
-        // One pass over the values: the sum of finite floats times 0 is 0; an infinity or a NaN
-        // makes it NaN. Only then do we look for the culprit.
-        if !Self.allFinite(values) {
+        let (peaks, finite) = Self.maxima(values, maps: imageIDs.count * c, mapSize: h * w)
+        if !finite {
+            // Only now look for the culprit.
             for i in 0..<values.count where !values[i].isFinite {
                 let image = i / perImage, unit = (i % perImage) / (h * w)
                 throw .nonFinite(imageID: imageIDs[image], unit: unit, position: i % (h * w), value: values[i])
             }
         }
+        return peaks
     }
 
-    /// Whether no value is ±∞ or NaN: x · 0 is 0 for every finite x and NaN otherwise, summed in
-    /// 16 independent lanes, one slice of the batch per worker.
-    static func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
-        guard let base = values.baseAddress else { return true }
-        let slices = values.count >= 1 << 20 ? workerCount : 1, count = values.count
+    /// The maximum of each map, and whether every value is finite: one vector pass over the
+    /// batch, a slice per worker.
+    static func maxima(_ values: UnsafeBufferPointer<Float>, maps: Int, mapSize: Int) -> ([Float], Bool) {
+        guard maps > 0, let base = values.baseAddress else { return ([], true) }
+        let slices = maps * mapSize >= 1 << 20 ? workerCount : 1
         var finite = [Bool](repeating: true, count: slices)
-        finite.withUnsafeMutableBufferPointer { finite in
-            let finite = UnsafeSendable(finite.baseAddress!), base = UnsafeSendable(base)
-            DispatchQueue.concurrentPerform(iterations: slices) { slice in
-                // Slice bounds on multiples of 16 values.
-                let start = (count / 16 * slice / slices) * 16
-                let end = slice == slices - 1 ? count : (count / 16 * (slice + 1) / slices) * 16
-                var lanes = SIMD16<Float>()
-                var i = start
-                while i + 16 <= end {
-                    lanes += UnsafeRawPointer(base.value + i).loadUnaligned(as: SIMD16<Float>.self) * 0
-                    i += 16
+        let peaks = [Float](unsafeUninitializedCapacity: maps) { peaks, initialized in
+            finite.withUnsafeMutableBufferPointer { finite in
+                let finite = UnsafeSendable(finite.baseAddress!), base = UnsafeSendable(base), out = UnsafeSendable(peaks.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: slices) { slice in
+                    let first = maps * slice / slices, end = maps * (slice + 1) / slices
+                    finite.value[slice] = hndd_maxima(base.value + first * mapSize, Int64(end - first), Int32(mapSize),
+                                                      out.value + first) != 0
                 }
-                var rest: Float = 0
-                while i < end { rest += base.value[i] * 0; i += 1 }
-                finite.value[slice] = lanes == SIMD16() && rest == 0
             }
+            initialized = maps
         }
-        return !finite.contains(false)
+        return (peaks, !finite.contains(false))
     }
 
     /// Adds a batch: `values` is [B, C, h, w] row-major for the images `imageIDs`.
@@ -164,7 +160,7 @@ public struct LayerAccumulator: Sendable {
     @discardableResult
     public mutating func add(imageIDs: [Int64], units c: Int, height h: Int, width w: Int,
                              values: UnsafeBufferPointer<Float>) throws(BatchError) -> BatchOutcome {
-        try validate(imageIDs: imageIDs, units: c, height: h, width: w, values: values)
+        let peaks = try validate(imageIDs: imageIDs, units: c, height: h, width: w, values: values)
         if units == 0 { start(units: c, height: h, width: w) }
 
         var accepted: [(row: Int, image: Int)] = []
@@ -175,7 +171,7 @@ public struct LayerAccumulator: Sendable {
             seen[image] = true
             accepted.append((row, image))
         }
-        addMaps(accepted: accepted, values: values)
+        addMaps(accepted: accepted, values: values, peaks: peaks)
         imagesSeen += accepted.count
         for (_, image) in accepted where index.inLocalSet[image] {
             localImagesSeen += 1
@@ -202,7 +198,8 @@ public struct LayerAccumulator: Sendable {
     /// batch is read in order: the maxima of every image; for local-set images, the raw values
     /// above each unit's lower bound into its top-k and the map, if it may still cross the
     /// threshold, into the unit's candidate store.
-    mutating func addMaps(accepted: [(row: Int, image: Int)], values: UnsafeBufferPointer<Float>) {
+    /// `peaks`: each map's maximum, [B, C].
+    mutating func addMaps(accepted: [(row: Int, image: Int)], values: UnsafeBufferPointer<Float>, peaks: [Float]) {
         let c = units, hw = mapSize, n = index.imageCount
         let inLocal = index.inLocalSet
         let base = UnsafeSendable(values.baseAddress!)
@@ -210,19 +207,20 @@ public struct LayerAccumulator: Sendable {
         let ranges = (0..<shards).map(shardUnits)
         let words = (hw + 63) / 64
         let slack = discardSlack
+        peaks.withUnsafeBufferPointer { allPeaks in
         maxima.withUnsafeMutableBufferPointer { maxima in
         topValues.withUnsafeMutableBufferPointer { tops in
         candidates.withUnsafeMutableBufferPointer { stores in
+            let allPeaks = UnsafeSendable(allPeaks.baseAddress!)
             let maxima = UnsafeSendable(maxima.baseAddress!), tops = UnsafeSendable(tops.baseAddress!)
             let stores = UnsafeSendable(stores.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: shards) { s in
                 let store = stores.value + s, units = ranges[s]
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: units.count) { peaks in
                 withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * words) { scratch in
-                    let peaks = peaks.baseAddress!, above = scratch.baseAddress!, needed = above + words
+                    let above = scratch.baseAddress!, needed = above + words
                     for (row, image) in accepted {
                         let maps = base.value + (row * c + units.lowerBound) * hw
-                        hndd_maxima(maps, Int64(units.count), Int32(hw), peaks)
+                        let peaks = allPeaks.value + row * c + units.lowerBound
                         for (i, u) in units.enumerated() { maxima.value[u * n + image] = peaks[i] }
                         guard inLocal[image] else { continue }
                         for (i, u) in units.enumerated() {
@@ -237,14 +235,14 @@ public struct LayerAccumulator: Sendable {
                             store.pointee.append(unit: u, image: Int32(image), peak: peak, map: map, above: above, bound: risen, scratch: needed)
                         }
                     }
-                }}
+                }
                 if store.pointee.discardIsDue(slack: slack) {
                     var bounds = [Float](repeating: .infinity, count: c)
                     for u in ranges[s] { bounds[u] = tops.value[u].lowerBound }
                     store.pointee.discard(bounds: bounds)
                 }
             }
-        }}}
+        }}}}
     }
 
     /// Threads the engine uses; OpenBLAS, where used, is kept single-threaded.

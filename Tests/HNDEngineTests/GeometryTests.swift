@@ -244,10 +244,15 @@ import Testing
         var g = SplitMix(seed: UInt64(n))
         let maps = (0..<(5 * n)).map { _ in g.uniform() * 4 - 2 }
         var vector = [Float](repeating: 0, count: 5), portable = [Float](repeating: 0, count: 5)
-        hndd_maxima(maps, 5, Int32(n), &vector)
-        hndd_maxima_portable(maps, 5, Int32(n), &portable)
+        #expect(hndd_maxima(maps, 5, Int32(n), &vector) == 1 && hndd_maxima_portable(maps, 5, Int32(n), &portable) == 1)
         #expect(vector == portable)
         #expect(vector[4] == maps[(4 * n)...].max())
+        // A NaN or an infinity anywhere, the last position included, is reported.
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var broken = maps
+            broken[5 * n - 1] = bad
+            #expect(hndd_maxima(broken, 5, Int32(n), &vector) == 0 && hndd_maxima_portable(broken, 5, Int32(n), &portable) == 0)
+        }
         let words = (n + 63) / 64
         for bound: Float in [-3, 0.5, 1.9, 3] {
             var outV = [Float](repeating: 0, count: n + 16), outP = [Float](repeating: 0, count: n + 16)

@@ -63,16 +63,17 @@ int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const fl
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);
 
-/// The maximum of each of `count` maps of `n` (≥ 1) finite values, stored one after another,
-/// into `peaks`. (AVX-512 where the CPU has it, else plain C.)
-void hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks);
+/// The maximum of each of `count` maps of `n` (≥ 1) values, stored one after another, into
+/// `peaks`; returns 1 when every value is finite, else 0 (and the maxima mean nothing).
+/// (AVX-512 where the CPU has it, else plain C.)
+int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks);
 
 /// The values of `map` (n values) above `bound`: sets bit p of `bits` ((n + 63) / 64 words) for
 /// each, writes them in position order to `out` unless it is NULL, and returns how many.
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
 
 /// The plain C versions the two above fall back to (exported for tests).
-void hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks);
+int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks);
 int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
 
 /// The candidate-map arena's memory: its own mapping on Linux, resized with `mremap` (pages
