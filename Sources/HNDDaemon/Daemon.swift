@@ -141,7 +141,7 @@ public final class Daemon: @unchecked Sendable {
             let stale = sincePublish >= max(10 * configuration.snapshotInterval, 4 * snapshotCost)
             if due && (queue.isDrained || stale) {
                 let started = Date().timeIntervalSince1970
-                publishPartials(now: now, publish: publish)
+                publishPartials(now: now, publish: publish, unlessCompleteWithin: 2 * snapshotCost)
                 snapshotCost = Date().timeIntervalSince1970 - started
                 lastPublish = Date().timeIntervalSince1970
             }
@@ -235,9 +235,12 @@ public final class Daemon: @unchecked Sendable {
         checkpoint()
     }
 
-    func publishPartials(now: Double, publish: ZMQSocket) {
+    /// Publishes a partial snapshot of each open pass with new images, except of those expected
+    /// to complete within `soon` seconds: that snapshot would only delay the complete one.
+    func publishPartials(now: Double, publish: ZMQSocket, unlessCompleteWithin soon: Double) {
         for key in Array(book.open.keys) {
             guard let pass = book.open[key], pass.imagesPublished != pass.accumulator.imagesSeen else { continue }
+            if let left = pass.expectedSecondsToComplete, left < soon { continue }
             publishSnapshot(book.snapshot(of: pass, now: now), duplicates: pass.duplicates, on: publish)
             book.update(key) { $0.imagesPublished = pass.accumulator.imagesSeen }
         }

@@ -23,6 +23,14 @@ public struct OpenPass: Sendable {
     public var imagesCheckpointed = 0
     /// Images covered by the last published snapshot.
     public var imagesPublished = -1
+
+    /// Seconds until the pass has every image, at the rate it has received them so far; nil
+    /// while it has no rate yet.
+    public var expectedSecondsToComplete: Double? {
+        let seen = accumulator.imagesSeen, elapsed = updatedAt - startedAt
+        guard seen > 0, elapsed > 0 else { return nil }
+        return Double(accumulator.index.imageCount - seen) / (Double(seen) / elapsed)
+    }
 }
 
 /// Why a batch was not applied. Stable `reason` strings feed the status counters.

@@ -27,6 +27,15 @@ extension PassBook {
         PassBook(index: DictionaryIndex(bookDictionary()), options: .init(), passTimeout: 100, supersededAfter: 5)
     }
 
+    @Test func aPassPredictsItsCompletionFromItsRate() throws {
+        var b = book()
+        try b.push(key, [0], at: 10)
+        #expect(b.open[key]!.expectedSecondsToComplete == nil) // one batch: no rate yet
+        try b.push(key, [1], at: 12)
+        // Two of five images in 2 s: three more take 3 s.
+        #expect(b.open[key]!.expectedSecondsToComplete == 3)
+    }
+
     @Test func aPassIsDueWhenEveryImageArrived() throws {
         var b = book()
         try b.push(key, [0, 1], at: 0)
