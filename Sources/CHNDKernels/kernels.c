@@ -113,15 +113,38 @@ int hndd_count_kernel_available(void) {
 #define HNDD_AVX512 __attribute__((target("avx512f,avx512bw")))
 
 HNDD_AVX512
+static int64_t count_dense(const hndd_geometry *g, const void *kept, const float *values, float threshold,
+                           const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                           const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot);
+
+HNDD_AVX512
 int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
+    const int32_t n = g->height * g->width;
+    const int32_t words = (g->rowBlockCount * g->colBlockCount + 63) / 64;
+    // The dense map and the hot-block bits: on the stack for the maps of real layers (up to 64×64),
+    // on the heap beyond, where a worker thread's stack could not hold them.
+    enum { stackFloats = 4096, stackWords = 128 };
+    float stackMap[stackFloats];
+    uint64_t stackHot[stackWords];
+    float *map = n <= stackFloats ? stackMap : malloc(sizeof(float) * (size_t)n);
+    uint64_t *hot = words <= stackWords ? stackHot : malloc(sizeof(uint64_t) * (size_t)words);
+    if (!map || !hot) abort(); // out of memory
+    memset(hot, 0, sizeof(uint64_t) * (size_t)words);
+    int64_t result = count_dense(g, kept, values, threshold, masks, rowBits, colBits, runLo, runHi, overlap, map, hot);
+    if (map != stackMap) free(map);
+    if (hot != stackHot) free(hot);
+    return result;
+}
+
+HNDD_AVX512
+static int64_t count_dense(const hndd_geometry *g, const void *kept, const float *values, float threshold,
+                           const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                           const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot) {
     const int32_t h = g->height, w = g->width, n = h * w;
     const int32_t colBlockCount = g->colBlockCount;
-    const int32_t blocks = g->rowBlockCount * colBlockCount, words = (blocks + 63) / 64;
-    uint64_t hot[words];
-    memset(hot, 0, sizeof hot);
-    float map[n];
+    const int32_t words = (g->rowBlockCount * colBlockCount + 63) / 64;
 
     // The dense map (−∞ where not kept), 16 positions per step; and the hot blocks: those with
     // a corner above the threshold (a bilinear value is a convex combination of its corners).
