@@ -325,7 +325,38 @@ static int32_t above_avx512(const float *map, int32_t n, float bound, float *out
     }
     return count;
 }
+
+HNDD_AVX512
+static float gather_avx512(const float *map, int32_t n, const uint64_t *kept, float bound, float *out) {
+    const __m512 b = _mm512_set1_ps(bound);
+    __m512 smallest = _mm512_set1_ps(INFINITY);
+    for (int32_t p = 0; p < n; p += 16) {
+        const __mmask16 take = (__mmask16)(kept[p >> 6] >> (p & 63));
+        const __m512 v = _mm512_maskz_loadu_ps(take, map + p);
+        _mm512_mask_compressstoreu_ps(out, take, v);
+        out += __builtin_popcount(take);
+        smallest = _mm512_mask_min_ps(smallest, _mm512_mask_cmp_ps_mask(take, v, b, _CMP_GT_OQ), smallest, v);
+    }
+    return _mm512_reduce_min_ps(smallest);
+}
 #endif
+
+float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound, float *out) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return gather_avx512(map, n, kept, bound, out);
+#endif
+    return hndd_gather_portable(map, n, kept, bound, out);
+}
+
+float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, float bound, float *out) {
+    float smallest = INFINITY;
+    for (int32_t p = 0; p < n; p++) {
+        if (!(kept[p >> 6] >> (p & 63) & 1)) continue;
+        *out++ = map[p];
+        if (map[p] > bound && map[p] < smallest) smallest = map[p];
+    }
+    return smallest;
+}
 
 int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
 #if defined(__x86_64__)

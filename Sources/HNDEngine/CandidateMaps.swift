@@ -190,30 +190,19 @@ public struct CandidateMaps: Sendable, Equatable {
         let size = recordBytes(values: valueCount)
         arena.reserve(size)
         let record = arena.base! + arena.used
-        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, bound: bound, at: record) { p in map[p] }
+        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, bound: bound, at: record, from: map)
         arena.used += size
         arena.count += 1
     }
 
-    /// Writes one record at `record`, kept under `bound`: the header, the kept words, and
-    /// `value(p)` for each kept position p in order.
+    /// Writes one record at `record`, kept under `bound`: the header, the kept words, and the
+    /// values of `map` (h×w) at the kept positions, in order.
     @inline(__always)
     private func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int, bound: Float,
-                       at record: UnsafeMutableRawPointer, value: (Int) -> Float) {
+                       at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) {
+        for j in 0..<wordsPerMap { record.storeBytes(of: kept[j], toByteOffset: Self.headerBytes + 8 * j, as: UInt64.self) }
         let values = (record + Self.headerBytes + 8 * wordsPerMap).assumingMemoryBound(to: Float.self)
-        var v = 0
-        var shedAt = Float.infinity
-        for j in 0..<wordsPerMap {
-            var bits = kept[j]
-            record.storeBytes(of: bits, toByteOffset: Self.headerBytes + 8 * j, as: UInt64.self)
-            while bits != 0 {
-                let x = value(j << 6 | bits.trailingZeroBitCount)
-                values[v] = x
-                if x > bound { shedAt = min(shedAt, x) }
-                v += 1
-                bits &= bits - 1
-            }
-        }
+        let shedAt = hndd_gather(map, Int32(mapSize), kept, bound, values)
         writeHeader(unit: unit, image: image, peak: peak, shedAt: shedAt, valueCount: valueCount, at: record)
     }
 
@@ -321,7 +310,7 @@ public struct CandidateMaps: Sendable, Equatable {
                         valueCount += needed[j].nonzeroBitCount
                     }
                     write(unit: unit, image: image, peak: peak, kept: needed, valueCount: valueCount, bound: bound,
-                          at: base + written) { p in dense[p] }
+                          at: base + written, from: dense)
                     written += recordBytes(values: valueCount)
                 }
             }
@@ -382,15 +371,15 @@ public struct CandidateMaps: Sendable, Equatable {
             stores[s].makeUnique()
             let size = stores[s].recordBytes(values: popcount)
             stores[s].arena.reserve(size)
+            // Through a dense map (−∞ where not kept), as the record is written from one.
+            var dense = [Float](repeating: -.infinity, count: height * width), v = valueStart[i]
+            for j in 0..<words {
+                var bits = kept[i * words + j]
+                while bits != 0 { dense[j << 6 | bits.trailingZeroBitCount] = values[v]; v += 1; bits &= bits - 1 }
+            }
             kept.withUnsafeBufferPointer { kept in
                 stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
-                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used) { p in
-                    // The v-th kept position takes the v-th value: count the kept bits before p.
-                    var before = 0
-                    for j in 0..<(p >> 6) { before += kept[i * words + j].nonzeroBitCount }
-                    before += (kept[i * words + (p >> 6)] & ((1 << UInt64(p & 63)) - 1)).nonzeroBitCount
-                    return values[valueStart[i] + before]
-                }
+                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used, from: dense)
             }
             stores[s].arena.used += size
             stores[s].arena.count += 1

@@ -263,6 +263,12 @@ import Testing
             #expect(countV == countP && Int(countV) == expected.count)
             #expect(Array(outV[..<expected.count]) == expected && Array(outP[..<expected.count]) == expected)
             #expect(bitsV == bitsP && bitsV.map(\.nonzeroBitCount).reduce(0, +) == expected.count)
+            // Gathering those positions back, with the smallest above a bound.
+            var gatheredV = [Float](repeating: 0, count: n), gatheredP = [Float](repeating: 0, count: n)
+            let smallestV = hndd_gather(maps, Int32(n), bitsV, 1, &gatheredV)
+            let smallestP = hndd_gather_portable(maps, Int32(n), bitsV, 1, &gatheredP)
+            #expect(Array(gatheredV[..<expected.count]) == expected && Array(gatheredP[..<expected.count]) == expected)
+            #expect(smallestV == smallestP && smallestV == (expected.filter { $0 > 1 }.min() ?? .infinity))
         }
     }
 }

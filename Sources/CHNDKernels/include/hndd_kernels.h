@@ -72,7 +72,12 @@ int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks);
 /// each, writes them in position order to `out` unless it is NULL, and returns how many.
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
 
-/// The plain C versions the two above fall back to (exported for tests).
+/// Writes the values of `map` (n values) at the positions set in `kept` to `out`, in position
+/// order; returns the smallest of them above `bound` (+∞ if none). Bits past n must be clear.
+float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
+
+/// The plain C versions the three above fall back to (exported for tests).
+float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
 int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks);
 int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
 
