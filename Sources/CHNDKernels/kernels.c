@@ -398,3 +398,76 @@ int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out
     }
     return count;
 }
+
+// MARK: top-k
+
+// Splits values[0, n) around `pivot` into those above it (first), equal, and below (last),
+// through `spare` (n floats); returns the counts above and equal.
+typedef void (*hndd_partition_fn)(float *values, int64_t n, float pivot, float *spare, int64_t *above, int64_t *equal);
+
+#if defined(__x86_64__)
+HNDD_AVX512
+static void partition_avx512(float *values, int64_t n, float pivot, float *spare, int64_t *above, int64_t *equal) {
+    const __m512 p = _mm512_set1_ps(pivot);
+    int64_t high = 0, low = n; // spare: above from the front, below from the back
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 valid = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(valid, values + i);
+        const __mmask16 gt = _mm512_mask_cmp_ps_mask(valid, v, p, _CMP_GT_OQ);
+        const __mmask16 lt = _mm512_mask_cmp_ps_mask(valid, v, p, _CMP_LT_OQ);
+        _mm512_mask_compressstoreu_ps(spare + high, gt, v);
+        high += __builtin_popcount(gt);
+        low -= __builtin_popcount(lt);
+        _mm512_mask_compressstoreu_ps(spare + low, lt, v);
+    }
+    memcpy(values, spare, sizeof(float) * (size_t)high);
+    for (int64_t i = high; i < low; i++) values[i] = pivot;
+    memcpy(values + low, spare + low, sizeof(float) * (size_t)(n - low));
+    *above = high;
+    *equal = low - high;
+}
+#endif
+
+static void partition_portable(float *values, int64_t n, float pivot, float *spare, int64_t *above, int64_t *equal) {
+    int64_t high = 0, low = n;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = values[i];
+        if (v > pivot) spare[high++] = v;
+        else if (v < pivot) spare[--low] = v;
+    }
+    memcpy(values, spare, sizeof(float) * (size_t)high);
+    for (int64_t i = high; i < low; i++) values[i] = pivot;
+    memcpy(values + low, spare + low, sizeof(float) * (size_t)(n - low));
+    *above = high;
+    *equal = low - high;
+}
+
+static float keep_largest(float *values, int64_t n, int64_t k, float *spare, hndd_partition_fn partition) {
+    // The k-th largest lies in [lo, hi): everything before lo is among the k largest.
+    int64_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        const int64_t count = hi - lo, mid = lo + count / 2;
+        const float a = values[lo], b = values[mid], c = values[hi - 1];
+        const float pivot = fmaxf(fminf(a, b), fminf(fmaxf(a, b), c)); // median of three
+        int64_t above, equal;
+        partition(values + lo, count, pivot, spare, &above, &equal);
+        const int64_t need = k - lo;
+        if (need <= above) hi = lo + above;
+        else if (need <= above + equal) break; // the k-th largest is the pivot
+        else lo += above + equal;
+    }
+    float smallest = values[0];
+    for (int64_t i = 1; i < k; i++) smallest = fminf(smallest, values[i]);
+    return smallest;
+}
+
+float hndd_keep_largest(float *values, int64_t n, int64_t k, float *spare) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return keep_largest(values, n, k, spare, partition_avx512);
+#endif
+    return keep_largest(values, n, k, spare, partition_portable);
+}
+
+float hndd_keep_largest_portable(float *values, int64_t n, int64_t k, float *spare) {
+    return keep_largest(values, n, k, spare, partition_portable);
+}

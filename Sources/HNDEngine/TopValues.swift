@@ -50,17 +50,13 @@ public struct TopValues: Sendable, Equatable {
             if filled == capacity, let m = values.min() { lowerBound = max(lowerBound, m) }
             return
         }
-        let kth = filled - capacity // index of the k-th largest in ascending order
-        let k = capacity
-        lowerBound = storage.withUnsafeMutableBufferPointer { buffer in
-            let candidates = UnsafeMutableBufferPointer(rebasing: buffer[..<filled])
-            select(in: candidates, index: kth)
-            let base = buffer.baseAddress!
-            base.update(from: base + kth, count: k)
-            var smallest = base[0]
-            for i in 1..<k { smallest = min(smallest, base[i]) }
-            return max(lowerBound, smallest)
+        let n = filled, k = capacity
+        let kth = storage.withUnsafeMutableBufferPointer { buffer in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { spare in
+                hndd_keep_largest(buffer.baseAddress!, Int64(n), Int64(k), spare.baseAddress!)
+            }
         }
+        lowerBound = max(lowerBound, kth)
         filled = k
     }
 

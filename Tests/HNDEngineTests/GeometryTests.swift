@@ -273,3 +273,23 @@ import Testing
     }
 }
 
+@Suite struct KeepLargestTests {
+    /// Both partitions keep exactly the k largest (as a multiset) and return the k-th largest,
+    /// with ties at the boundary and across sizes around the vector width.
+    @Test(arguments: [1, 2, 17, 100, 4099])
+    func keepsTheLargest(count n: Int) {
+        var g = SplitMix(seed: UInt64(n) + 11)
+        // Few distinct values: ties everywhere.
+        let values = (0..<n).map { _ in Float(Int(g.uniform() * 7)) - 2 }
+        let sorted = values.sorted(by: >)
+        for k in Set([1, n / 3 + 1, n / 2 + 1, n]) {
+            var vector = values, portable = values
+            var spare = [Float](repeating: 0, count: n)
+            let kthV = hndd_keep_largest(&vector, Int64(n), Int64(k), &spare)
+            let kthP = hndd_keep_largest_portable(&portable, Int64(n), Int64(k), &spare)
+            #expect(kthV == sorted[k - 1] && kthP == sorted[k - 1])
+            #expect(vector[..<k].sorted(by: >) == Array(sorted[..<k]) && portable[..<k].sorted(by: >) == Array(sorted[..<k]))
+        }
+    }
+}
+

@@ -76,7 +76,13 @@ int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_
 /// order; returns the smallest of them above `bound` (+∞ if none). Bits past n must be clear.
 float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
 
-/// The plain C versions the three above fall back to (exported for tests).
+/// Rearranges `values` (n finite floats, 1 ≤ k ≤ n) so that the first k are the k largest (in
+/// no order) and returns the smallest of those, the k-th largest. `spare`: room for n floats.
+/// A quickselect whose partitions are branch-free (compress-stores under AVX-512).
+float hndd_keep_largest(float *values, int64_t n, int64_t k, float *spare);
+
+/// The plain C versions the four above fall back to (exported for tests).
+float hndd_keep_largest_portable(float *values, int64_t n, int64_t k, float *spare);
 float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
 int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks);
 int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
