@@ -99,14 +99,20 @@ void hndd_mask_blocks(const hndd_geometry *g, const hndd_mask *masks, int64_t ma
     }
 }
 
-int hndd_count_kernel_available(void) {
+/// Whether the AVX-512 kernels run: decided once, when the library loads, from the CPU and
+/// from HNDD_NO_AVX512 (set to anything: the portable paths, for comparisons and tests).
+static int vectorKernels;
+
+__attribute__((constructor)) static void chooseKernels(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    vectorKernels = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && !getenv("HNDD_NO_AVX512");
 #else
-    return 0;
+    vectorKernels = 0;
 #endif
 }
+
+int hndd_count_kernel_available(void) { return vectorKernels; }
 
 #if defined(__x86_64__)
 
@@ -343,7 +349,7 @@ static float gather_avx512(const float *map, int32_t n, const uint64_t *kept, fl
 
 float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound, float *out) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return gather_avx512(map, n, kept, bound, out);
+    if (vectorKernels) return gather_avx512(map, n, kept, bound, out);
 #endif
     return hndd_gather_portable(map, n, kept, bound, out);
 }
@@ -360,7 +366,7 @@ float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, fl
 
 int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return maxima_avx512(maps, count, n, peaks);
+    if (vectorKernels) return maxima_avx512(maps, count, n, peaks);
 #endif
     return hndd_maxima_portable(maps, count, n, peaks);
 }
@@ -381,7 +387,7 @@ int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *pea
 
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return above_avx512(map, n, bound, out, bits);
+    if (vectorKernels) return above_avx512(map, n, bound, out, bits);
 #endif
     return hndd_above_portable(map, n, bound, out, bits);
 }
@@ -463,7 +469,7 @@ static float keep_largest(float *values, int64_t n, int64_t k, float *spare, hnd
 
 float hndd_keep_largest(float *values, int64_t n, int64_t k, float *spare) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return keep_largest(values, n, k, spare, partition_avx512);
+    if (vectorKernels) return keep_largest(values, n, k, spare, partition_avx512);
 #endif
     return keep_largest(values, n, k, spare, partition_portable);
 }

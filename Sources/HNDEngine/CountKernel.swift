@@ -14,13 +14,8 @@ final class CountKernel: @unchecked Sendable {
     static let isAvailable = hndd_count_kernel_available() != 0
 
     /// The kernel for `upsampler`'s geometry, or nil when the CPU cannot run it.
-    convenience init?(_ upsampler: BilinearUpsampler) {
+    init?(_ upsampler: BilinearUpsampler) {
         guard Self.isAvailable else { return nil }
-        self.init(forcing: upsampler)
-    }
-
-    /// The kernel even if `isAvailable` is false (calling it then is an error); for tests.
-    init?(forcing upsampler: BilinearUpsampler) {
         func blocks(_ axis: BilinearUpsampler.Axis) -> [Int32] {
             axis.blocks.flatMap { [Int32($0.start), Int32($0.end), Int32($0.lower), Int32($0.upper)] }
         }

@@ -231,7 +231,7 @@ struct RandomCase {
 
     /// The AVX-512 kernel and the Swift path count the same pixels, on maps that upsample by
     /// whole, fractional and large factors, and with thresholds low and high.
-    @Test(.enabled(if: CountKernel.isAvailable, "this CPU has no AVX-512"),
+    @Test(.enabled(if: CountKernel.isAvailable, "the AVX-512 kernels are off (no AVX-512, or HNDD_NO_AVX512)"),
           arguments: [(3, 3, 24, 0.3), (7, 7, 112, 0.005), (7, 7, 112, 0.2), (14, 14, 112, 0.05), (5, 9, 37, 0.1), (2, 3, 100, 0.4),
                      (70, 66, 140, 0.002)]) // the last: beyond 64×64, scratch on the heap
     func kernelCountsEqualTheSwiftCounts(h: Int, w: Int, maskSize: Int, quantile: Double) throws {

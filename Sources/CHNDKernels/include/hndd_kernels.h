@@ -41,7 +41,8 @@ hndd_geometry *hndd_geometry_create(int32_t height, int32_t width, int32_t size,
                                     const float *colLowerWeight, const float *colUpperWeight);
 void hndd_geometry_free(hndd_geometry *geometry);
 
-/// 1 when this CPU runs `hndd_count_map` (AVX-512 F and BW), else 0.
+/// 1 when the AVX-512 kernels run: the CPU has AVX-512 F and BW, and HNDD_NO_AVX512 is not set
+/// in the environment (which makes every kernel below take its portable path); else 0.
 int hndd_count_kernel_available(void);
 
 /// Number of row blocks and of column blocks.
@@ -65,7 +66,7 @@ int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const fl
 
 /// The maximum of each of `count` maps of `n` (≥ 1) values, stored one after another, into
 /// `peaks`; returns 1 when every value is finite, else 0 (and the maxima mean nothing).
-/// (AVX-512 where the CPU has it, else plain C.)
+/// (AVX-512 where available, else plain C.)
 int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks);
 
 /// The values of `map` (n values) above `bound`: sets bit p of `bits` ((n + 63) / 64 words) for
