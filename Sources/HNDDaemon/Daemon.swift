@@ -135,15 +135,17 @@ public final class Daemon: @unchecked Sendable {
             // Partial snapshots: at the configured interval, but never more than a fifth of the
             // time goes to them when they are expensive, and not while batches wait — then the
             // pass is moving faster than a snapshot could show, and its complete snapshot comes
-            // sooner without them — unless the last one is ten intervals old.
+            // sooner without them — unless the last one is ten intervals old; and none of a pass
+            // about to complete.
             let sincePublish = now - lastPublish
             let due = sincePublish >= max(configuration.snapshotInterval, 4 * snapshotCost)
             let stale = sincePublish >= max(10 * configuration.snapshotInterval, 4 * snapshotCost)
             if due && (queue.isDrained || stale) {
                 let started = Date().timeIntervalSince1970
-                publishPartials(now: now, publish: publish, unlessCompleteWithin: 2 * snapshotCost)
-                snapshotCost = Date().timeIntervalSince1970 - started
-                lastPublish = Date().timeIntervalSince1970
+                if publishPartials(now: now, publish: publish, unlessCompleteWithin: 4 * snapshotCost) {
+                    snapshotCost = Date().timeIntervalSince1970 - started
+                    lastPublish = Date().timeIntervalSince1970
+                }
             }
             if now - lastCheckpoint >= configuration.checkpointInterval {
                 checkpoint()
@@ -237,13 +239,17 @@ public final class Daemon: @unchecked Sendable {
 
     /// Publishes a partial snapshot of each open pass with new images, except of those expected
     /// to complete within `soon` seconds: that snapshot would only delay the complete one.
-    func publishPartials(now: Double, publish: ZMQSocket, unlessCompleteWithin soon: Double) {
+    /// Returns whether it published any.
+    func publishPartials(now: Double, publish: ZMQSocket, unlessCompleteWithin soon: Double) -> Bool {
+        var published = false
         for key in Array(book.open.keys) {
             guard let pass = book.open[key], pass.imagesPublished != pass.accumulator.imagesSeen else { continue }
             if let left = pass.expectedSecondsToComplete, left < soon { continue }
+            published = true
             publishSnapshot(book.snapshot(of: pass, now: now), duplicates: pass.duplicates, on: publish)
             book.update(key) { $0.imagesPublished = pass.accumulator.imagesSeen }
         }
+        return published
     }
 
     func publishSnapshot(_ snapshot: LayerSnapshot, duplicates: [Int64], on publish: ZMQSocket) {
