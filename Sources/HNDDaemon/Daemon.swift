@@ -136,13 +136,14 @@ public final class Daemon: @unchecked Sendable {
             // time goes to them when they are expensive, and not while batches wait — then the
             // pass is moving faster than a snapshot could show, and its complete snapshot comes
             // sooner without them — unless the last one is ten intervals old; and none of a pass
-            // about to complete.
+            // about to complete (within the interval, or four snapshot costs).
             let sincePublish = now - lastPublish
             let due = sincePublish >= max(configuration.snapshotInterval, 4 * snapshotCost)
             let stale = sincePublish >= max(10 * configuration.snapshotInterval, 4 * snapshotCost)
             if due && (queue.isDrained || stale) {
                 let started = Date().timeIntervalSince1970
-                if publishPartials(now: now, publish: publish, unlessCompleteWithin: 4 * snapshotCost) {
+                if publishPartials(now: now, publish: publish,
+                                   unlessCompleteWithin: max(configuration.snapshotInterval, 4 * snapshotCost)) {
                     snapshotCost = Date().timeIntervalSince1970 - started
                     lastPublish = Date().timeIntervalSince1970
                 }
