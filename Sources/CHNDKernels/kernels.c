@@ -1,6 +1,8 @@
 #include "hndd_kernels.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +146,56 @@ int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *va
     return result;
 }
 
+/// Runs of up to 16 rows of hot blocks, gathered before their overlaps with the masks.
+enum { chunkCapacity = 64 };
+struct chunks {
+    __m512i lo[chunkCapacity], hi[chunkCapacity]; // columns [lo, hi) of rows row + lane
+    int32_t row[chunkCapacity];
+    __mmask16 runs[chunkCapacity];                // lanes with a run
+    uint64_t masks[chunkCapacity];                // the masks the chunk's block meets
+    int32_t count;
+};
+
+/// Adds the gathered chunks' overlaps with the masks to `overlapLanes` (lanes of mask m valid
+/// when bit m of `met` is set).
+HNDD_AVX512
+static void add_overlaps(const struct chunks *gathered, const hndd_mask *masks, const uint16_t *runLo, const uint16_t *runHi,
+                         __m512i *overlapLanes, uint64_t *met) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int32_t c = 0; c < gathered->count; c++) {
+        const __mmask16 withRun = gathered->runs[c];
+        if (!withRun) continue;
+        const int32_t chunk = gathered->row[c];
+        const __m512i loI = gathered->lo[c], hiI = gathered->hi[c];
+        // Rows chunk + i for i in withRun.
+        const int32_t rowFirst = chunk + __builtin_ctz(withRun), rowEnd = chunk + 32 - __builtin_clz(withRun);
+        for (uint64_t maskBits = gathered->masks[c]; maskBits; maskBits &= maskBits - 1) {
+            const int m = __builtin_ctzll(maskBits);
+            const hndd_mask *mask = masks + m;
+            const int32_t maskEnd = mask->firstRow + mask->rowCount;
+            if (maskEnd <= rowFirst || mask->firstRow >= rowEnd) continue;
+            // Lanes whose rows lie inside the mask; the others are never loaded.
+            const __m512i row = _mm512_add_epi32(_mm512_set1_epi32(chunk), lane);
+            const __mmask16 inside = withRun
+                & _mm512_cmpge_epi32_mask(row, _mm512_set1_epi32(mask->firstRow))
+                & _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(maskEnd));
+            // Lane i reads run (chunk + i − firstRow) of the mask: the address may lie before the
+            // runs, but only lanes inside the mask are loaded.
+            const int64_t offset = mask->runStart + chunk - mask->firstRow;
+            const __m512i mLo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runLo + 2 * offset))));
+            const __m512i mHi = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runHi + 2 * offset))));
+            const __m512i both = _mm512_sub_epi32(_mm512_min_epi32(hiI, mHi), _mm512_max_epi32(loI, mLo));
+            const __m512i counted = _mm512_maskz_max_epi32(inside, both, _mm512_setzero_si512());
+            if (*met >> m & 1) {
+                overlapLanes[m] = _mm512_add_epi32(overlapLanes[m], counted);
+            } else {
+                overlapLanes[m] = counted;
+                *met |= 1ull << m;
+            }
+        }
+    }
+}
+
 HNDD_AVX512
 static int64_t count_dense(const hndd_geometry *g, const void *kept, const float *values, float threshold,
                            const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
@@ -193,7 +245,11 @@ static int64_t count_dense(const hndd_geometry *g, const void *kept, const float
     __m512i overlapLanes[64];
     uint64_t met = 0;
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    // Two phases, over up to `chunkCapacity` chunks at a time: the runs of every hot block
+    // (long chains of arithmetic, but no branch depends on them, so the CPU overlaps the
+    // blocks), then their overlaps with the masks (short, branchy).
+    struct chunks gathered;
+    gathered.count = 0;
     for (int32_t word = 0; word < words; word++) {
         uint64_t bits = hot[word];
         while (bits) {
@@ -226,9 +282,8 @@ static int64_t count_dense(const hndd_geometry *g, const void *kept, const float
                 const __m512 vLast = _mm512_add_ps(_mm512_mul_ps(y0, topLast), _mm512_mul_ps(y1, bottomLast));
                 const __mmask16 firstAbove = _mm512_cmp_ps_mask(vFirst, t, _CMP_GT_OQ);
                 const __mmask16 lastAbove = _mm512_cmp_ps_mask(vLast, t, _CMP_GT_OQ);
-                if (!((firstAbove | lastAbove) & valid)) continue;
-                // Where the row crosses t, as a fraction of the way from the first column to the
-                // last; the run above t is ⌈distance⌉ columns from the end that is above.
+                // Where the row crosses t, as a fraction of the way from the first column
+                // to the last; the run above t is ⌈distance⌉ columns from the end above.
                 const __m512 x = _mm512_div_ps(_mm512_sub_ps(vFirst, t), _mm512_sub_ps(vFirst, vLast));
                 const __m512 falling = _mm512_roundscale_ps(
                     _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, span), zero), length), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
@@ -241,37 +296,18 @@ static int64_t count_dense(const hndd_geometry *g, const void *kept, const float
                 const __m512i loI = _mm512_cvttps_epi32(lo), hiI = _mm512_cvttps_epi32(hi);
                 const __m512i runLength = _mm512_maskz_sub_epi32(valid, hiI, loI);
                 areaLanes = _mm512_add_epi32(areaLanes, runLength);
-                const __mmask16 withRun = _mm512_mask_cmpgt_epi32_mask(valid, runLength, _mm512_setzero_si512());
-                if (!withRun) continue;
-                // Rows chunk + i for i in withRun; columns within [first, block end).
-                const int32_t rowFirst = chunk + __builtin_ctz(withRun), rowEnd = chunk + 32 - __builtin_clz(withRun);
-                for (uint64_t maskBits = blockMasks; maskBits; maskBits &= maskBits - 1) {
-                    const int m = __builtin_ctzll(maskBits);
-                    const hndd_mask *mask = masks + m;
-                    const int32_t maskEnd = mask->firstRow + mask->rowCount;
-                    if (maskEnd <= rowFirst || mask->firstRow >= rowEnd) continue;
-                    // Lanes whose rows lie inside the mask; the others are never loaded.
-                    const __m512i row = _mm512_add_epi32(_mm512_set1_epi32(chunk), lane);
-                    const __mmask16 inside = withRun
-                        & _mm512_cmpge_epi32_mask(row, _mm512_set1_epi32(mask->firstRow))
-                        & _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(maskEnd));
-                    // Lane i reads run (chunk + i − firstRow) of the mask: the address may lie
-                    // before the runs, but only lanes inside the mask are loaded.
-                    const int64_t offset = mask->runStart + chunk - mask->firstRow;
-                    const __m512i mLo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runLo + 2 * offset))));
-                    const __m512i mHi = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_maskz_loadu_epi16(inside, (const void *)((uintptr_t)runHi + 2 * offset))));
-                    const __m512i both = _mm512_sub_epi32(_mm512_min_epi32(hiI, mHi), _mm512_max_epi32(loI, mLo));
-                    const __m512i counted = _mm512_maskz_max_epi32(inside, both, _mm512_setzero_si512());
-                    if (met >> m & 1) {
-                        overlapLanes[m] = _mm512_add_epi32(overlapLanes[m], counted);
-                    } else {
-                        overlapLanes[m] = counted;
-                        met |= 1ull << m;
-                    }
+                const int32_t c = gathered.count++;
+                gathered.lo[c] = loI; gathered.hi[c] = hiI; gathered.row[c] = chunk;
+                gathered.runs[c] = _mm512_mask_cmpgt_epi32_mask(valid, runLength, _mm512_setzero_si512());
+                gathered.masks[c] = blockMasks;
+                if (gathered.count == chunkCapacity) {
+                    add_overlaps(&gathered, masks, runLo, runHi, overlapLanes, &met);
+                    gathered.count = 0;
                 }
             }
         }
     }
+    add_overlaps(&gathered, masks, runLo, runHi, overlapLanes, &met);
     for (uint64_t bits = met; bits; bits &= bits - 1) {
         const int m = __builtin_ctzll(bits);
         overlap[m] += _mm512_reduce_add_epi32(overlapLanes[m]);
