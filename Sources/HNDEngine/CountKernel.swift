@@ -13,8 +13,14 @@ final class CountKernel: @unchecked Sendable {
     /// Whether this CPU runs the kernel.
     static let isAvailable = hndd_count_kernel_available() != 0
 
-    /// The kernel for `upsampler`'s geometry, or nil when the CPU cannot run it.
-    init?(_ upsampler: BilinearUpsampler) {
+    /// For each image, which blocks each of its masks meets (`maskBlockWords` words): worked out
+    /// once per layer rather than at every snapshot.
+    private let maskBlocksOfImages: UnsafeMutablePointer<UInt64>
+    private let maskBlockWords: Int
+
+    /// The kernel for `upsampler`'s geometry and the masks of `spans`, or nil when the CPU cannot
+    /// run it.
+    init?(_ upsampler: BilinearUpsampler, spans: ConceptSpans) {
         guard Self.isAvailable else { return nil }
         func blocks(_ axis: BilinearUpsampler.Axis) -> [Int32] {
             axis.blocks.flatMap { [Int32($0.start), Int32($0.end), Int32($0.lower), Int32($0.upper)] }
@@ -28,33 +34,50 @@ final class CountKernel: @unchecked Sendable {
             blocks(rows), Int32(rows.blocks.count), blocks(cols), Int32(cols.blocks.count),
             touching(rows), touching(cols),
             rows.lowerWeight, rows.upperWeight, cols.lowerWeight, cols.upperWeight) else { return nil }
+        let rowBlocks = rows.blocks.count
+        let words = rows.blocks.count + cols.blocks.count, images = spans.maskStart.count - 1
+        let table = UnsafeMutablePointer<UInt64>.allocate(capacity: max(images * words, 1))
+        table.initialize(repeating: 0, count: max(images * words, 1))
+        spans.masks.withUnsafeBufferPointer { masks in
+            for image in 0..<images {
+                let first = spans.maskStart[image], count = spans.maskStart[image + 1] - first
+                guard count > 0 else { continue }
+                let bits = table + image * words
+                hndd_mask_blocks(geometry, masks.baseAddress! + first, Int64(count), bits, bits + rowBlocks)
+            }
+        }
         self.geometry = geometry
-        rowBlocks = rows.blocks.count
+        self.rowBlocks = rowBlocks
+        maskBlocksOfImages = table
+        maskBlockWords = words
     }
 
-    deinit { hndd_geometry_free(geometry) }
+    deinit {
+        hndd_geometry_free(geometry)
+        maskBlocksOfImages.deallocate()
+    }
 
     /// The calls, on a value that holds no reference (so a loop of them counts none); valid while
     /// the kernel lives.
-    var calls: Calls { Calls(geometry: geometry, rowBlocks: rowBlocks) }
+    var calls: Calls {
+        Calls(geometry: geometry, rowBlocks: rowBlocks, maskBlockWords: maskBlockWords,
+              maskBlocksOfImages: maskBlocksOfImages)
+    }
 
-    struct Calls: @unchecked Sendable { // a pointer to immutable tables
+    struct Calls: @unchecked Sendable { // pointers to immutable tables
         let geometry: OpaquePointer
         let rowBlocks: Int
+        let maskBlockWords: Int
+        let maskBlocksOfImages: UnsafePointer<UInt64>
 
-        /// Words of `maskBlocks` scratch: one per row block and one per column block.
-        var maskBlockWords: Int { rowBlocks + Int(hndd_geometry_col_blocks(geometry)) }
-
-        /// Fills `bits` (`maskBlockWords`) with the blocks each of an image's masks meets; computed
-        /// once per image, used by `count` for each of its maps.
-        @inline(__always)
-        func maskBlocks(masks: UnsafePointer<ConceptSpans.Mask>, maskCount: Int, into bits: UnsafeMutablePointer<UInt64>) {
-            hndd_mask_blocks(geometry, masks, Int64(maskCount), bits, bits + rowBlocks)
+        /// The blocks each mask of `image` meets, for `count`.
+        @inline(__always) func maskBlocks(ofImage image: Int) -> UnsafePointer<UInt64> {
+            maskBlocksOfImages + image * maskBlockWords
         }
 
         /// |M| of a map (`kept` position words and their `values`, as a candidate record holds
-        /// them) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`. `maskBlocks`: filled by
-        /// `maskBlocks(masks:…)` for these masks.
+        /// them) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]`. `maskBlocks`: the image's,
+        /// from `maskBlocks(ofImage:)`.
         @inline(__always)
         func count(kept: UnsafeRawPointer, values: UnsafePointer<Float>, threshold: Float, masks: UnsafePointer<ConceptSpans.Mask>,
                    maskBlocks: UnsafePointer<UInt64>, runLo: UnsafePointer<UInt16>, runHi: UnsafePointer<UInt16>,

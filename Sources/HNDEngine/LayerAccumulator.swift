@@ -191,7 +191,7 @@ public struct LayerAccumulator: Sendable {
         // daemon's receiver, a trainer on the same machine) takes a core for a while.
         candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, 4 * Self.workerCount))
         upsampler = BilinearUpsampler(height: h, width: w, size: index.dictionary.maskSize)
-        countKernel = CountKernel(upsampler!)
+        countKernel = CountKernel(upsampler!, spans: index.spans)
     }
 
     /// One sweep over the batch per worker, each taking a range of units, image by image so the

@@ -192,11 +192,7 @@ extension LayerAccumulator {
                 chunks.reserveCapacity(64)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
                 withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
-                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: kernel?.maskBlockWords ?? 0) { maskBlocks in
-                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!, maskBlocks = maskBlocks.baseAddress
-                    // A store's maps come image by image (in batch order): the masks' blocks are
-                    // worked out once per image.
-                    var blocksOfImage = -1
+                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!
                     store.forEach { record in
                         let u = Int(record.unit), t = thresholds.value[u]
                         guard record.peak > t else { return }
@@ -205,13 +201,9 @@ extension LayerAccumulator {
                         let imageMasks = masks.value + first
                         overlap.initialize(repeating: 0, count: maskCount)
                         let area: Int
-                        if let kernel, let maskBlocks {
-                            if blocksOfImage != image {
-                                kernel.maskBlocks(masks: imageMasks, maskCount: maskCount, into: maskBlocks)
-                                blocksOfImage = image
-                            }
+                        if let kernel {
                             area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t,
-                                                masks: imageMasks, maskBlocks: maskBlocks,
+                                                masks: imageMasks, maskBlocks: kernel.maskBlocks(ofImage: image),
                                                 runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!, overlap: overlap)
                         } else {
                             store.expand(record, into: dense)
@@ -224,7 +216,7 @@ extension LayerAccumulator {
                         while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
                         for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
                     }
-                }}}
+                }}
             }
         }}}}}}}
         return counts
