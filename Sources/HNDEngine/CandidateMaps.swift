@@ -45,15 +45,25 @@ public struct CandidateMaps: Sendable, Equatable {
         private(set) var capacity = 0
         /// Bytes in use, and records in them.
         var used = 0, count = 0
+        /// Where records 0, P, 2P, … begin (P = `recordsPerPiece`): the pieces Stage II counts
+        /// in parallel.
+        var pieceStarts: [Int] = []
+        let recordsPerPiece: Int
 
-        init() {}
+        init(recordsPerPiece: Int) { self.recordsPerPiece = recordsPerPiece }
+
+        /// Notes that a record begins at `offset`, the `count`-th.
+        @inline(__always) func noteRecord(at offset: Int) {
+            if count % recordsPerPiece == 0 { pieceStarts.append(offset) }
+        }
+
         deinit { hndd_arena_free(base, capacity) }
 
         func copy() -> Arena {
-            let other = Arena()
+            let other = Arena(recordsPerPiece: recordsPerPiece)
             other.reserve(used)
             if used > 0 { other.base!.copyMemory(from: base!, byteCount: used) }
-            other.used = used; other.count = count
+            other.used = used; other.count = count; other.pieceStarts = pieceStarts
             return other
         }
 
@@ -81,7 +91,7 @@ public struct CandidateMaps: Sendable, Equatable {
         }
     }
 
-    private var arena = Arena()
+    private var arena: Arena
 
     /// Arena bytes after the last `discard`: the next is due when they have grown by half.
     private var bytesAfterDiscard = 0
@@ -89,7 +99,10 @@ public struct CandidateMaps: Sendable, Equatable {
     /// For maps of at most 64 positions: those not in the first column, and not in the last.
     private let notFirstColumn: UInt64, notLastColumn: UInt64
 
-    public init(height: Int, width: Int) {
+    /// `recordsPerPiece`: records a piece holds at most (see `pieces`).
+    public init(height: Int, width: Int, recordsPerPiece: Int = CandidateMaps.recordsPerPiece) {
+        precondition(recordsPerPiece > 0)
+        arena = Arena(recordsPerPiece: recordsPerPiece)
         self.height = height; self.width = width
         wordsPerMap = (height * width + 63) / 64
         (notFirstColumn, notLastColumn) = height * width <= 64 ? Self.columnMasks(height: height, width: width) : (0, 0)
@@ -126,12 +139,22 @@ public struct CandidateMaps: Sendable, Equatable {
         }
     }
 
-    /// Calls `body` with every kept map, in the order they were added.
+    /// Records a piece holds at most by default: 2¹⁵ (about 2 MB), so that a snapshot's workers
+    /// share a store's maps and none is left counting alone at the end.
+    public static let recordsPerPiece = 1 << 15
+
+    /// The store's maps in pieces of at most `recordsPerPiece` records (byte ranges), in order.
+    var pieces: [Range<Int>] {
+        let starts = arena.pieceStarts
+        return starts.indices.map { i in starts[i]..<(i + 1 < starts.count ? starts[i + 1] : arena.used) }
+    }
+
+    /// Calls `body` with every kept map, in the order they were added (or those of one piece).
     @inline(__always)
-    func forEach(_ body: (Record) -> Void) {
+    func forEach(in piece: Range<Int>? = nil, _ body: (Record) -> Void) {
         guard let base = arena.base else { return }
-        var offset = 0
-        let end = arena.used
+        var offset = piece?.lowerBound ?? 0
+        let end = piece?.upperBound ?? arena.used
         while offset < end {
             let record = Record(pointer: base + offset)
             body(record)
@@ -191,6 +214,7 @@ public struct CandidateMaps: Sendable, Equatable {
         arena.reserve(size)
         let record = arena.base! + arena.used
         write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, bound: bound, at: record, from: map)
+        arena.noteRecord(at: arena.used)
         arena.used += size
         arena.count += 1
     }
@@ -283,6 +307,7 @@ public struct CandidateMaps: Sendable, Equatable {
         guard let base = arena.base else { return }
         let words = wordsPerMap
         var read = 0, written = 0, kept = 0
+        var pieceStarts: [Int] = []
         let end = arena.used
         withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { needed in
@@ -293,6 +318,7 @@ public struct CandidateMaps: Sendable, Equatable {
                 defer { read += size }
                 let bound = bounds[Int(record.unit)]
                 guard record.peak > bound else { continue }
+                if kept % arena.recordsPerPiece == 0 { pieceStarts.append(written) }
                 kept += 1
                 if record.valueCount <= 9 || bound < record.shedAt {
                     // One value's neighbourhood at most, or no kept value fell to the bound:
@@ -317,6 +343,7 @@ public struct CandidateMaps: Sendable, Equatable {
         }}
         arena.used = written
         arena.count = kept
+        arena.pieceStarts = pieceStarts
         arena.releaseUnused()
         bytesAfterDiscard = written
     }
@@ -381,6 +408,7 @@ public struct CandidateMaps: Sendable, Equatable {
                 stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
                                 valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used, from: dense)
             }
+            stores[s].arena.noteRecord(at: stores[s].arena.used)
             stores[s].arena.used += size
             stores[s].arena.count += 1
         }

@@ -92,6 +92,8 @@ public struct LayerAccumulator: Sendable {
     /// Bytes a candidate store grows by, beyond half its size, before it is swept (tests sweep
     /// after every batch).
     var discardSlack = 2 << 20
+    /// Records in a piece of a candidate store (tests make pieces small).
+    var recordsPerPiece = CandidateMaps.recordsPerPiece
 
     public init(layer: String, index: DictionaryIndex, options: DissectionOptions = .init()) {
         self.layer = layer
@@ -189,7 +191,8 @@ public struct LayerAccumulator: Sendable {
         topValues = [TopValues](repeating: TopValues(capacity: needed, slack: h * w), count: c)
         // More stores than cores: concurrentPerform then balances them when another thread (the
         // daemon's receiver, a trainer on the same machine) takes a core for a while.
-        candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w), count: min(c, 4 * Self.workerCount))
+        candidates = [CandidateMaps](repeating: CandidateMaps(height: h, width: w, recordsPerPiece: recordsPerPiece),
+                                   count: min(c, 4 * Self.workerCount))
         upsampler = BilinearUpsampler(height: h, width: w, size: index.dictionary.maskSize)
         countKernel = CountKernel(upsampler!, spans: index.spans)
     }

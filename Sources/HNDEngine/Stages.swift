@@ -185,38 +185,55 @@ extension LayerAccumulator {
             let counts = UnsafeSendable(counts.baseAddress!), thresholds = UnsafeSendable(thresholds.baseAddress!)
             let countRowsOfImage = UnsafeSendable(countRowsOfImage.baseAddress!), maskStart = UnsafeSendable(maskStart.baseAddress!)
             let masks = UnsafeSendable(masks.baseAddress!), runLo = UnsafeSendable(runLo), runHi = UnsafeSendable(runHi)
-            DispatchQueue.concurrentPerform(iterations: candidates.count) { s in
-                let store = candidates[s], words = store.wordsPerMap
-                // One map's block runs, gathered before the concept masks are visited once each.
-                var chunks: [BlockRunChunk] = []
-                chunks.reserveCapacity(64)
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
-                withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
-                    let dense = dense.baseAddress!, overlap = overlap.baseAddress!
-                    store.forEach { record in
-                        let u = Int(record.unit), t = thresholds.value[u]
-                        guard record.peak > t else { return }
-                        let image = Int(record.image)
-                        let first = maskStart.value[image], maskCount = maskStart.value[image + 1] - first
-                        let imageMasks = masks.value + first
-                        overlap.initialize(repeating: 0, count: maskCount)
-                        let area: Int
-                        if let kernel {
-                            area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t,
-                                                masks: imageMasks, maskBlocks: kernel.maskBlocks(ofImage: image),
-                                                runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!, overlap: overlap)
-                        } else {
-                            store.expand(record, into: dense)
-                            area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks, maskCount: maskCount,
-                                                       runLo: runLo.value, runHi: runHi.value, overlap: overlap, chunks: &chunks)
+            // Pieces of every store, each counted into its own rows (the store's units), then added
+            // up: many more tasks than workers, so that none counts alone at the end.
+            let tasks = candidates.indices.flatMap { s in candidates[s].pieces.map { (store: s, piece: $0) } }
+            var taskCounts = [[Int64]](repeating: [], count: tasks.count)
+            taskCounts.withUnsafeMutableBufferPointer { taskCounts in
+                let taskCounts = UnsafeSendable(taskCounts.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: tasks.count) { task in
+                    let (s, piece) = tasks[task]
+                    let store = candidates[s], words = store.wordsPerMap, firstUnit = shardUnits(s).lowerBound
+                    var mine = [Int64](repeating: 0, count: shardUnits(s).count * rows)
+                    // One map's block runs (the Swift path), gathered before the concept masks
+                    // are visited once each.
+                    var chunks: [BlockRunChunk] = []
+                    chunks.reserveCapacity(64)
+                    mine.withUnsafeMutableBufferPointer { mine in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
+                    withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
+                        let mine = mine.baseAddress!, dense = dense.baseAddress!, overlap = overlap.baseAddress!
+                        store.forEach(in: piece) { record in
+                            let u = Int(record.unit), t = thresholds.value[u]
+                            guard record.peak > t else { return }
+                            let image = Int(record.image)
+                            let first = maskStart.value[image], maskCount = maskStart.value[image + 1] - first
+                            let imageMasks = masks.value + first
+                            overlap.initialize(repeating: 0, count: maskCount)
+                            let area: Int
+                            if let kernel {
+                                area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t,
+                                                    masks: imageMasks, maskBlocks: kernel.maskBlocks(ofImage: image),
+                                                    runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!, overlap: overlap)
+                            } else {
+                                store.expand(record, into: dense)
+                                area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks,
+                                                           maskCount: maskCount, runLo: runLo.value, runHi: runHi.value,
+                                                           overlap: overlap, chunks: &chunks)
+                            }
+                            guard area > 0 else { return }
+                            let unitCounts = mine + (u - firstUnit) * rows
+                            var bits = countRowsOfImage.value[image]
+                            while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
+                            for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
                         }
-                        guard area > 0 else { return }
-                        let unitCounts = counts.value + u * rows
-                        var bits = countRowsOfImage.value[image]
-                        while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
-                        for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
-                    }
-                }}
+                    }}}
+                    taskCounts.value[task] = mine
+                }
+            }
+            for (task, (s, _)) in tasks.enumerated() {
+                let offset = shardUnits(s).lowerBound * rows
+                for (i, n) in taskCounts[task].enumerated() { counts.value[offset + i] += n }
             }
         }}}}}}}
         return counts

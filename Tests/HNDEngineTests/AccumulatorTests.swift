@@ -80,6 +80,25 @@ struct RandomCase {
         #expect(a.iou.contains { $0 > 0 })
     }
 
+    @Test func countingInPiecesChangesNoNumber() throws {
+        // Pieces of three maps: many pieces per store, counted by several workers at once, and
+        // cut anew by the sweeps after every batch.
+        let random = RandomCase(images: 120, units: 4, h: 5, w: 5, seed: 8)
+        let index = DictionaryIndex(random.dictionary)
+        var small = LayerAccumulator(layer: "l", index: index, options: .init(quantile: 0.05))
+        small.recordsPerPiece = 3
+        small.discardSlack = 0
+        var whole = LayerAccumulator(layer: "l", index: index, options: .init(quantile: 0.05))
+        try random.feed(&small, order: Array(0..<120), batch: 6)
+        try random.feed(&whole, order: Array(0..<120), batch: 6)
+        #expect(small.candidates.map(\.pieces.count).reduce(0, +) > 3 * small.candidates.count)
+        #expect(whole.candidates.allSatisfy { $0.pieces.count == 1 })
+        let t = small.stageTwoThresholds()
+        let counts = small.stageTwoCounts(thresholds: t)
+        #expect(counts == whole.stageTwoCounts(thresholds: t) && counts.contains { $0 > 0 })
+        #expect(counts == small.stageTwoCounts(thresholds: t, useKernel: false))
+    }
+
     @Test func partialSnapshotsMatchAFreshDissectionOfTheSameImages() throws {
         let random = RandomCase(images: 200, units: 3, h: 2, w: 2, seed: 2)
         let index = DictionaryIndex(random.dictionary)
