@@ -4,13 +4,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Native helpers of the engine. Vector kernels for its hottest loop: Stage II's exact count of one map's upsampled
-/// pixels above a threshold and of their overlap with the image's concept masks.
+/// Native helpers of the engine: vector kernels for its hottest loops — Stage II's exact count of
+/// one map's upsampled pixels above a threshold and of their overlap with the image's concept
+/// masks; the ingest scans (maxima, values above a bound, a record's gather); the top-k's
+/// selection — and the memory of the candidate-map arena.
 ///
 /// Written in C because Swift cannot select instructions per function: its SIMD types compile to
-/// the baseline x86-64 (SSE2), while this loop is four times shorter in AVX-512. The kernels are
-/// compiled for AVX-512 and used only when the CPU has it (`hndd_count_kernel_available`); the
-/// engine's Swift path, which computes the same numbers, serves every other CPU.
+/// the baseline x86-64 (SSE2), while these loops are several times shorter in AVX-512. The kernels
+/// are compiled for AVX-512 and used only when the CPU has it and HNDD_NO_AVX512 is unset
+/// (`hndd_count_kernel_available`). Otherwise the scans and the selection take their plain C
+/// paths, and the engine counts with its Swift path, which computes the same numbers.
 
 /// One present concept's mask on one image: its rows `firstRow ..< firstRow + rowCount`, whose
 /// column runs [runLo, runHi) start at index `runStart` of the run arrays, all within the columns
