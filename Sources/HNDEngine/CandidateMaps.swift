@@ -388,6 +388,7 @@ public struct CandidateMaps: Sendable, Equatable {
               valueStart.count == n + 1, valueStart.first == 0, valueStart.last == values.count else {
             throw StateError("candidate maps have inconsistent sizes")
         }
+        var dense = [Float](repeating: -.infinity, count: height * width)
         for i in 0..<n {
             guard isValid(units[i], images[i]) else {
                 throw StateError("candidate map \(i) names unit \(units[i]) of image \(images[i]), which this state cannot have")
@@ -399,7 +400,8 @@ public struct CandidateMaps: Sendable, Equatable {
             let size = stores[s].recordBytes(values: popcount)
             stores[s].arena.reserve(size)
             // Through a dense map (−∞ where not kept), as the record is written from one.
-            var dense = [Float](repeating: -.infinity, count: height * width), v = valueStart[i]
+            for p in dense.indices { dense[p] = -.infinity }
+            var v = valueStart[i]
             for j in 0..<words {
                 var bits = kept[i * words + j]
                 while bits != 0 { dense[j << 6 | bits.trailingZeroBitCount] = values[v]; v += 1; bits &= bits - 1 }

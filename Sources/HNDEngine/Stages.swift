@@ -163,8 +163,8 @@ extension LayerAccumulator {
 
     /// Stage II's counts at the thresholds, [C, stageTwoRows]: per unit, |M| summed per count
     /// row (annotation pattern), then Σ|M ∩ L_c| per concept, exactly, over the candidate maps.
-    /// Maps not kept never exceed the threshold. Each worker counts one candidate store, whose
-    /// units are its own. Maps are counted by the AVX-512 kernel where the CPU has it (and
+    /// Maps not kept never exceed the threshold. Workers count the stores' pieces, each into the
+    /// rows of its store's units. Maps are counted by the AVX-512 kernel where the CPU has it (and
     /// `useKernel`), else in Swift.
     func stageTwoCounts(thresholds: [Float], useKernel: Bool = true) -> [Int64] {
         let rows = index.stageTwoRows, countRows = index.countRows

@@ -79,19 +79,28 @@ public struct TopValues: Sendable, Equatable {
         var copy = values
         return copy.withUnsafeMutableBufferPointer { buffer in
             let count = buffer.count
-            var selected = -1
-            return rule.value(population: n) { rank in
-                precondition(rank < count, "the top-k holds \(count) values, the quantile needs rank \(rank)")
-                let index = count - 1 - rank
-                if selected < 0 {
-                    select(in: buffer, index: index)
-                    selected = index
+            return withUnsafeTemporaryAllocation(of: Float.self, capacity: max(count, 1)) { spare in
+                // The first rank asked for is selected (the same selection as `compact`); the
+                // other is a neighbouring rank, read off the two sides of that selection.
+                var selected = -1, selectedValue: Float = 0
+                return rule.value(population: n) { rank in
+                    precondition(rank < count, "the top-k holds \(count) values, the quantile needs rank \(rank)")
+                    if selected < 0 {
+                        // buffer[...rank] becomes the rank + 1 largest.
+                        selectedValue = hndd_keep_largest(buffer.baseAddress!, Int64(count), Int64(rank + 1), spare.baseAddress!)
+                        selected = rank
+                    }
+                    if rank == selected { return selectedValue }
+                    precondition(abs(rank - selected) == 1)
+                    // The next smaller value: the largest of the rest.
+                    if rank > selected { return buffer[(selected + 1)...].max()! }
+                    // The next larger value: the second smallest of the selected ones.
+                    var smallest = Float.infinity, second = Float.infinity
+                    for v in buffer[...selected] {
+                        if v < smallest { second = smallest; smallest = v } else if v < second { second = v }
+                    }
+                    return second
                 }
-                if index == selected { return buffer[index] }
-                // The other statistic is a neighbouring rank: the smallest above, or the largest below.
-                precondition(abs(index - selected) == 1)
-                if index > selected { return buffer[index...].min()! }
-                return buffer[..<selected].max()!
             }
         }
     }
@@ -103,25 +112,6 @@ public struct TopValues: Sendable, Equatable {
         t.filled = values.count
         t.lowerBound = lowerBound
         return t
-    }
-}
-
-/// Quickselect: after it, `buffer[index]` holds the value of that ascending rank, smaller values
-/// before it, larger after it.
-@usableFromInline func select(in buffer: UnsafeMutableBufferPointer<Float>, index: Int) {
-    var lo = 0, hi = buffer.count - 1
-    while lo < hi {
-        // Median of three as pivot keeps sorted or constant input linear on average.
-        let mid = lo + (hi - lo) / 2
-        let a = buffer[lo], b = buffer[mid], c = buffer[hi]
-        let pivot = max(min(a, b), min(max(a, b), c))
-        var i = lo, j = hi
-        while i <= j {
-            while buffer[i] < pivot { i += 1 }
-            while buffer[j] > pivot { j -= 1 }
-            if i <= j { buffer.swapAt(i, j); i += 1; j -= 1 }
-        }
-        if index <= j { hi = j } else if index >= i { lo = i } else { return }
     }
 }
 
