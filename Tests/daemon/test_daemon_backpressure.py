@@ -106,9 +106,10 @@ FLOOD_STEPS = 8  # per trainer: 2 x 8 passes x 4 messages = 64 messages, 306 MiB
 QUEUE_MB = 8
 #: Both daemons of the test: a small queue; threshold quantile 0.2 (far above SPEC's 0.005), which
 #: keeps most maps as Stage II candidates and makes every pass's counting long, so the daemon
-#: dissects many times slower per byte and the trainers outpace it far beyond 10x even on an
-#: idle machine; and no partial snapshots (each one transiently copies the engine state, which
-#: would make the engine phase's peak differ from the flood's for reasons unrelated to ingest).
+#: dissects many times slower per byte than the trainers push (7x on an AMD EPYC with AVX-512,
+#: over 10x on slower CPUs) and its queue fills; and no partial snapshots (each one transiently
+#: copies the engine state, which would make the engine phase's peak differ from the flood's for
+#: reasons unrelated to ingest).
 FLOOD_DAEMON_OPTIONS = ("--queue-mb", QUEUE_MB, "--quantile", "0.2", "--snapshot-interval", "1000")
 #: The daemon's ingest socket holds this many messages per connection (ZMQ_RCVHWM in
 #: Sources/HNDDaemon/Daemon.swift); libzmq may be decoding one more per connection.
@@ -217,7 +218,11 @@ def test_flooding_trainers_keep_daemon_memory_bounded(dataset, new_run_dir, star
           f"{2 * message_bytes / MIB:.1f} + {TRAINERS} connections x {INGEST_RCVHWM + 1} messages "
           f"{TRAINERS * (INGEST_RCVHWM + 1) * message_bytes / MIB:.1f} + slack {SLACK_MB} = {bound / MIB:.0f} MiB")
 
-    assert offered_rate >= 10 * processed_rate, "the trainers were not 10x faster than the daemon: no flood"
+    # A flood is what the daemon saw, not a speed ratio (which depends on the CPU): its queue filled
+    # to the bound and every trainer had to wait for it.
+    assert offered_rate >= 2 * processed_rate, "the trainers were not even twice as fast as the daemon: no flood"
+    assert max_queue >= QUEUE_MB * MIB - message_bytes, f"the queue never filled (max {max_queue} bytes): no flood"
+    assert all(r["held_back"] > 0.1 for r in reports), f"a trainer was never held back: {reports}"
     assert pushed >= 2 * (bound - engine_peak), "the flood must exceed what the bound lets the daemon hold"
     assert max_queue <= QUEUE_MB * MIB + message_bytes, f"queue_bytes reached {max_queue} bytes"
     if peak > bound:
