@@ -1,59 +1,161 @@
-/// The counts people read off a snapshot — the paper's dissection report in numbers. One place
-/// computes them for `subscribe`, `report` and the demo.
+/// The concept taxonomy of a Face Dictionary (SPEC §1): names and how they nest. Snapshot files
+/// and published snapshots carry it, so their counts can be named without the dictionary.
+public struct Taxonomy: Sendable, Equatable {
+    public var categories: [String]
+    public var subgroups: [String]
+    /// Index into `categories`, one per subgroup.
+    public var subgroupCategory: [Int]
+    public var regions: [String]
+    public var concepts: [String]
+    /// Index into `regions`, one per concept.
+    public var conceptRegion: [Int]
+    /// Index into `typeNames`, one per concept.
+    public var conceptType: [Int32]
+
+    public static let typeNames = ["part", "attribute", "action unit"]
+
+    public init(categories: [String], subgroups: [String], subgroupCategory: [Int], regions: [String],
+                concepts: [String], conceptRegion: [Int], conceptType: [Int32]) {
+        self.categories = categories
+        self.subgroups = subgroups
+        self.subgroupCategory = subgroupCategory
+        self.regions = regions
+        self.concepts = concepts
+        self.conceptRegion = conceptRegion
+        self.conceptType = conceptType
+    }
+
+    public init(_ d: FaceDictionary) {
+        self.init(categories: d.categories, subgroups: d.subgroups, subgroupCategory: d.subgroupCategory.map(Int.init),
+                  regions: d.regions, concepts: d.concepts, conceptRegion: d.conceptRegion.map(Int.init),
+                  conceptType: d.conceptType)
+    }
+
+    /// Subgroup indices of each category, in dictionary order.
+    public var subgroupsOfCategory: [[Int]] {
+        var members = [[Int]](repeating: [], count: categories.count)
+        for (s, g) in subgroupCategory.enumerated() where members.indices.contains(g) { members[g].append(s) }
+        return members
+    }
+
+    /// Stage I's cut for the subgroups of category `g` (`StageRules.biasThreshold`).
+    public func biasThreshold(category g: Int) -> Double {
+        StageRules.biasThreshold(subgroups: max(subgroupsOfCategory[g].count, 1))
+    }
+}
+
+/// The counts people read off a snapshot — the paper's dissection report in numbers. The one place
+/// that computes them: `subscribe`, `summary`, `report`, `dissect` and the demo's tables (through
+/// `hndd summary --json`) all read them from here.
 public struct SnapshotSummary: Sendable, Equatable {
     public struct Count: Sendable, Equatable {
         public var name: String
         public var units: Int
     }
 
+    /// How the interpretable units split between the two kinds of interpretation (Fig. 8).
+    public struct Coverage: Sendable, Equatable {
+        public var pairedAndBiased = 0
+        public var pairedOnly = 0
+        public var biasedOnly = 0
+    }
+
     public var units: Int
     /// Biased toward some subgroup or paired with some local concept.
     public var interpretable: Int
+    /// Labelled by the Network Dissection baseline.
     public var netdissect: Int
+    /// Localised in a region (Stage II).
     public var localised: Int
+    /// Biased toward some global subgroup (Stage I).
     public var biased: Int
-    /// Localised units per region (Stage II), in dictionary order.
+    /// Paired with some local concept (Stage III).
+    public var paired: Int
+    public var coverage: Coverage
+    /// Localised units per region, in dictionary order.
     public var unitsPerRegion: [Count]
-    /// Units paired with each local concept (Stage III), most first, zeros left out.
+    /// Units paired with each local concept, most first, zeros left out.
     public var conceptUnits: [Count]
-    /// Units the Network Dissection baseline labels with each concept, most first.
+    /// Units the Network Dissection baseline labels with each concept, most first, zeros left out.
     public var netdissectConceptUnits: [Count]
-    /// Units biased toward each subgroup (Stage I), in dictionary order.
+    /// Units biased toward each subgroup, in dictionary order.
     public var subgroupUnits: [Count]
-    /// Paired units per concept type: part, attribute, action unit.
+    /// Units biased toward some subgroup of each category, in dictionary order.
+    public var categoryUnits: [Count]
+    /// Paired units per concept type (part, attribute, action unit): a unit paired with two types
+    /// counts in both.
     public var typeUnits: [Count]
 
-    public init(_ s: LayerSnapshot, regions: [String], concepts: [String], conceptType: [Int32], subgroups: [String]) {
+    public init(_ s: LayerSnapshot, taxonomy t: Taxonomy) {
         let l = s.conceptCount, g = s.subgroupCount
         units = s.units
         interpretable = s.interpretableUnits
         netdissect = s.netdissectUnits
         localised = s.region.filter { $0 >= 0 }.count
-        biased = (0..<s.units).filter(s.isBiased).count
-        unitsPerRegion = regions.enumerated().map { r, name in Count(name: name, units: s.region.filter { $0 == Int32(r) }.count) }
-        var paired = [Int](repeating: 0, count: l)
-        var typePaired = [Int](repeating: 0, count: 3)
+        var coverage = Coverage()
+        for u in 0..<s.units {
+            switch (s.isPaired(unit: u), s.isBiased(unit: u)) {
+            case (true, true): coverage.pairedAndBiased += 1
+            case (true, false): coverage.pairedOnly += 1
+            case (false, true): coverage.biasedOnly += 1
+            case (false, false): break
+            }
+        }
+        self.coverage = coverage
+        biased = coverage.pairedAndBiased + coverage.biasedOnly
+        paired = coverage.pairedAndBiased + coverage.pairedOnly
+        unitsPerRegion = t.regions.enumerated().map { r, name in Count(name: name, units: s.region.filter { $0 == Int32(r) }.count) }
+        var pairedPerConcept = [Int](repeating: 0, count: l)
+        var typePaired = [Int](repeating: 0, count: Taxonomy.typeNames.count)
         for u in 0..<s.units {
             var types = Set<Int32>()
             for c in 0..<l where s.localPaired[u * l + c] != 0 {
-                paired[c] += 1
-                types.insert(conceptType[c])
+                pairedPerConcept[c] += 1
+                types.insert(t.conceptType[c])
             }
-            for t in types where t >= 0 && t < 3 { typePaired[Int(t)] += 1 }
+            for type in types where typePaired.indices.contains(Int(type)) { typePaired[Int(type)] += 1 }
         }
-        conceptUnits = Self.ranked(concepts, paired)
+        conceptUnits = Self.ranked(t.concepts, pairedPerConcept)
         var labelled = [Int](repeating: 0, count: l)
         for c in s.netdissectConcept where c >= 0 { labelled[Int(c)] += 1 }
-        netdissectConceptUnits = Self.ranked(concepts, labelled)
-        subgroupUnits = subgroups.enumerated().map { i, name in
+        netdissectConceptUnits = Self.ranked(t.concepts, labelled)
+        subgroupUnits = t.subgroups.enumerated().map { i, name in
             Count(name: name, units: (0..<s.units).filter { s.globalBiased[$0 * g + i] != 0 }.count)
         }
-        typeUnits = zip(["part", "attribute", "action unit"], typePaired).map { Count(name: $0, units: $1) }
+        categoryUnits = zip(t.categories, t.subgroupsOfCategory).map { name, members in
+            Count(name: name, units: (0..<s.units).filter { u in members.contains { s.globalBiased[u * g + $0] != 0 } }.count)
+        }
+        typeUnits = zip(Taxonomy.typeNames, typePaired).map { Count(name: $0, units: $1) }
     }
 
     static func ranked(_ names: [String], _ counts: [Int]) -> [Count] {
         zip(names, counts).filter { $0.1 > 0 }.map { Count(name: $0, units: $1) }
             .sorted { $0.units != $1.units ? $0.units > $1.units : $0.name < $1.name }
+    }
+
+    /// The subgroup unit `u` is most strongly biased toward: the largest margin P_s − (1/S + 0.05)
+    /// among its biased subgroups (the first on a tie); nil when it is biased toward none.
+    public static func strongestBias(_ s: LayerSnapshot, unit u: Int, taxonomy t: Taxonomy) -> Int? {
+        let g = s.subgroupCount
+        var best: Int?, bestMargin = -Double.infinity
+        for sub in 0..<g where s.globalBiased[u * g + sub] != 0 {
+            let margin = Double(s.globalProb[u * g + sub]) - t.biasThreshold(category: t.subgroupCategory[sub])
+            if margin > bestMargin { best = sub; bestMargin = margin }
+        }
+        return best
+    }
+
+    /// For each local concept (dictionary order), its paired units counted by the subgroup each is
+    /// most strongly biased toward: G entries, then one for units biased toward none (Fig. 1, 6).
+    /// Needs the snapshot's probabilities, not only its labels.
+    public static func pairedUnitsByStrongestBias(_ s: LayerSnapshot, taxonomy t: Taxonomy) -> [[Int]] {
+        let l = s.conceptCount, g = s.subgroupCount
+        let strongest = (0..<s.units).map { strongestBias(s, unit: $0, taxonomy: t) }
+        var split = [[Int]](repeating: [Int](repeating: 0, count: g + 1), count: l)
+        for u in 0..<s.units {
+            for c in 0..<l where s.localPaired[u * l + c] != 0 { split[c][strongest[u] ?? g] += 1 }
+        }
+        return split
     }
 
     /// What changed from `previous` (an earlier pass) to this one, as short phrases.
@@ -75,5 +177,25 @@ public struct SnapshotSummary: Sendable, Equatable {
             .map { "\($1.name) \(delta($1.units, $0.units))" }
         if !biasMoves.isEmpty { lines.append("biased units: " + biasMoves.prefix(6).joined(separator: ", ")) }
         return lines
+    }
+}
+
+/// The passes of one layer in the order a watcher sees them, for "what changed since the
+/// previous pass": the previous pass is the last complete one of an earlier step. `subscribe`
+/// feeds it live snapshots, `summary` a file's rows, so both say the same.
+public struct PassHistory: Sendable {
+    public private(set) var previous: (step: Int64, summary: SnapshotSummary)?
+    private var current: (step: Int64, summary: SnapshotSummary)?
+
+    public init() {}
+
+    /// Records a snapshot of `step`; returns what changed since the previous complete pass (none
+    /// before there is one).
+    public mutating func record(step: Int64, complete: Bool, summary: SnapshotSummary) -> [String] {
+        if complete {
+            if let current, current.step != step { previous = current }
+            current = (step, summary)
+        }
+        return previous.map { summary.changes(since: $0.summary) } ?? []
     }
 }
