@@ -62,3 +62,12 @@ extension LayerSnapshot {
         topImages = m.topImages
     }
 }
+
+extension Taxonomy {
+    /// The taxonomy a published snapshot carries.
+    public init(_ t: Hndd_Taxonomy) {
+        self.init(categories: t.categories, subgroups: t.subgroups, subgroupCategory: t.subgroupCategory.map(Int.init),
+                  regions: t.regions, concepts: t.concepts, conceptRegion: t.conceptRegion.map(Int.init),
+                  conceptType: t.conceptType)
+    }
+}
