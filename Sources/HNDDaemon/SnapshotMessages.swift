@@ -63,11 +63,5 @@ extension LayerSnapshot {
     }
 }
 
-extension Taxonomy {
-    /// The taxonomy a published snapshot carries.
-    public init(_ t: Hndd_Taxonomy) {
-        self.init(categories: t.categories, subgroups: t.subgroups, subgroupCategory: t.subgroupCategory.map(Int.init),
-                  regions: t.regions, concepts: t.concepts, conceptRegion: t.conceptRegion.map(Int.init),
-                  conceptType: t.conceptType)
-    }
-}
+/// A published snapshot names its counts by the taxonomy it carries.
+extension Hndd_Taxonomy: TaxonomyNames {}

@@ -1,40 +1,26 @@
-/// The concept taxonomy of a Face Dictionary (SPEC §1): names and how they nest. Snapshot files
-/// and published snapshots carry it, so their counts can be named without the dictionary.
-public struct Taxonomy: Sendable, Equatable {
-    public var categories: [String]
-    public var subgroups: [String]
+/// The names of a Face Dictionary's taxonomy (SPEC §1) and how they nest: what a snapshot's
+/// counts are named by. The dictionary itself has them, and so do a snapshot file and a published
+/// snapshot, each of which carries a copy; the counts read them from whichever is at hand.
+public protocol TaxonomyNames {
+    var categories: [String] { get }
+    var subgroups: [String] { get }
     /// Index into `categories`, one per subgroup.
-    public var subgroupCategory: [Int]
-    public var regions: [String]
-    public var concepts: [String]
+    var subgroupCategory: [Int32] { get }
+    var regions: [String] { get }
+    var concepts: [String] { get }
     /// Index into `regions`, one per concept.
-    public var conceptRegion: [Int]
-    /// Index into `typeNames`, one per concept.
-    public var conceptType: [Int32]
+    var conceptRegion: [Int32] { get }
+    /// A `FaceDictionary.ConceptType`, one per concept.
+    var conceptType: [Int32] { get }
+}
 
-    public static let typeNames = ["part", "attribute", "action unit"]
+extension FaceDictionary: TaxonomyNames {}
 
-    public init(categories: [String], subgroups: [String], subgroupCategory: [Int], regions: [String],
-                concepts: [String], conceptRegion: [Int], conceptType: [Int32]) {
-        self.categories = categories
-        self.subgroups = subgroups
-        self.subgroupCategory = subgroupCategory
-        self.regions = regions
-        self.concepts = concepts
-        self.conceptRegion = conceptRegion
-        self.conceptType = conceptType
-    }
-
-    public init(_ d: FaceDictionary) {
-        self.init(categories: d.categories, subgroups: d.subgroups, subgroupCategory: d.subgroupCategory.map(Int.init),
-                  regions: d.regions, concepts: d.concepts, conceptRegion: d.conceptRegion.map(Int.init),
-                  conceptType: d.conceptType)
-    }
-
+extension TaxonomyNames {
     /// Subgroup indices of each category, in dictionary order.
     public var subgroupsOfCategory: [[Int]] {
         var members = [[Int]](repeating: [], count: categories.count)
-        for (s, g) in subgroupCategory.enumerated() where members.indices.contains(g) { members[g].append(s) }
+        for (s, g) in subgroupCategory.enumerated() where members.indices.contains(Int(g)) { members[Int(g)].append(s) }
         return members
     }
 
@@ -42,6 +28,11 @@ public struct Taxonomy: Sendable, Equatable {
     public func biasThreshold(category g: Int) -> Double {
         StageRules.biasThreshold(subgroups: max(subgroupsOfCategory[g].count, 1))
     }
+}
+
+extension FaceDictionary.ConceptType {
+    /// How the counts name each type, in the order of the raw values.
+    public static let names = ["part", "attribute", "action unit"]
 }
 
 /// The counts people read off a snapshot — the paper's dissection report in numbers. The one place
@@ -86,7 +77,7 @@ public struct SnapshotSummary: Sendable, Equatable {
     /// counts in both.
     public var typeUnits: [Count]
 
-    public init(_ s: LayerSnapshot, taxonomy t: Taxonomy) {
+    public init(_ s: LayerSnapshot, taxonomy t: some TaxonomyNames) {
         let l = s.conceptCount, g = s.subgroupCount
         units = s.units
         interpretable = s.interpretableUnits
@@ -106,7 +97,7 @@ public struct SnapshotSummary: Sendable, Equatable {
         paired = coverage.pairedAndBiased + coverage.pairedOnly
         unitsPerRegion = t.regions.enumerated().map { r, name in Count(name: name, units: s.region.filter { $0 == Int32(r) }.count) }
         var pairedPerConcept = [Int](repeating: 0, count: l)
-        var typePaired = [Int](repeating: 0, count: Taxonomy.typeNames.count)
+        var typePaired = [Int](repeating: 0, count: FaceDictionary.ConceptType.names.count)
         for u in 0..<s.units {
             var types = Set<Int32>()
             for c in 0..<l where s.localPaired[u * l + c] != 0 {
@@ -125,7 +116,7 @@ public struct SnapshotSummary: Sendable, Equatable {
         categoryUnits = zip(t.categories, t.subgroupsOfCategory).map { name, members in
             Count(name: name, units: (0..<s.units).filter { u in members.contains { s.globalBiased[u * g + $0] != 0 } }.count)
         }
-        typeUnits = zip(Taxonomy.typeNames, typePaired).map { Count(name: $0, units: $1) }
+        typeUnits = zip(FaceDictionary.ConceptType.names, typePaired).map { Count(name: $0, units: $1) }
     }
 
     static func ranked(_ names: [String], _ counts: [Int]) -> [Count] {
@@ -135,11 +126,11 @@ public struct SnapshotSummary: Sendable, Equatable {
 
     /// The subgroup unit `u` is most strongly biased toward: the largest margin P_s − (1/S + 0.05)
     /// among its biased subgroups (the first on a tie); nil when it is biased toward none.
-    public static func strongestBias(_ s: LayerSnapshot, unit u: Int, taxonomy t: Taxonomy) -> Int? {
+    public static func strongestBias(_ s: LayerSnapshot, unit u: Int, taxonomy t: some TaxonomyNames) -> Int? {
         let g = s.subgroupCount
         var best: Int?, bestMargin = -Double.infinity
         for sub in 0..<g where s.globalBiased[u * g + sub] != 0 {
-            let margin = Double(s.globalProb[u * g + sub]) - t.biasThreshold(category: t.subgroupCategory[sub])
+            let margin = Double(s.globalProb[u * g + sub]) - t.biasThreshold(category: Int(t.subgroupCategory[sub]))
             if margin > bestMargin { best = sub; bestMargin = margin }
         }
         return best
@@ -148,7 +139,7 @@ public struct SnapshotSummary: Sendable, Equatable {
     /// For each local concept (dictionary order), its paired units counted by the subgroup each is
     /// most strongly biased toward: G entries, then one for units biased toward none (Fig. 1, 6).
     /// Needs the snapshot's probabilities, not only its labels.
-    public static func pairedUnitsByStrongestBias(_ s: LayerSnapshot, taxonomy t: Taxonomy) -> [[Int]] {
+    public static func pairedUnitsByStrongestBias(_ s: LayerSnapshot, taxonomy t: some TaxonomyNames) -> [[Int]] {
         let l = s.conceptCount, g = s.subgroupCount
         let strongest = (0..<s.units).map { strongestBias(s, unit: $0, taxonomy: t) }
         var split = [[Int]](repeating: [Int](repeating: 0, count: g + 1), count: l)

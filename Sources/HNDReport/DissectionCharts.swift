@@ -30,9 +30,9 @@ extension Page {
                                       title: "\(name): \(unbiased) of \(total) paired units are biased toward no global subgroup"))
             }
             let nd = baseline[name] ?? 0
-            let kind = Taxonomy.typeNames[Int(taxonomy.conceptType[c])]
+            let kind = FaceDictionary.ConceptType.names[Int(taxonomy.conceptType[c])]
             rows.append(.init(label: name, segments: segments, valueText: total > 0 ? Markup.integer(total) : "0",
-                              title: "\(name) (\(kind), \(taxonomy.regions[taxonomy.conceptRegion[c]])): \(total) units paired by HND",
+                              title: "\(name) (\(kind), \(taxonomy.regions[Int(taxonomy.conceptRegion[c])])): \(total) units paired by HND",
                               baseline: (Double(nd), Markup.integer(nd), "\(name): \(nd) units labelled by Network Dissection"),
                               data: [("concept", name), ("units", "\(total)"), ("netdissect", "\(nd)")]))
         }

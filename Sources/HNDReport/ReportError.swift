@@ -1,11 +1,5 @@
-import HNDEngine
-
 /// A report that cannot be made, said in words the user can act on.
 public struct ReportError: Error, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
-
-/// The taxonomy a snapshot file carries (the engine's `Taxonomy`), under the name the report's
-/// probe images know it by.
-public typealias SnapshotTaxonomy = Taxonomy

@@ -6,14 +6,14 @@ import HNDStore
 /// however many units show it.
 struct Page {
     let path: String
-    let taxonomy: Taxonomy
+    let taxonomy: SnapshotTaxonomy
     let images: ProbeImages?
     let requestedUnit: Int?
     /// Thumbnail sizes by image id; the images themselves go into one hidden `<defs>` as `#probe-ID`.
     var thumbnails: [Int: (width: Int, height: Int)] = [:]
     var thumbnailDefs: [String] = []
 
-    init(path: String, taxonomy: Taxonomy, images: ProbeImages?, requestedUnit: Int?) {
+    init(path: String, taxonomy: SnapshotTaxonomy, images: ProbeImages?, requestedUnit: Int?) {
         self.path = path
         self.taxonomy = taxonomy
         self.images = images
@@ -142,13 +142,13 @@ struct Page {
     }
 
     func subgroupColour(_ sub: Int) -> String {
-        let category = taxonomy.subgroupCategory[sub]
+        let category = Int(taxonomy.subgroupCategory[sub])
         let members = taxonomy.subgroupsOfCategory[category]
         return Palette.subgroup(category: category, shade: members.firstIndex(of: sub) ?? 0, of: members.count)
     }
 
     func subgroupLabel(_ sub: Int) -> String {
-        "\(taxonomy.categories[taxonomy.subgroupCategory[sub]]): \(taxonomy.subgroups[sub])"
+        "\(taxonomy.categories[Int(taxonomy.subgroupCategory[sub])]): \(taxonomy.subgroups[sub])"
     }
 
     func rowTable(_ layer: LayerMaterial) -> String {

@@ -32,7 +32,7 @@ struct SnapshotColumnIO: Sendable {
     /// Bookkeeping datasets: reads the whole column into the rows (one per row, checked).
     var readColumn: (@Sendable (HDF5File, String, inout [SnapshotRow]) throws(StoreError) -> Void)?
     /// Per-unit datasets: reads row `row` into the snapshot.
-    var readRow: (@Sendable (HDF5File, String, Int, Taxonomy, inout LayerSnapshot) throws(StoreError) -> Void)?
+    var readRow: (@Sendable (HDF5File, String, Int, SnapshotTaxonomy, inout LayerSnapshot) throws(StoreError) -> Void)?
 }
 
 extension SnapshotDataset {
@@ -75,7 +75,7 @@ extension SnapshotDataset {
     /// checks a row read back and brings it to the snapshot's conventions.
     static func perUnit<T: SnapshotNumber>(_ name: String, _ axes: [SnapshotAxis], _ kind: Kind, _ meaning: String,
                                            _ key: WritableKeyPath<LayerSnapshot, [T]> & Sendable, optional: Bool = false,
-                                           normalise: @escaping @Sendable ([T], Taxonomy) throws(ValueError) -> [T] = { v, _ in v }
+                                           normalise: @escaping @Sendable ([T], SnapshotTaxonomy) throws(ValueError) -> [T] = { v, _ in v }
     ) -> SnapshotDataset {
         var io = SnapshotColumnIO(
             create: { file, path, dims throws(StoreError) in
@@ -101,7 +101,7 @@ extension SnapshotDataset {
     }
 
     /// One index into the taxonomy's regions or concepts per unit, or −1.
-    static func labels(_ name: String, of level: Taxonomy.Level, _ meaning: String,
+    static func labels(_ name: String, of level: SnapshotTaxonomy.Level, _ meaning: String,
                        _ key: WritableKeyPath<LayerSnapshot, [Int32]> & Sendable) -> SnapshotDataset {
         perUnit(name, [.units], .labels(level), meaning, key) { values, taxonomy throws(ValueError) in
             let limit = taxonomy.count(of: level)

@@ -5,7 +5,7 @@ import HNDEngine
 /// handle opened here sees one consistent version of it throughout.
 public final class SnapshotReader {
     public let path: String
-    public let taxonomy: Taxonomy
+    public let taxonomy: SnapshotTaxonomy
     /// Layers that hold at least one row, in file order.
     public let layerNames: [String]
     let file: HDF5File
@@ -37,24 +37,24 @@ public final class SnapshotReader {
         layerNames = names
     }
 
-    static func readTaxonomy(_ file: HDF5File) throws(StoreError) -> Taxonomy {
+    static func readTaxonomy(_ file: HDF5File) throws(StoreError) -> SnapshotTaxonomy {
         let categories = try file.readStrings(SnapshotSchema.categories)
         let subgroups = try file.readStrings(SnapshotSchema.subgroups)
         let regions = try file.readStrings(SnapshotSchema.regions)
         let concepts = try file.readStrings(SnapshotSchema.concepts)
-        func indices(_ name: String, count: Int, below limit: Int, of what: String) throws(StoreError) -> [Int] {
+        func indices(_ name: String, count: Int, below limit: Int, of what: String) throws(StoreError) -> [Int32] {
             let (shape, values) = try file.read(name, as: Int32.self)
             guard shape == [count] else { throw file.error(name, "shape \(shape), expected [\(count)]") }
             if let bad = values.firstIndex(where: { $0 < 0 || Int($0) >= limit }) {
                 throw file.error(name, "entry \(bad) is \(values[bad]), outside the \(limit) \(what)")
             }
-            return values.map(Int.init)
+            return values
         }
         let subgroupCategory = try indices(SnapshotSchema.subgroupCategory, count: subgroups.count, below: categories.count, of: "categories")
         let conceptRegion = try indices(SnapshotSchema.conceptRegion, count: concepts.count, below: regions.count, of: "regions")
-        let conceptType = try indices(SnapshotSchema.conceptType, count: concepts.count, below: Taxonomy.typeNames.count, of: "concept types")
-        return Taxonomy(categories: categories, subgroups: subgroups, subgroupCategory: subgroupCategory, regions: regions,
-                        concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType.map(Int32.init))
+        let conceptType = try indices(SnapshotSchema.conceptType, count: concepts.count, below: FaceDictionary.ConceptType.names.count, of: "concept types")
+        return SnapshotTaxonomy(categories: categories, subgroups: subgroups, subgroupCategory: subgroupCategory, regions: regions,
+                                concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType)
     }
 
     /// The layers asked for (all when `requested` is empty), each checked to exist.

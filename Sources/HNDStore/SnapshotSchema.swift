@@ -83,7 +83,7 @@ public struct SnapshotDataset: Sendable {
         /// 0/1 flags (any non-zero reads as 1); the counts need them.
         case flags
         /// An index into the taxonomy's regions or concepts, or −1; the counts need them.
-        case labels(Taxonomy.Level)
+        case labels(SnapshotTaxonomy.Level)
         /// Image ids, −1 for none.
         case imageIDs
     }
@@ -109,7 +109,16 @@ public struct SnapshotDataset: Sendable {
     public var shapeDescription: String { "[" + (["T"] + axes.map(\.rawValue)).joined(separator: ", ") + "]" }
 }
 
-extension Taxonomy {
+/// The taxonomy a snapshot file carries: the `/global` and `/local` groups of its dictionary.
+public struct SnapshotTaxonomy: TaxonomyNames, Sendable, Equatable {
+    public var categories: [String]
+    public var subgroups: [String]
+    public var subgroupCategory: [Int32]
+    public var regions: [String]
+    public var concepts: [String]
+    public var conceptRegion: [Int32]
+    public var conceptType: [Int32]
+
     /// The taxonomy lists a snapshot dataset can index into.
     public enum Level: String, Sendable, Equatable {
         case regions, concepts

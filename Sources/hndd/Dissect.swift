@@ -29,12 +29,11 @@ struct Dissect: HNDDCommand {
                                            options: engine.dissection, batchSize: batchSize)
         let plans = try dissection.plans(layers)
         let output = try SnapshotFile(path: out, dictionary: dictionary)
-        let taxonomy = Taxonomy(dictionary)
         var snapshots: [LayerSnapshot] = []
         for plan in plans {
             let (snapshot, phases) = try dissection.dissect(plan, run: run, step: step)
             snapshots.append(snapshot)
-            let counts = SnapshotSummary(snapshot, taxonomy: taxonomy)
+            let counts = SnapshotSummary(snapshot, taxonomy: dictionary)
             print("\(plan.name): \(plan.rows) images × \(plan.units) units × \(plan.height)×\(plan.width) in "
                   + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s); ",
                            phases.total, Double(plan.rows) / max(phases.total, 1e-9), phases.reading, phases.engine, phases.snapshot)

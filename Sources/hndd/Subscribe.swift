@@ -67,7 +67,7 @@ struct SubscriberView {
         if let shown, shown == key { return }
         shown = key
         let snapshot = LayerSnapshot(m)
-        let summary = SnapshotSummary(snapshot, taxonomy: Taxonomy(m.taxonomy))
+        let summary = SnapshotSummary(snapshot, taxonomy: m.taxonomy)
         let changes = history.record(step: m.step, complete: m.complete, summary: summary)
         if json {
             print(SummaryJSON.line(snapshot, complete: m.complete, summary: summary, changes: changes,
