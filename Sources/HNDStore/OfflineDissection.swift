@@ -10,15 +10,12 @@ public struct OfflineDissection {
     public static let defaultRun = "dissect"
     public static let defaultStep: Int64 = 0
 
-    /// Where one layer's time went, in seconds.
+    /// Where one layer's time went, in seconds: reading the file, the engine's ingest, the final
+    /// snapshot, and all of it.
     public struct Phases: Sendable {
-        public var reading = 0.0
-        public var engine = 0.0
-        public var snapshot = 0.0
-        public var total = 0.0
+        public var reading = 0.0, engine = 0.0, snapshot = 0.0, total = 0.0
     }
 
-    public let dictionary: FaceDictionary
     public let index: DictionaryIndex
     public let activations: ActivationsFile
     public let options: DissectionOptions
@@ -26,7 +23,6 @@ public struct OfflineDissection {
 
     public init(dictionary: FaceDictionary, activations: ActivationsFile, options: DissectionOptions = .init(),
                 batchSize: Int = Self.defaultBatchSize) {
-        self.dictionary = dictionary
         index = DictionaryIndex(dictionary)
         self.activations = activations
         self.options = options

@@ -54,7 +54,8 @@ public final class SnapshotReader {
         let conceptRegion = try indices(SnapshotSchema.conceptRegion, count: concepts.count, below: regions.count, of: "regions")
         let conceptType = try indices(SnapshotSchema.conceptType, count: concepts.count, below: FaceDictionary.ConceptType.names.count, of: "concept types")
         return SnapshotTaxonomy(categories: categories, subgroups: subgroups, subgroupCategory: subgroupCategory, regions: regions,
-                                concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType)
+                                concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType,
+                                globalLabel: [], localLabel: [], ellipse: [], maskSize: 0)
     }
 
     /// The layers asked for (all when `requested` is empty), each checked to exist.

@@ -109,16 +109,11 @@ public struct SnapshotDataset: Sendable {
     public var shapeDescription: String { "[" + (["T"] + axes.map(\.rawValue)).joined(separator: ", ") + "]" }
 }
 
-/// The taxonomy a snapshot file carries: the `/global` and `/local` groups of its dictionary.
-public struct SnapshotTaxonomy: TaxonomyNames, Sendable, Equatable {
-    public var categories: [String]
-    public var subgroups: [String]
-    public var subgroupCategory: [Int32]
-    public var regions: [String]
-    public var concepts: [String]
-    public var conceptRegion: [Int32]
-    public var conceptType: [Int32]
+/// The taxonomy a snapshot file carries (the `/global` and `/local` groups of its dictionary),
+/// as a `FaceDictionary` of no images: the type that holds a taxonomy in the engine.
+public typealias SnapshotTaxonomy = FaceDictionary
 
+extension FaceDictionary {
     /// The taxonomy lists a snapshot dataset can index into.
     public enum Level: String, Sendable, Equatable {
         case regions, concepts
