@@ -28,6 +28,12 @@ extension TaxonomyNames {
     public func biasThreshold(category g: Int) -> Double {
         StageRules.biasThreshold(subgroups: max(subgroupsOfCategory[g].count, 1))
     }
+
+    /// Stage I's cut of each subgroup: that of its category.
+    public var biasThresholds: [Double] {
+        let members = subgroupsOfCategory
+        return subgroupCategory.map { StageRules.biasThreshold(subgroups: max(members[Int($0)].count, 1)) }
+    }
 }
 
 extension FaceDictionary.ConceptType {
@@ -126,11 +132,12 @@ public struct SnapshotSummary: Sendable, Equatable {
 
     /// The subgroup unit `u` is most strongly biased toward: the largest margin P_s − (1/S + 0.05)
     /// among its biased subgroups (the first on a tie); nil when it is biased toward none.
-    public static func strongestBias(_ s: LayerSnapshot, unit u: Int, taxonomy t: some TaxonomyNames) -> Int? {
+    /// `thresholds` are the taxonomy's `biasThresholds`.
+    public static func strongestBias(_ s: LayerSnapshot, unit u: Int, thresholds: [Double]) -> Int? {
         let g = s.subgroupCount
         var best: Int?, bestMargin = -Double.infinity
         for sub in 0..<g where s.globalBiased[u * g + sub] != 0 {
-            let margin = Double(s.globalProb[u * g + sub]) - t.biasThreshold(category: Int(t.subgroupCategory[sub]))
+            let margin = Double(s.globalProb[u * g + sub]) - thresholds[sub]
             if margin > bestMargin { best = sub; bestMargin = margin }
         }
         return best
@@ -140,8 +147,8 @@ public struct SnapshotSummary: Sendable, Equatable {
     /// most strongly biased toward: G entries, then one for units biased toward none (Fig. 1, 6).
     /// Needs the snapshot's probabilities, not only its labels.
     public static func pairedUnitsByStrongestBias(_ s: LayerSnapshot, taxonomy t: some TaxonomyNames) -> [[Int]] {
-        let l = s.conceptCount, g = s.subgroupCount
-        let strongest = (0..<s.units).map { strongestBias(s, unit: $0, taxonomy: t) }
+        let l = s.conceptCount, g = s.subgroupCount, thresholds = t.biasThresholds
+        let strongest = (0..<s.units).map { strongestBias(s, unit: $0, thresholds: thresholds) }
         var split = [[Int]](repeating: [Int](repeating: 0, count: g + 1), count: l)
         for u in 0..<s.units {
             for c in 0..<l where s.localPaired[u * l + c] != 0 { split[c][strongest[u] ?? g] += 1 }
