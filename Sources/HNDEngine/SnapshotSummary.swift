@@ -179,21 +179,28 @@ public struct SnapshotSummary: Sendable, Equatable {
 }
 
 /// The passes of one layer in the order a watcher sees them, for "what changed since the
-/// previous pass": the previous pass is the last complete one of an earlier step. `subscribe`
-/// feeds it live snapshots, `summary` a file's rows, so both say the same.
+/// previous pass": a snapshot of step S is compared with the last complete pass of another step.
+/// `subscribe` feeds it live snapshots, `summary` a file's rows, so both say the same.
 public struct PassHistory: Sendable {
-    public private(set) var previous: (step: Int64, summary: SnapshotSummary)?
-    private var current: (step: Int64, summary: SnapshotSummary)?
+    /// The last complete pass, and the last complete one of another step before it.
+    private var last: (step: Int64, summary: SnapshotSummary)?
+    private var beforeLast: (step: Int64, summary: SnapshotSummary)?
 
     public init() {}
 
-    /// Records a snapshot of `step`; returns what changed since the previous complete pass (none
-    /// before there is one).
+    /// The pass a snapshot of `step` is compared with.
+    public func previous(ofStep step: Int64) -> (step: Int64, summary: SnapshotSummary)? {
+        last?.step != step ? last : beforeLast
+    }
+
+    /// Records a snapshot of `step`; returns what changed since its previous pass (nothing before
+    /// there is one).
     public mutating func record(step: Int64, complete: Bool, summary: SnapshotSummary) -> [String] {
+        let changes = previous(ofStep: step).map { summary.changes(since: $0.summary) } ?? []
         if complete {
-            if let current, current.step != step { previous = current }
-            current = (step, summary)
+            if let last, last.step != step { beforeLast = last }
+            last = (step, summary)
         }
-        return previous.map { summary.changes(since: $0.summary) } ?? []
+        return changes
     }
 }

@@ -95,7 +95,7 @@ struct SubscriberView {
         lines.append("biased per subgroup  " + s.subgroupUnits.filter { $0.units > 0 }.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
         if !m.duplicatesReported.isEmpty { lines.append("repeated image ids   \(m.duplicatesReported.count) (counted once)") }
         lines.append("")
-        if let previous = history.previous {
+        if let previous = history.previous(ofStep: m.step) {
             lines.append("since step \(previous.step):")
             lines += changes.map { "  " + $0 }
         } else {

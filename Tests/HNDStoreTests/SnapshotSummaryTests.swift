@@ -39,4 +39,24 @@ import Testing
         #expect(SnapshotSummary.strongestBias(snapshot, unit: 0, thresholds: taxonomy.biasThresholds) == 1)
         #expect(taxonomy.biasThresholds == [0.55, 0.55] && taxonomy.biasThreshold(category: 0) == 0.55)
     }
+
+    @Test func thePreviousPassIsTheLastCompleteOneOfAnotherStep() {
+        var history = PassHistory()
+        func summary(interpretable units: Int) -> SnapshotSummary {
+            var snapshot = distinctSnapshot(step: 0)
+            snapshot.globalBiased = [UInt8](repeating: 0, count: 6)
+            snapshot.localPaired = (0..<3).flatMap { $0 < units ? [1, 0] : [0, 0] }
+            return SnapshotSummary(snapshot, taxonomy: taxonomy)
+        }
+        #expect(history.record(step: 0, complete: true, summary: summary(interpretable: 1)) == [])
+        #expect(history.previous(ofStep: 0) == nil)
+        // A pass in progress is compared with the last complete one.
+        #expect(history.record(step: 10, complete: false, summary: summary(interpretable: 2)).first == "interpretable 1 → 2 (+1)")
+        #expect(history.record(step: 10, complete: true, summary: summary(interpretable: 3)).first == "interpretable 1 → 3 (+2)")
+        // The same step again (a pass written twice) still compares with step 0.
+        #expect(history.record(step: 10, complete: true, summary: summary(interpretable: 2)).first == "interpretable 1 → 2 (+1)")
+        #expect(history.previous(ofStep: 10)?.step == 0)
+        #expect(history.previous(ofStep: 20)?.step == 10)
+        #expect(history.record(step: 20, complete: false, summary: summary(interpretable: 0)).first == "interpretable 2 → 0 (-2)")
+    }
 }
