@@ -11,20 +11,21 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Native libraries, each behind a thin module map (and, where needed, a shim header).
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
 
-        // Stage II's counting loop in AVX-512, used when the CPU has it (see its header).
+        // The engine's hot loops in C (vector kernels chosen at run time, with portable paths) and
+        // the candidate arena's memory: see its header.
         .target(name: "CHNDKernels"),
         // The engine: pure computation, knows nothing of files or sockets.
-        .target(name: "HNDEngine", dependencies: ["COpenBLAS", "CHNDKernels"],
+        .target(name: "HNDEngine", dependencies: ["CHNDKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The store: HDF5 dictionary, activations and snapshot files.
         .target(name: "HNDStore", dependencies: ["CHDF5", "HNDEngine"]),
@@ -32,22 +33,27 @@ let package = Package(
         .target(name: "HNDWire", dependencies: [
             "CZMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        // The daemon: ingest, passes, snapshots, checkpoints.
+        // The daemon: ingest, passes, snapshots, checkpoints; a Service of swift-service-lifecycle.
         .target(name: "HNDDaemon", dependencies: [
             "HNDEngine", "HNDStore", "HNDWire", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // The HTML report.
-        .target(name: "HNDReport", dependencies: ["HNDStore", "HNDEngine"]),
+        // The HTML report (its thumbnails compressed by zlib).
+        .target(name: "HNDReport", dependencies: ["HNDStore", "HNDEngine", "CZlib"]),
         // The command line: thin, one command a file.
         .executableTarget(name: "hndd", dependencies: [
             "HNDEngine", "HNDStore", "HNDWire", "HNDDaemon", "HNDReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
-        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels"]),
-        .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine"]),
-        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire"]),
-        .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine"]),
+        // What the test targets share (a seeded random number generator); not part of hndd.
+        .target(name: "HNDTestSupport", path: "Tests/HNDTestSupport"),
+        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels", "HNDTestSupport"]),
+        .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine", "CHDF5"]),
+        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire", "HNDTestSupport"]),
+        .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine", "HNDWire"]),
+        .testTarget(name: "HNDReportTests", dependencies: ["HNDReport", "CZlib", "HNDTestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import HNDEngine
+import HNDWire
 
 /// All batches of one (run, layer, step) form a probe pass.
 public struct PassKey: Hashable, Sendable, CustomStringConvertible {
@@ -33,12 +34,6 @@ public struct OpenPass: Sendable {
     }
 }
 
-/// Why a batch was not applied. Stable `reason` strings feed the status counters.
-public struct Rejection: Error, Equatable, CustomStringConvertible {
-    public let reason: String
-    public let description: String
-}
-
 /// The passes of a daemon: which are open, what each has seen, when each is due to be written.
 /// Pure bookkeeping — no sockets, no files — so it is tested directly.
 public struct PassBook: Sendable {
@@ -71,10 +66,10 @@ public struct PassBook: Sendable {
     public mutating func ingest(_ key: PassKey, imageIDs: [Int64], units: Int, height: Int, width: Int,
                                 values: UnsafeBufferPointer<Float>, now: Double) throws(Rejection) -> BatchOutcome {
         if finished.contains(key) {
-            throw Rejection(reason: "pass_finished", description: "\(key): this pass was already written; late batch ignored")
+            throw Rejection(reason: .passFinished, description: "\(key): this pass was already written; late batch ignored")
         }
         if let expected = shapeOfLayer[key.layer]?.units, expected != units {
-            throw Rejection(reason: "unit_count_changed", description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
+            throw Rejection(reason: .unitCountChanged, description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
         }
         let isNew = open[key] == nil
         if isNew {
@@ -88,7 +83,7 @@ public struct PassBook: Sendable {
             outcome = try open[key]!.accumulator.add(imageIDs: imageIDs, units: units, height: height, width: width, values: values)
         } catch {
             if isNew { open[key] = nil }
-            throw Rejection(reason: error.reason, description: "\(key): \(error)")
+            throw Rejection(reason: RejectionReason(error), description: "\(key): \(error)")
         }
         open[key]!.updatedAt = now
         open[key]!.duplicates += outcome.duplicates

@@ -5,6 +5,9 @@ import HNDWire
 /// read by `subscribe`, `status` and the Python client), its checkpoint and a lock that keeps a
 /// second daemon out.
 public struct RunDirectory: Sendable {
+    /// The run directory of `serve`, `subscribe` and `status` when none is given.
+    public static let defaultPath = "hndd-run"
+
     public let path: String
 
     public init(_ path: String) {

@@ -62,3 +62,6 @@ extension LayerSnapshot {
         topImages = m.topImages
     }
 }
+
+/// A published snapshot names its counts by the taxonomy it carries.
+extension Hndd_Taxonomy: TaxonomyNames {}

@@ -28,18 +28,6 @@ public enum BatchError: Error, Equatable, CustomStringConvertible {
 
     public static func == (a: BatchError, b: BatchError) -> Bool { a.description == b.description }
 
-    /// A stable short name, for counters.
-    public var reason: String {
-        switch self {
-        case .emptyShape: "empty_shape"
-        case .valueCount: "size_mismatch"
-        case .unitCountChanged: "unit_count_changed"
-        case .mapSizeChanged: "map_size_changed"
-        case .imageIDOutOfRange: "image_id_out_of_range"
-        case .nonFinite: "non_finite"
-        }
-    }
-
     public var description: String {
         switch self {
         case let .emptyShape(c, h, w): "batch shape C×h×w = \(c)×\(h)×\(w) has an empty dimension"
@@ -248,7 +236,7 @@ public struct LayerAccumulator: Sendable {
         }}}}
     }
 
-    /// Threads the engine uses; OpenBLAS, where used, is kept single-threaded.
+    /// Threads the engine uses.
     static let workerCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 }
 

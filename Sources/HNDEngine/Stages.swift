@@ -291,7 +291,9 @@ struct BlockRunChunk {
 /// The decision rules of SPEC §3, in one place.
 public enum StageRules {
     /// Stage I: biased toward a subgroup iff P ≥ 1/S_g + 0.05.
-    public static func isBiased(_ p: Double, subgroups: Int) -> Bool { p >= 1 / Double(subgroups) + 0.05 }
+    public static func isBiased(_ p: Double, subgroups: Int) -> Bool { p >= biasThreshold(subgroups: subgroups) }
+    /// Stage I's cut, 1/S_g + 0.05, for S_g subgroups in the category.
+    public static func biasThreshold(subgroups: Int) -> Double { 1 / Double(subgroups) + 0.05 }
     /// Stage III: paired with a concept iff P > 1.5/K_r.
     public static func isPaired(_ p: Double, conceptsInRegion: Int) -> Bool { p > 1.5 / Double(conceptsInRegion) }
 }

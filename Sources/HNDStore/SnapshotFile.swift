@@ -10,9 +10,6 @@ public struct SnapshotFile {
     public let path: String
     public let dictionary: FaceDictionary
 
-    public static let format = "hndd-snapshots"
-    public static let version: Int32 = 1
-
     /// Opens or creates the file at `path` for the dictionary's taxonomy. An existing file must
     /// be a snapshot file of the same taxonomy.
     public init(path: String, dictionary: FaceDictionary) throws(StoreError) {
@@ -22,10 +19,10 @@ public struct SnapshotFile {
             try checkCompatible()
         } else {
             try replace(fresh: true) { file throws(StoreError) in
-                try file.setAttribute("format", Self.format)
-                try file.setAttribute("version", Self.version)
+                try file.setAttribute("format", SnapshotSchema.format)
+                try file.setAttribute("version", SnapshotSchema.version)
                 try DictionaryFile.writeTaxonomy(dictionary, to: file)
-                try file.createGroup("/layers")
+                try file.createGroup(SnapshotSchema.layersGroup)
             }
         }
     }
@@ -33,13 +30,13 @@ public struct SnapshotFile {
     func checkCompatible() throws(StoreError) {
         let file = try HDF5File.open(path)
         let format = file.hasAttribute("format") ? try file.stringAttribute("format") : ""
-        guard format == Self.format else {
+        guard format == SnapshotSchema.format else {
             throw StoreError(file: path, object: "/", message: "exists and is not a hndd snapshot file (format \"\(format)\"); choose another --out")
         }
-        let concepts = try file.readStrings("/local/concepts")
-        let subgroups = try file.readStrings("/global/subgroups")
+        let concepts = try file.readStrings(SnapshotSchema.concepts)
+        let subgroups = try file.readStrings(SnapshotSchema.subgroups)
         guard concepts == dictionary.concepts, subgroups == dictionary.subgroups else {
-            throw StoreError(file: path, object: "/local/concepts", message: "was written for another dictionary's taxonomy; choose another --out")
+            throw StoreError(file: path, object: SnapshotSchema.concepts, message: "was written for another dictionary's taxonomy; choose another --out")
         }
     }
 
@@ -47,9 +44,10 @@ public struct SnapshotFile {
     public func writtenPasses() throws(StoreError) -> [(layer: String, run: String, step: Int64)] {
         let file = try HDF5File.open(path)
         var result: [(layer: String, run: String, step: Int64)] = []
-        for layer in try file.members(of: "/layers") {
-            let runs = try file.readStrings("/layers/\(layer)/run")
-            let steps = try file.read("/layers/\(layer)/step", as: Int64.self).values
+        for layer in try file.members(of: SnapshotSchema.layersGroup) {
+            let group = SnapshotSchema.group(ofLayer: layer)
+            let runs = try file.readStrings(group + "/run")
+            let steps = try file.read(group + "/step", as: Int64.self).values
             for (run, step) in zip(runs, steps) { result.append((layer, run, step)) }
         }
         return result
@@ -63,48 +61,31 @@ public struct SnapshotFile {
         }
     }
 
+    /// One row in every dataset of the schema; the layer's group is made on its first row.
     private func appendRow(_ s: LayerSnapshot, to file: HDF5File) throws(StoreError) {
-        let group = "/layers/\(s.layer)"
-        let c = s.units, g = s.subgroupCount, l = s.conceptCount, k = s.topImageCount
+        let group = SnapshotSchema.group(ofLayer: s.layer)
         if !file.exists(group) {
             try file.createGroup(group)
-            try file.setAttribute("units", Int64(c), on: group)
-            try file.createStrings(group + "/run", [], growable: true)
-            for name in ["step", "images_seen", "images_total"] {
-                try file.createDataset(group + "/" + name, shape: [0], values: [Int64](), growable: true)
+            try file.setAttribute(SnapshotSchema.unitsAttribute, Int64(s.units), on: group)
+            for dataset in SnapshotSchema.datasets {
+                try dataset.io.create(file, group + "/" + dataset.name, dataset.axes.map { Self.extent($0, of: s) })
             }
-            try file.createDataset(group + "/complete", shape: [0], values: [UInt8](), growable: true)
-            try file.createDataset(group + "/time_unix", shape: [0], values: [Double](), growable: true)
-            try file.createDataset(group + "/threshold", shape: [0, c], values: [Float](), growable: true)
-            try file.createDataset(group + "/global_prob", shape: [0, c, g], values: [Float](), growable: true)
-            try file.createDataset(group + "/global_biased", shape: [0, c, g], values: [UInt8](), growable: true)
-            try file.createDataset(group + "/iou", shape: [0, c, l], values: [Float](), growable: true)
-            try file.createDataset(group + "/region", shape: [0, c], values: [Int32](), growable: true)
-            try file.createDataset(group + "/local_prob", shape: [0, c, l], values: [Float](), growable: true)
-            try file.createDataset(group + "/local_paired", shape: [0, c, l], values: [UInt8](), growable: true)
-            try file.createDataset(group + "/netdissect_concept", shape: [0, c], values: [Int32](), growable: true)
-            try file.createDataset(group + "/top_images", shape: [0, c, k], values: [Int64](), growable: true)
         } else {
-            let units: Int64 = try file.numericAttribute("units", on: group)
-            guard units == Int64(c) else {
-                throw file.error(group, "holds \(units) units, the new snapshot has \(c)")
+            let units: Int64 = try file.numericAttribute(SnapshotSchema.unitsAttribute, on: group)
+            guard units == Int64(s.units) else {
+                throw file.error(group, "holds \(units) units, the new snapshot has \(s.units)")
             }
         }
-        try file.appendString(group + "/run", s.run)
-        try file.appendRow(group + "/step", [s.step])
-        try file.appendRow(group + "/images_seen", [Int64(s.imagesSeen)])
-        try file.appendRow(group + "/images_total", [Int64(s.imagesTotal)])
-        try file.appendRow(group + "/complete", [UInt8(s.complete ? 1 : 0)])
-        try file.appendRow(group + "/time_unix", [s.timeUnix])
-        try file.appendRow(group + "/threshold", s.threshold)
-        try file.appendRow(group + "/global_prob", s.globalProb)
-        try file.appendRow(group + "/global_biased", s.globalBiased)
-        try file.appendRow(group + "/iou", s.iou)
-        try file.appendRow(group + "/region", s.region)
-        try file.appendRow(group + "/local_prob", s.localProb)
-        try file.appendRow(group + "/local_paired", s.localPaired)
-        try file.appendRow(group + "/netdissect_concept", s.netdissectConcept)
-        try file.appendRow(group + "/top_images", s.topImages)
+        for dataset in SnapshotSchema.datasets { try dataset.io.append(file, group + "/" + dataset.name, s) }
+    }
+
+    static func extent(_ axis: SnapshotAxis, of s: LayerSnapshot) -> Int {
+        switch axis {
+        case .units: s.units
+        case .subgroups: s.subgroupCount
+        case .concepts: s.conceptCount
+        case .topImages: s.topImageCount
+        }
     }
 
     /// Copy, change, sync, rename: the file at `path` is replaced as a whole or not at all.

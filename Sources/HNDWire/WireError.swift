@@ -34,8 +34,8 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Why an ingest batch was refused. Each case has a stable short ``reason`` for the daemon's
-/// per-reason counters (`Status.rejected_batches`); ``description`` says what was wrong.
+/// Why an ingest batch was refused. Each case maps to a ``RejectionReason`` (its counter in
+/// `Status.rejected_batches`); ``description`` says what was wrong.
 public enum BatchRejection: Error, Equatable, CustomStringConvertible {
     /// The message did not have exactly two frames (header, tensor).
     case frameCount(received: Int)
@@ -51,24 +51,6 @@ public enum BatchRejection: Error, Equatable, CustomStringConvertible {
     case invalidShape(detail: String)
     /// The tensor frame's size does not equal images × C × h × w × sizeof(dtype).
     case sizeMismatch(expectedBytes: Int, receivedBytes: Int)
-
-    /// Every reason string, so counters can be created up front and listed even when zero.
-    public static let allReasons = [
-        "frame_count", "malformed_header", "bad_version", "bad_dtype", "bad_name", "bad_shape",
-        "size_mismatch",
-    ]
-
-    public var reason: String {
-        switch self {
-        case .frameCount: return "frame_count"
-        case .malformedHeader: return "malformed_header"
-        case .unsupportedVersion: return "bad_version"
-        case .unknownDType: return "bad_dtype"
-        case .invalidName: return "bad_name"
-        case .invalidShape: return "bad_shape"
-        case .sizeMismatch: return "size_mismatch"
-        }
-    }
 
     public var description: String {
         switch self {

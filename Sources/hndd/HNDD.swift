@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct HNDD: AsyncParsableCommand {
@@ -6,8 +7,18 @@ struct HNDD: AsyncParsableCommand {
         commandName: "hndd",
         abstract: "Live Hierarchical Network Dissection of face models.",
         discussion: "See README.md. File formats and numbers: SPEC §1–§5.",
-        subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Report.self, DictionaryCommand.self]
+        subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Summary.self, Report.self, DictionaryCommand.self]
     )
+}
+
+/// A command of hndd: `execute` does the work, and its failures reach the user through
+/// `reportingErrors`, the one path for them.
+protocol HNDDCommand: AsyncParsableCommand {
+    func execute() async throws
+}
+
+extension HNDDCommand {
+    func run() async throws { try await reportingErrors { try await execute() } }
 }
 
 /// A failure the user can act on: printed as one line on stderr, exit status 1.
@@ -27,5 +38,3 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
         throw ExitCode.failure
     }
 }
-
-import Foundation

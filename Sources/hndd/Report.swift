@@ -3,7 +3,7 @@ import Foundation
 import HNDReport
 
 /// `hndd report`: a snapshot file as one self-contained HTML page (inline SVG and CSS).
-struct Report: AsyncParsableCommand {
+struct Report: HNDDCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the dissection report of a snapshot file as one self-contained HTML page.",
         discussion: """
@@ -26,25 +26,23 @@ struct Report: AsyncParsableCommand {
         if let unit, unit < 0 { throw ValidationError("--unit must be a unit index (0 or more), got \(unit)") }
     }
 
-    func run() async throws {
-        try await reportingErrors {
-            let request = ReportRequest(snapshotPath: snapshots, layers: layers, dictionaryPath: dictionary, step: step, unit: unit)
-            let outcome = try HTMLReport.render(request)
-            let data = Data(outcome.html.utf8)
-            let directory = (out as NSString).deletingLastPathComponent
-            var isDirectory: ObjCBool = false
-            if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                throw UserError("\(out): cannot write the report: directory \(directory) does not exist")
-            }
-            do {
-                try data.write(to: URL(fileURLWithPath: out), options: .atomic)
-            } catch {
-                throw UserError("\(out): cannot write the report: \(error.localizedDescription)")
-            }
-            let shown = outcome.layers.map { layer in
-                "\(layer.name) (\(layer.units) units, step \(layer.row.step)\(layer.row.complete ? "" : ", partial"))"
-            }
-            print("\(out): \(ByteCountFormatter.string(fromByteCount: Int64(data.count), countStyle: .file)); " + shown.joined(separator: ", "))
+    func execute() async throws {
+        let request = ReportRequest(snapshotPath: snapshots, layers: layers, dictionaryPath: dictionary, step: step, unit: unit)
+        let outcome = try HTMLReport.render(request)
+        let data = Data(outcome.html.utf8)
+        let directory = (out as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw UserError("\(out): cannot write the report: directory \(directory) does not exist")
         }
+        do {
+            try data.write(to: URL(fileURLWithPath: out), options: .atomic)
+        } catch {
+            throw UserError("\(out): cannot write the report: \(error.localizedDescription)")
+        }
+        let shown = outcome.layers.map { layer in
+            "\(layer.name) (\(layer.units) units, step \(layer.row.step)\(layer.row.complete ? "" : ", partial"))"
+        }
+        print("\(out): \(ByteCountFormatter.string(fromByteCount: Int64(data.count), countStyle: .file)); " + shown.joined(separator: ", "))
     }
 }

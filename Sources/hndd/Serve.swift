@@ -1,32 +1,35 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import HNDDaemon
 import HNDWire
 import Logging
+import ServiceLifecycle
 
 /// The daemon (SPEC §5): dissects probe passes pushed by trainers, publishes snapshots.
-struct Serve: ParsableCommand {
+struct Serve: HNDDCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the daemon: ingest activation batches, publish running snapshots, append finished passes.")
+        abstract: "Run the daemon: ingest activation batches, publish running snapshots, append finished passes.",
+        discussion: "SIGINT or SIGTERM: stop receiving, apply the batches already received, write what is owed, checkpoint, exit 0.")
+
+    typealias Defaults = DaemonConfiguration.Defaults
 
     @Option(help: "Face Dictionary file (SPEC §1).") var dictionary: String
     @Option(name: .customLong("run-dir"), help: "Run directory: sockets, checkpoint, lock (created mode 0700).")
-    var runDirectory: String = "hndd-run"
+    var runDirectory: String = RunDirectory.defaultPath
     @Option(help: "Snapshot file (default: RUN-DIR/snapshots.h5).") var out: String?
     @Option(help: "Ingest endpoint: ipc://PATH, tcp (127.0.0.1, any port), tcp://:PORT or tcp://HOST:PORT.") var ingest: String?
     @Option(help: "Publish endpoint (same forms as --ingest).") var publish: String?
     @Option(help: "Control endpoint (same forms as --ingest).") var control: String?
     @Option(name: .customLong("snapshot-interval"), help: "Seconds between partial snapshots of an open pass.")
-    var snapshotInterval: Double = 1
+    var snapshotInterval: Double = Defaults.snapshotInterval
     @Option(name: .customLong("checkpoint-interval"), help: "Seconds between checkpoints of open passes.")
-    var checkpointInterval: Double = 30
+    var checkpointInterval: Double = Defaults.checkpointInterval
     @Option(name: .customLong("pass-timeout"), help: "Seconds without a batch after which a pass is written incomplete.")
-    var passTimeout: Double = 600
+    var passTimeout: Double = Defaults.passTimeout
     @Option(name: .customLong("max-message-mb"), help: "Largest ingest message accepted (ZMQ_MAXMSGSIZE), in MiB.")
-    var maxMessageMB: Double = 512
+    var maxMessageMB: Double = Defaults.maxMessageMB
     @Option(name: .customLong("queue-mb"), help: "Received batches held for the engine, in MiB; beyond it trainers are pushed back.")
-    var queueMB: Double = 64
+    var queueMB: Double = Defaults.queueBudgetMB
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -37,10 +40,7 @@ struct Serve: ParsableCommand {
         }
     }
 
-    func run() throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "hndd")
-        logger.logLevel = ProcessInfo.processInfo.environment["HNDD_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    var daemonConfiguration: DaemonConfiguration {
         var configuration = DaemonConfiguration(dictionaryPath: dictionary, runDirectory: RunDirectory(runDirectory), snapshotPath: out)
         configuration.ingest = ingest
         configuration.publish = publish
@@ -51,29 +51,19 @@ struct Serve: ParsableCommand {
         configuration.maxMessageMB = maxMessageMB
         configuration.queueBudgetMB = queueMB
         configuration.options = engine.dissection
-        let daemon: Daemon
-        do {
-            ZMQContext.keepLargeMessagesInTheHeap()
-            daemon = try Daemon(configuration, logger: logger)
-        } catch {
-            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-        // SIGINT/SIGTERM: finish the batch in hand, write what is owed, exit 0.
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { daemon.stop() }
-            source.resume()
-            sources.append(source)
-        }
-        do {
-            try daemon.run()
-        } catch {
-            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-        _ = sources
+        return configuration
+    }
+
+    func execute() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "hndd")
+        logger.logLevel = ProcessInfo.processInfo.environment["HNDD_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        ZMQContext.keepLargeMessagesInTheHeap()
+        let daemon = try Daemon(daemonConfiguration, logger: logger)
+        let service = ServiceGroupConfiguration.ServiceConfiguration(
+            service: DaemonService(daemon), successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "hndd-daemon")
+        var group = ServiceGroupConfiguration(services: [service], logger: logger)
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        try await ServiceGroup(configuration: group).run()
     }
 }

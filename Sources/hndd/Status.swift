@@ -4,24 +4,19 @@ import HNDDaemon
 import HNDWire
 
 /// `hndd status`: the daemon's state as JSON on stdout.
-struct Status: ParsableCommand {
+struct Status: HNDDCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the daemon's status as JSON: layers, passes, images seen, rejected batches, queue depth, uptime.")
     @OptionGroup var location: DaemonLocation
     @Option(help: "Control endpoint, instead of the run directory's.") var endpoint: String?
     @Option(help: "Seconds to wait for the daemon.") var timeout: Double = 5
 
-    func run() throws {
-        do {
-            var request = Hndd_ControlRequest()
-            request.status = Hndd_StatusRequest()
-            let reply = try ControlClient(endpoint: endpoint ?? location.endpoints.control).request(request, timeout: timeout)
-            let data = try JSONSerialization.data(withJSONObject: Self.json(reply.status), options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        } catch {
-            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
+    func execute() async throws {
+        var request = Hndd_ControlRequest()
+        request.status = Hndd_StatusRequest()
+        let reply = try ControlClient(endpoint: endpoint ?? location.endpoints.control).request(request, timeout: timeout)
+        let data = try JSONSerialization.data(withJSONObject: Self.json(reply.status), options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
     }
 
     /// Plain JSON numbers (protobuf's JSON mapping would quote 64-bit integers) and every field.

@@ -5,7 +5,7 @@ import HNDEngine
 import HNDWire
 
 /// `hndd subscribe --layer L`: a live view of one layer's dissection, or JSON Lines.
-struct Subscribe: ParsableCommand {
+struct Subscribe: HNDDCommand {
     static let configuration = CommandConfiguration(
         abstract: "Watch one layer's running dissection: a live terminal view, or JSON Lines with --json.")
 
@@ -18,18 +18,7 @@ struct Subscribe: ParsableCommand {
     @Flag(help: "Exit after the first snapshot.") var once = false
     @Option(help: "With --once: seconds to wait for a snapshot before failing.") var timeout: Double = 30
 
-    func run() throws {
-        do {
-            try watch()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            FileHandle.standardError.write(Data("hndd: error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-    }
-
-    func watch() throws {
+    func execute() async throws {
         let endpoints = location.endpoints
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, type: .sub)
@@ -69,9 +58,7 @@ struct Subscribe: ParsableCommand {
 struct SubscriberView {
     let json: Bool
     var shown: (run: String, step: Int64, seen: Int64, complete: Bool)?
-    /// The last complete pass of an earlier step, for "what changed".
-    var previousPass: (step: Int64, summary: SnapshotSummary)?
-    var currentPass: (step: Int64, summary: SnapshotSummary)?
+    var history = PassHistory()
 
     init(json: Bool) { self.json = json }
 
@@ -80,34 +67,15 @@ struct SubscriberView {
         if let shown, shown == key { return }
         shown = key
         let snapshot = LayerSnapshot(m)
-        let t = m.taxonomy
-        let summary = SnapshotSummary(snapshot, regions: t.regions, concepts: t.concepts, conceptType: t.conceptType, subgroups: t.subgroups)
-        if m.complete {
-            if let current = currentPass, current.step != m.step { previousPass = current }
-            currentPass = (m.step, summary)
-        }
-        let changes = previousPass.map { summary.changes(since: $0.summary) } ?? []
+        let summary = SnapshotSummary(snapshot, taxonomy: m.taxonomy)
+        let changes = history.record(step: m.step, complete: m.complete, summary: summary)
         if json {
-            print(jsonLine(m, summary, changes: changes))
+            print(SummaryJSON.line(snapshot, complete: m.complete, summary: summary, changes: changes,
+                                   duplicates: m.duplicatesReported.count))
         } else {
             print(screen(m, summary, changes: changes), terminator: "")
         }
         fflush(nil) // all output streams: the view is watched live
-    }
-
-    func jsonLine(_ m: Hndd_Snapshot, _ s: SnapshotSummary, changes: [String]) -> String {
-        func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
-        let object: [String: Any] = [
-            "layer": m.layer, "run": m.run, "step": m.step, "images_seen": m.imagesSeen, "images_total": m.imagesTotal,
-            "complete": m.complete, "time_unix": m.timeUnix, "units": s.units, "interpretable_units": s.interpretable,
-            "netdissect_units": s.netdissect, "localised_units": s.localised, "biased_units": s.biased,
-            "units_per_region": counts(s.unitsPerRegion), "units_per_concept": counts(s.conceptUnits),
-            "units_per_subgroup": counts(s.subgroupUnits), "netdissect_units_per_concept": counts(s.netdissectConceptUnits),
-            "duplicates_reported": m.duplicatesReported.count, "changes_since_previous_pass": changes,
-            "region": m.region, "netdissect_concept": m.netdissectConcept,
-        ]
-        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
     }
 
     func screen(_ m: Hndd_Snapshot, _ s: SnapshotSummary, changes: [String]) -> String {
@@ -127,7 +95,7 @@ struct SubscriberView {
         lines.append("biased per subgroup  " + s.subgroupUnits.filter { $0.units > 0 }.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
         if !m.duplicatesReported.isEmpty { lines.append("repeated image ids   \(m.duplicatesReported.count) (counted once)") }
         lines.append("")
-        if let previous = previousPass {
+        if let previous = history.previous(ofStep: m.step) {
             lines.append("since step \(previous.step):")
             lines += changes.map { "  " + $0 }
         } else {

@@ -68,9 +68,9 @@ extension PassBook {
         var b = book()
         try b.push(key, [0], units: 2, at: 0)
         #expect { try b.push(PassKey(run: "r", layer: "layer1", step: 11), [0], units: 3, at: 1) } throws: {
-            ($0 as? Rejection)?.reason == "unit_count_changed"
+            ($0 as? Rejection)?.reason == .unitCountChanged
         }
-        #expect { try b.push(key, [9], at: 1) } throws: { ($0 as? Rejection)?.reason == "image_id_out_of_range" }
+        #expect { try b.push(key, [9], at: 1) } throws: { ($0 as? Rejection)?.reason == .imageIDOutOfRange }
         #expect(b.open[key]!.accumulator.imagesSeen == 1)
     }
 

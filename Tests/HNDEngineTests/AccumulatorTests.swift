@@ -1,3 +1,4 @@
+import HNDTestSupport
 import Testing
 @testable import HNDEngine
 
@@ -130,16 +131,16 @@ struct RandomCase {
                 return nil
             } catch { return error }
         }
-        #expect(attempt([4], [Float](repeating: 1, count: 12), units: 3)?.reason == "unit_count_changed")
-        #expect(attempt([4], [Float](repeating: 1, count: 8), h: 1, w: 4)?.reason == "map_size_changed")
-        #expect(attempt([4], [Float](repeating: 1, count: 7))?.reason == "size_mismatch")
-        #expect(attempt([50], [Float](repeating: 1, count: 8))?.reason == "image_id_out_of_range")
-        #expect(attempt([-1], [Float](repeating: 1, count: 8))?.reason == "image_id_out_of_range")
+        #expect(attempt([4], [Float](repeating: 1, count: 12), units: 3) == .unitCountChanged(expected: 2, got: 3))
+        #expect(attempt([4], [Float](repeating: 1, count: 8), h: 1, w: 4) == .mapSizeChanged(expected: (2, 2), got: (1, 4)))
+        #expect(attempt([4], [Float](repeating: 1, count: 7)) == .valueCount(expected: 8, got: 7))
+        #expect(attempt([50], [Float](repeating: 1, count: 8)) == .imageIDOutOfRange(position: 0, id: 50, imageCount: 50))
+        #expect(attempt([-1], [Float](repeating: 1, count: 8)) == .imageIDOutOfRange(position: 0, id: -1, imageCount: 50))
         var nan = [Float](repeating: 1, count: 16); nan[13] = .nan
         let error = attempt([4, 5], nan)
         #expect(error == .nonFinite(imageID: 5, unit: 1, position: 1, value: .nan))
         var inf = [Float](repeating: 1, count: 8); inf[0] = -.infinity
-        #expect(attempt([4], inf)?.reason == "non_finite")
+        #expect(attempt([4], inf) == .nonFinite(imageID: 4, unit: 0, position: 0, value: -.infinity))
         let after = layer.snapshot()
         #expect(after.imagesSeen == 3 && before.threshold == after.threshold && before.globalProb == after.globalProb)
     }

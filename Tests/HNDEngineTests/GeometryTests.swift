@@ -1,4 +1,5 @@
 import CHNDKernels
+import HNDTestSupport
 import Testing
 @testable import HNDEngine
 

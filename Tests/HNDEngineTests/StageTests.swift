@@ -1,3 +1,4 @@
+import HNDTestSupport
 import Testing
 @testable import HNDEngine
 
@@ -150,18 +151,4 @@ func add(_ layer: inout LayerAccumulator, ids: [Int64], maps: [[Float]], units: 
         top.compact()
         #expect(top.largest(10) == Array(all.sorted(by: >).prefix(10)))
     }
-}
-
-/// Deterministic pseudo-random numbers for tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }

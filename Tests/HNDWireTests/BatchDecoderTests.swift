@@ -1,4 +1,5 @@
 import Foundation
+import HNDTestSupport
 import Testing
 @testable import HNDWire
 
@@ -92,7 +93,7 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
         let rejection = #expect(throws: BatchRejection.self) {
             try BatchDecoder().decode(ZMQMultipart(frames: kept, frameCount: 40), into: &output)
         }
-        #expect(rejection?.reason == "frame_count")
+        #expect(rejection?.reason == .frameCount)
         #expect(output == [42], "a rejected batch leaves the buffer alone")
     }
 
@@ -108,31 +109,31 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
         ]
         for bytes in cases {
             let result = decode(headerBytes: bytes, tensor: [UInt8](repeating: 0, count: validTensorBytes), values: &output)
-            #expect(rejection(result)?.reason == "malformed_header", "\(bytes)")
+            #expect(rejection(result)?.reason == .malformedHeader, "\(bytes)")
         }
         #expect(output == [42])
     }
 
     @Test func rejectsEachBadField() {
         var output: [Float] = [42]
-        let cases: [(Hndd_BatchHeader, Int, String)] = [
-            (header { $0.protocolVersion = 0 }, validTensorBytes, "bad_version"),
-            (header { $0.protocolVersion = 2 }, validTensorBytes, "bad_version"),
-            (header { $0.dtype = .unspecified }, validTensorBytes, "bad_dtype"),
-            (header { $0.dtype = .UNRECOGNIZED(9) }, validTensorBytes, "bad_dtype"),
-            (header { $0.run = "" }, validTensorBytes, "bad_name"),
-            (header { $0.layer = "" }, validTensorBytes, "bad_name"),
-            (header { $0.layer = "layer1\u{0}x" }, validTensorBytes, "bad_name"),
-            (header { $0.imageIds = [] }, 0, "bad_shape"),
-            (header { $0.units = 0 }, 0, "bad_shape"),
-            (header { $0.height = 0 }, 0, "bad_shape"),
-            (header { $0.width = 0 }, 0, "bad_shape"),
-            (header { $0.units = .max; $0.height = .max; $0.width = .max }, validTensorBytes, "bad_shape"),
-            (header(), validTensorBytes - 1, "size_mismatch"),
-            (header(), validTensorBytes + 1, "size_mismatch"),
-            (header(), 0, "size_mismatch"),
-            (header { $0.dtype = .float16 }, validTensorBytes, "size_mismatch"),
-            (header { $0.imageIds = [1, 2] }, validTensorBytes, "size_mismatch"),
+        let cases: [(Hndd_BatchHeader, Int, RejectionReason)] = [
+            (header { $0.protocolVersion = 0 }, validTensorBytes, .badVersion),
+            (header { $0.protocolVersion = 2 }, validTensorBytes, .badVersion),
+            (header { $0.dtype = .unspecified }, validTensorBytes, .badDType),
+            (header { $0.dtype = .UNRECOGNIZED(9) }, validTensorBytes, .badDType),
+            (header { $0.run = "" }, validTensorBytes, .badName),
+            (header { $0.layer = "" }, validTensorBytes, .badName),
+            (header { $0.layer = "layer1\u{0}x" }, validTensorBytes, .badName),
+            (header { $0.imageIds = [] }, 0, .badShape),
+            (header { $0.units = 0 }, 0, .badShape),
+            (header { $0.height = 0 }, 0, .badShape),
+            (header { $0.width = 0 }, 0, .badShape),
+            (header { $0.units = .max; $0.height = .max; $0.width = .max }, validTensorBytes, .badShape),
+            (header(), validTensorBytes - 1, .sizeMismatch),
+            (header(), validTensorBytes + 1, .sizeMismatch),
+            (header(), 0, .sizeMismatch),
+            (header { $0.dtype = .float16 }, validTensorBytes, .sizeMismatch),
+            (header { $0.imageIds = [1, 2] }, validTensorBytes, .sizeMismatch),
         ]
         for (header, tensorBytes, reason) in cases {
             let result = decode(header, tensorBytes: tensorBytes, values: &output)
@@ -141,7 +142,6 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
             #expect((rejection(result)?.description.count ?? 0) > 20)
         }
         #expect(output == [42])
-        #expect(Set(cases.map(\.2)).isSubset(of: BatchRejection.allReasons))
     }
 
     @Test func sizeMismatchSaysWhatWasExpected() {
@@ -163,14 +163,14 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
     /// Random bytes, truncations and bit flips must never crash the decoder; anything it accepts
     /// must be self-consistent.
     @Test func survivesFuzzing() throws {
-        var generator = SplitMix64(seed: 2024)
+        var generator = SplitMix(seed: 2024)
         let values = (0..<24).map { Float($0) }
         let seeds = try [Hndd_DType.float32, .float16, .bfloat16].map { dtype throws(WireError) in
             try BatchEncoder.encode(run: "run", layer: "layer1", step: 9, imageIDs: [4], units: 2, height: 3,
                                     width: 4, dtype: dtype, values: values)
         }
         var accepted = 0
-        var reasons: [String: Int] = [:]
+        var reasons: [RejectionReason: Int] = [:]
         var output: [Float] = []
         for iteration in 0..<30_000 {
             let seed = seeds[iteration % seeds.count]
@@ -202,7 +202,6 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
                 #expect(!batch.layer.isEmpty && !batch.run.isEmpty && batch.imageCount > 0)
             case let .failure(rejection):
                 reasons[rejection.reason, default: 0] += 1
-                #expect(BatchRejection.allReasons.contains(rejection.reason))
             }
         }
         // The fuzzer reached both outcomes and several distinct rejections.

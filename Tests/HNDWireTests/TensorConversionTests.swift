@@ -1,4 +1,5 @@
 import Foundation
+import HNDTestSupport
 import Testing
 @testable import HNDWire
 
@@ -128,7 +129,7 @@ private func decodeThroughBuffer(_ bits: [UInt16], dtype: Hndd_DType) -> [Float]
 
     #if !(os(macOS) && arch(x86_64))
     @Test func halfEncodingMatchesSwiftFloat16OnRandomFloats() {
-        var generator = SplitMix64(seed: 42)
+        var generator = SplitMix(seed: 42)
         for _ in 0..<200_000 {
             let value = Float(bitPattern: UInt32(truncatingIfNeeded: generator.next()))
             let native = Float16(value).bitPattern
@@ -143,7 +144,7 @@ private func decodeThroughBuffer(_ bits: [UInt16], dtype: Hndd_DType) -> [Float]
     #endif
 
     @Test func bfloat16EncodingRoundsToNearestEven() {
-        var generator = SplitMix64(seed: 7)
+        var generator = SplitMix(seed: 7)
         for _ in 0..<200_000 {
             let value = Float(bitPattern: UInt32(truncatingIfNeeded: generator.next()))
             let encoded = TensorConversion.bfloat16Bits(from: value)
@@ -205,18 +206,5 @@ private func decodeThroughBuffer(_ bits: [UInt16], dtype: Hndd_DType) -> [Float]
                 }
             }
         }
-    }
-}
-
-/// A small deterministic generator, so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,6 +1,6 @@
-"""Fixtures of the daemon tests (helpers in daemon_harness.py): the real `hndd serve` over ipc://
-in a fresh run directory, trainers (`python3 -m hndd_client push`) and subscribers. Every process a
-test starts is killed by its pid when the test ends, pass or fail."""
+"""Fixtures of the daemon tests (helpers in daemon_harness.py, the binary from Tests/hndd_testing.py):
+the real `hndd serve` over ipc:// in a fresh run directory, trainers (`python3 -m hndd_client push`)
+and subscribers. Every process a test starts is killed by its pid when the test ends, pass or fail."""
 
 from __future__ import annotations
 
@@ -13,22 +13,18 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 from daemon_harness import (  # noqa: E402
-    LAYER, Daemon, Dataset, ProcessRegistry, client_environment, find_binary, make_dataset, push_command,
+    LAYER, Daemon, Dataset, ProcessRegistry, client_environment, make_dataset, push_command,
 )
+from hndd_testing import hndd_binary  # noqa: E402,F401  (the shared fixture)
 
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Dataset:
     """The dictionary, activations and exact reference shared by every test (built once)."""
     return make_dataset(tmp_path_factory.mktemp("daemon-data"))
-
-
-@pytest.fixture(scope="session")
-def hndd_binary() -> Path:
-    return find_binary()
 
 
 @pytest.fixture

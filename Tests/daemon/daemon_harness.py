@@ -130,17 +130,6 @@ class ProcessRegistry:
                     stream.close()
 
 
-def find_binary() -> Path:
-    """$HNDD_BIN, else <repo>/.build/release/hndd; a missing binary fails the test (never skips)."""
-    configured = os.environ.get("HNDD_BIN")
-    binary = Path(configured) if configured else REPO_ROOT / ".build" / "release" / "hndd"
-    if not binary.is_file() or not os.access(binary, os.X_OK):
-        how = "set by HNDD_BIN" if configured else "the default; set HNDD_BIN to use another"
-        pytest.fail(f"hndd binary not found or not executable at {binary} ({how}). Build it with "
-                    f"`swift build -c release --product hndd` in {REPO_ROOT} first.", pytrace=False)
-    return binary
-
-
 def client_environment() -> dict[str, str]:
     """Environment for `python3 -m hndd_client` children: the repository's client first."""
     path = os.environ.get("PYTHONPATH", "")

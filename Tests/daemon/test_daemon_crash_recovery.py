@@ -1,7 +1,7 @@
 """Issue 3, Done when #3 and the SIGTERM fault: `kill -9` mid-pass leaves a snapshot file that h5py
 reads with every earlier complete snapshot, and a restart on the same run directory resumes the
 checkpointed pass to exact numbers; what was not checkpointed is pushed again (repeated ids count
-once). SIGTERM mid-stream exits 0 with a checkpoint the restart resumes."""
+once). SIGTERM or SIGINT mid-stream exits 0 with a checkpoint the restart resumes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 from hndd_client import Client
 
 from daemon_harness import (
@@ -105,7 +106,8 @@ def test_kill_9_before_a_checkpoint_then_push_the_whole_pass_again(dataset, run_
     check_earlier_pass(restarted, dataset, 1)
 
 
-def test_sigterm_mid_stream_exits_0_and_the_restart_resumes(dataset, run_dir, start_daemon, push):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_stream_exits_0_and_the_restart_resumes(signal_number, dataset, run_dir, start_daemon, push):
     options = ("--checkpoint-interval", "3600")
     daemon = start_daemon(run_dir, *options)
     step = 4
@@ -125,19 +127,20 @@ def test_sigterm_mid_stream_exits_0_and_the_restart_resumes(dataset, run_dir, st
                 entry = daemon.wait_pass(RUN, step, lambda p: p["images_seen"] >= dataset.n_images // 4,
                                          "a quarter of the pass")
                 seen_before_signal = entry["images_seen"]
-                daemon.process.send_signal(15)  # SIGTERM, while batches keep coming
+                daemon.process.send_signal(signal_number)  # while batches keep coming
             if seen_before_signal is not None and sent >= dataset.n_images * 3 // 4:
                 break
         exit_status = daemon.process.wait(timeout=60)
     finally:
         client.close(timeout=0)
-    assert exit_status == 0, f"hndd serve exited with {exit_status} on SIGTERM:\n{daemon.log()[-3000:]}"
+    name = signal.Signals(signal_number).name
+    assert exit_status == 0, f"hndd serve exited with {exit_status} on {name}:\n{daemon.log()[-3000:]}"
     assert "stopped" in daemon.log()
 
     restarted = start_daemon(run_dir, *options)
     logs = f"\nfirst daemon:\n{daemon.log()[-2000:]}\nrestarted:\n{restarted.log()[-2000:]}"
     resumed = find_pass(restarted.status(), RUN, step)
-    assert resumed is not None and resumed["open"], f"pass not resumed after SIGTERM: {restarted.status()}{logs}"
+    assert resumed is not None and resumed["open"], f"pass not resumed after {name}: {restarted.status()}{logs}"
     # Everything accepted before the signal was checkpointed on the way out; the pass was cut short.
     assert seen_before_signal <= resumed["images_seen"] < dataset.n_images, (seen_before_signal, resumed, logs)
     push(run_dir, dataset.activations, RUN, step, "--batch-size", "100")
@@ -146,8 +149,8 @@ def test_sigterm_mid_stream_exits_0_and_the_restart_resumes(dataset, run_dir, st
     assert entry["duplicates"] == resumed["images_seen"], (entry, resumed)
     row = complete_row(restarted.snapshot_file, RUN, step)
     failures = dataset.failures(row)
-    assert not failures, "pass straddling a SIGTERM vs reference:\n" + "\n".join(failures)
-    print(f"\nSIGTERM: {seen_before_signal} images seen at the signal, {resumed['images_seen']} resumed, "
+    assert not failures, f"pass straddling a {name} vs reference:\n" + "\n".join(failures)
+    print(f"\n{name}: {seen_before_signal} images seen at the signal, {resumed['images_seen']} resumed, "
           f"{sent} sent by the trainer")
 
 

@@ -69,6 +69,16 @@ def test_late_subscriber_gets_the_finished_pass_at_once(dataset, run_dir, start_
     assert line["region"] == row["region"].tolist()
     assert line["netdissect_concept"] == row["netdissect_concept"].tolist()
 
+    # `hndd summary --json` says the same of the row the daemon wrote, with the same keys: only
+    # the duplicates are unknown to the file.
+    summary = subprocess.run([str(hndd_binary), "summary", str(daemon.snapshot_file), "--json", "--run", RUN, "--step", "9"],
+                             capture_output=True, text=True, timeout=60)
+    assert summary.returncode == 0, summary.stderr
+    [written] = [json.loads(text) for text in summary.stdout.splitlines()]
+    assert set(written) == set(line)
+    assert written.pop("duplicates_reported") is None and line.pop("duplicates_reported") == 0
+    assert written == line
+
 
 def test_late_subscriber_mid_pass_gets_the_partial_state(dataset, run_dir, start_daemon, push, hndd_binary):
     daemon = start_daemon(run_dir)

@@ -113,7 +113,11 @@ def test_throughput_and_where_things_are_are_printed(demo):
     assert match, "the throughput line is missing"
     baseline, watched, loss = map(float, match.groups())
     assert baseline > 0 and watched > 0
-    assert abs(100 * (1 - watched / baseline) - loss) < 1.0  # rates are printed with 2 decimals
+    # Rates are printed with 2 decimals and the loss with 1: the loss must lie within what the
+    # rounded rates allow (at 0.5 steps/s, on a busy machine, that is more than a point).
+    lowest = 100 * (1 - (watched + 0.005) / (baseline - 0.005)) - 0.05
+    highest = 100 * (1 - (watched - 0.005) / (baseline + 0.005)) + 0.05
+    assert lowest <= loss <= highest, (baseline, watched, loss)
     assert "same weights after training: yes" in stdout, "a probe pass changed what the model learned"
     cpu = re.search(r"CPU time of the training process: ([\d.]+) s per step without watch, ([\d.]+) s with watch: "
                     r"(-?[\d.]+) % more; hndd serve used ([\d.]+) CPU s per pass", stdout)

@@ -12,29 +12,15 @@ from typing import Sequence
 import pytest
 
 REPORT_DIR = Path(__file__).resolve().parent
-for directory in (REPORT_DIR, REPORT_DIR.parent / "reference"):
+for directory in (REPORT_DIR, REPORT_DIR.parent / "reference", REPORT_DIR.parent):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
 import generate  # noqa: E402  (Tests/reference/generate.py: synthetic dictionary and activations)
+from hndd_testing import hndd_binary  # noqa: E402,F401  (the shared fixture)
 from report_helpers import REPO_ROOT, Page, TimelineCase, add_pixels, training_activations  # noqa: E402
 
 HNDD_TIMEOUT_SECONDS = float(os.environ.get("HNDD_TEST_TIMEOUT", "300"))
-
-
-# ---------------------------------------------------------------------------------------------
-# The binary
-
-
-@pytest.fixture(scope="session")
-def hndd_binary() -> Path:
-    """$HNDD_BIN, else <repo>/.build/release/hndd. Missing -> the test fails."""
-    configured = os.environ.get("HNDD_BIN")
-    binary = Path(configured) if configured else REPO_ROOT / ".build" / "release" / "hndd"
-    if not binary.is_file() or not os.access(binary, os.X_OK):
-        pytest.fail(f"hndd binary not found at {binary}; build it (swift build -c release) or set HNDD_BIN",
-                    pytrace=False)
-    return binary
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
     python3 -m hndd_client.demo train --trainset T.h5 --dictionary D.h5 --run-dir DIR --run NAME
         [--epochs E] [--every N] [--layers L ...] [--size PX] [--batch-size B] [--seed S] [--summary F]
     python3 -m hndd_client.demo throughput --trainset T.h5 --dictionary D.h5 --run-dir DIR [--rounds K] ...
-    python3 -m hndd_client.demo table --snapshots S.h5 [--layers L ...] [--markdown OUT.md]
+    python3 -m hndd_client.demo table --snapshots S.h5 [--layers L ...] [--markdown OUT.md] [--hndd PATH]
 
 ``train`` trains a torchvision ResNet-18 (no pretrained weights) on a synthetic training set
 (``python3 -m hndd_client synth-trainset``) on the CPU, with ``hndd_client.torch.watch`` sending a
@@ -13,10 +13,11 @@ probe pass of the dictionary every N steps (and one before the first step) to ``
 one watched and one not, train in alternating stretches of N steps (so both see the same load on
 a shared machine), and it prints the steps per second of each.
 
-``table`` reads the snapshot file and prints the finding of the paper's §5 as measured: units
-paired with eyeglasses (and units localised in the eye region) at P = 50 against P = 100 per
-layer over training steps, and units biased toward grayscale per layer at each P. Run names
-follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as ``tools/demo`` names them.
+``table`` takes the snapshot file's counts from ``hndd summary --json`` and prints the finding of
+the paper's §5 as measured: units paired with eyeglasses (and units localised in the eye region)
+at P = 50 against P = 100 per layer over training steps, and units biased toward grayscale per
+layer at each P. Run names follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as
+``tools/demo`` names them.
 """
 from __future__ import annotations
 
@@ -355,53 +356,49 @@ def wait_until_idle(hndd: str, run_dir: str, run: str, timeout: float = 120.0) -
 
 @dataclass
 class LayerSeries:
-    """Complete passes of one (run, layer), by step."""
+    """Complete passes of one (run, layer), by step, with the counts `hndd summary` gives."""
 
     steps: np.ndarray
-    paired_with: Dict[str, np.ndarray]  # local concept -> units paired, per step
+    paired_with: Dict[str, np.ndarray]  # local concept -> units paired, per step (absent: none paired)
     in_region: Dict[str, np.ndarray]  # region -> units localised there, per step
     biased_toward: Dict[str, np.ndarray]  # global subgroup -> units biased, per step
     interpretable: np.ndarray
     units: int
 
 
-def _strings(dataset) -> List[str]:
-    return [value.decode() if isinstance(value, bytes) else str(value) for value in dataset[()]]
-
-
-def read_series(path: str) -> Dict[str, Dict[str, LayerSeries]]:
-    """run -> layer -> LayerSeries of the complete passes in a snapshot file (SPEC §4); a step
-    written twice keeps its last row."""
+def summary_rows(hndd: str, path: str) -> List[dict]:
+    """Every row of a snapshot file as `hndd summary --json` counts it (JSON Lines)."""
     if not os.path.isfile(path):
         raise DemoError(f"snapshot file {path!r} does not exist")
+    try:
+        result = subprocess.run([hndd, "summary", path, "--json"], capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+        raise DemoError(f"cannot run {hndd!r} (give --hndd PATH or set HNDD_BIN)") from None
+    if result.returncode != 0:
+        raise DemoError(f"hndd summary {path} failed: {result.stderr.strip()}")
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def read_series(path: str, hndd: str) -> Dict[str, Dict[str, LayerSeries]]:
+    """run -> layer -> LayerSeries of the complete passes in a snapshot file; a step written twice
+    keeps its last row. The counts are hndd's own (`hndd summary --json`), not recomputed here."""
+    latest: Dict[tuple, Dict[int, dict]] = {}
+    for row in summary_rows(hndd, path):
+        if row["complete"]:
+            latest.setdefault((row["run"], row["layer"]), {})[int(row["step"])] = row
     series: Dict[str, Dict[str, LayerSeries]] = {}
-    with h5py.File(path, "r") as file:
-        if file.attrs.get("format") != "hndd-snapshots":
-            raise DemoError(f"{path} is not an hndd snapshot file (attribute format = {file.attrs.get('format')!r})")
-        concepts, regions = _strings(file["local/concepts"]), _strings(file["local/regions"])
-        subgroups = _strings(file["global/subgroups"])
-        for layer, group in file.get("layers", {}).items():
-            runs = np.array(_strings(group["run"]))
-            complete = group["complete"][()].astype(bool)
-            steps = group["step"][()]
-            for run in sorted(set(runs.tolist())):
-                rows_by_step = {}
-                for row in np.flatnonzero((runs == run) & complete):
-                    rows_by_step[int(steps[row])] = row
-                if not rows_by_step:
-                    continue
-                order = sorted(rows_by_step)
-                rows = np.array([rows_by_step[s] for s in order])
-                paired = group["local_paired"][rows.min():rows.max() + 1][rows - rows.min()].astype(bool)
-                region = group["region"][rows.min():rows.max() + 1][rows - rows.min()]
-                biased = group["global_biased"][rows.min():rows.max() + 1][rows - rows.min()].astype(bool)
-                series.setdefault(run, {})[layer] = LayerSeries(
-                    steps=np.array(order),
-                    paired_with={c: paired[:, :, k].sum(axis=1) for k, c in enumerate(concepts)},
-                    in_region={r: (region == k).sum(axis=1) for k, r in enumerate(regions)},
-                    biased_toward={g: biased[:, :, k].sum(axis=1) for k, g in enumerate(subgroups)},
-                    interpretable=(paired.any(axis=2) | biased.any(axis=2)).sum(axis=1),
-                    units=int(group.attrs.get("units", paired.shape[1])))
+    for (run, layer), by_step in sorted(latest.items()):
+        rows = [by_step[step] for step in sorted(by_step)]
+
+        def per_step(key: str) -> Dict[str, np.ndarray]:
+            names = sorted({name for row in rows for name in row[key]})
+            return {name: np.array([row[key].get(name, 0) for row in rows]) for name in names}
+
+        series.setdefault(run, {})[layer] = LayerSeries(
+            steps=np.array(sorted(by_step)),
+            paired_with=per_step("units_per_concept"),
+            in_region=per_step("units_per_region"), biased_toward=per_step("units_per_subgroup"),
+            interpretable=np.array([row["interpretable_units"] for row in rows]), units=int(rows[0]["units"]))
     return series
 
 
@@ -429,7 +426,7 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
                      "region, per layer and training step")
         lines.append("")
         lines.extend(_table(series, glasses, layers,
-                            lambda s: (s.paired_with.get("eyeglasses"), s.in_region.get("eye")), "{}/{}"))
+                            lambda s: (s.paired_with.get("eyeglasses", 0 * s.steps), s.in_region.get("eye")), "{}/{}"))
         lines.append("")
     gray = experiments(series, "grayscale")
     if gray:
@@ -473,7 +470,7 @@ def _table(series, runs, layers, pick, cell_format) -> List[str]:
 
 
 def command_table(options) -> int:
-    series = read_series(options.snapshots)
+    series = read_series(options.snapshots, options.hndd)
     layers = options.layers or sorted({layer for run in series.values() for layer in run})
     text = "\n".join(finding_tables(series, layers))
     print(text, flush=True)
@@ -521,6 +518,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table.add_argument("--snapshots", required=True)
     table.add_argument("--layers", nargs="+")
     table.add_argument("--markdown", help="also write the tables to this Markdown file")
+    table.add_argument("--hndd", default=os.environ.get("HNDD_BIN", "hndd"), help="the hndd binary (for its summary)")
     options = parser.parse_args(argv)
     try:
         if getattr(options, "run", "") is None:

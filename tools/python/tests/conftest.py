@@ -1,14 +1,17 @@
-"""Shared pytest setup for tools/python: import the package from the source tree, register markers."""
-import tempfile
-import os
+"""Shared pytest setup for tools/python: import the package from the source tree, register
+markers; the hndd binary from Tests/hndd_testing.py."""
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
-if str(PYTHON_DIR) not in sys.path:  # tests run without `pip install -e tools/python` too
-    sys.path.insert(0, str(PYTHON_DIR))
+for directory in (PYTHON_DIR, PYTHON_DIR.parents[1] / "Tests"):
+    if str(directory) not in sys.path:  # tests run without `pip install -e tools/python` too
+        sys.path.insert(0, str(directory))
+
+from hndd_testing import hndd_binary  # noqa: E402,F401  (the shared fixture)
 
 
 def pytest_configure(config):
@@ -16,15 +19,6 @@ def pytest_configure(config):
         "markers",
         "learnable: trains a small CNN on synthetic faces (needs torch, ~1-2 min); "
         "select with -m learnable, skip with -m 'not learnable'")
-
-
-@pytest.fixture(scope="session")
-def hndd_binary():
-    """The hndd executable ($HNDD_BIN, else <repo>/.build/release/hndd); skips the test when not built."""
-    path = Path(os.environ.get("HNDD_BIN") or PYTHON_DIR.parent.parent / ".build" / "release" / "hndd")
-    if not path.is_file():
-        pytest.skip(f"hndd is not built at {path} (swift build -c release, or set HNDD_BIN)")
-    return path
 
 
 @pytest.fixture

@@ -375,14 +375,6 @@ def test_a_queue_smaller_than_a_pass_drops_batches_and_warns(dictionary, run_dir
 
 # -- the real daemon ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def hndd_binary():
-    binary = os.environ.get("HNDD_BIN") or os.path.join(REPO, ".build", "release", "hndd")
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"hndd binary not found at {binary}: build it (swift build -c release) or set HNDD_BIN")
-    return binary
-
-
 def complete_passes(hndd_binary, run_dir, run):
     status = subprocess.run([hndd_binary, "status", "--run-dir", run_dir], capture_output=True, text=True)
     if status.returncode != 0:

@@ -1,0 +1,44 @@
+import HNDEngine
+
+/// Settings of `hndd serve` (SPEC §5). The command line takes its defaults from `Defaults`.
+public struct DaemonConfiguration: Sendable {
+    public enum Defaults {
+        /// Seconds between partial snapshots of an open pass (`SnapshotSchedule` spaces them further).
+        public static let snapshotInterval = 1.0
+        /// Seconds between checkpoints of the open passes.
+        public static let checkpointInterval = 30.0
+        /// Seconds without a batch after which a pass is written incomplete.
+        public static let passTimeout = 600.0
+        /// Largest ingest message accepted (ZMQ_MAXMSGSIZE), MiB.
+        public static let maxMessageMB = 512.0
+        /// Received batches held for the engine, MiB. Small on purpose: trainers queue on their
+        /// side (the client), and every batch waiting here delays the complete snapshot — 64 MiB
+        /// is two to three paper-scale batches.
+        public static let queueBudgetMB = 64.0
+    }
+
+    public var dictionaryPath: String
+    public var runDirectory: RunDirectory
+    public var snapshotPath: String
+    public var ingest: String?
+    public var publish: String?
+    public var control: String?
+    public var snapshotInterval = Defaults.snapshotInterval
+    public var checkpointInterval = Defaults.checkpointInterval
+    public var passTimeout = Defaults.passTimeout
+    public var maxMessageMB = Defaults.maxMessageMB
+    /// Past this many bytes of waiting batches the daemon stops reading, and ZeroMQ's high-water
+    /// marks push back on the trainers.
+    public var queueBudgetMB = Defaults.queueBudgetMB
+    public var options = DissectionOptions()
+
+    public init(dictionaryPath: String, runDirectory: RunDirectory, snapshotPath: String? = nil) {
+        self.dictionaryPath = dictionaryPath
+        self.runDirectory = runDirectory
+        self.snapshotPath = snapshotPath ?? runDirectory.defaultSnapshotFile
+    }
+
+    /// A pass is also written incomplete once a newer step of its run and layer has been
+    /// receiving for this long: the trainer has moved on.
+    var supersededAfter: Double { min(passTimeout, max(10, 5 * snapshotInterval)) }
+}

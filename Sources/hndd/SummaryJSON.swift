@@ -1,0 +1,26 @@
+import Foundation
+import HNDEngine
+
+/// One snapshot's counts as one line of JSON: what `subscribe --json` prints per published
+/// snapshot and `summary --json` per row of a snapshot file, with the same keys.
+enum SummaryJSON {
+    /// `duplicates` is nil where it is unknown (a snapshot file does not record it): JSON null.
+    static func line(_ s: LayerSnapshot, complete: Bool, summary: SnapshotSummary, changes: [String], duplicates: Int?) -> String {
+        func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
+        let object: [String: Any] = [
+            "layer": s.layer, "run": s.run, "step": s.step, "images_seen": s.imagesSeen, "images_total": s.imagesTotal,
+            "complete": complete, "time_unix": s.timeUnix, "units": summary.units, "interpretable_units": summary.interpretable,
+            "netdissect_units": summary.netdissect, "localised_units": summary.localised, "biased_units": summary.biased,
+            "paired_units": summary.paired,
+            "coverage": ["paired_and_biased": summary.coverage.pairedAndBiased, "paired_only": summary.coverage.pairedOnly,
+                         "biased_only": summary.coverage.biasedOnly],
+            "units_per_region": counts(summary.unitsPerRegion), "units_per_concept": counts(summary.conceptUnits),
+            "units_per_subgroup": counts(summary.subgroupUnits), "units_per_category": counts(summary.categoryUnits),
+            "units_per_type": counts(summary.typeUnits), "netdissect_units_per_concept": counts(summary.netdissectConceptUnits),
+            "duplicates_reported": duplicates.map { $0 as Any } ?? NSNull(), "changes_since_previous_pass": changes,
+            "region": s.region, "netdissect_concept": s.netdissectConcept,
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
