@@ -1,60 +1,63 @@
 import CHNDKernels
 import Dispatch
 
-/// Every present concept's mask (SPEC §1) as one run of columns per grid row, for every image,
-/// computed once from the dictionary. Stage II intersects a map's runs of pixels above the
-/// threshold with these runs, so no S×S grid is ever painted.
+/// Every present concept's mask (SPEC §1) as *pieces* of at most one run of columns per grid row,
+/// for every image, computed once from the dictionary. Stage II intersects a map's runs of pixels
+/// above the threshold with these runs, so no S×S grid is ever painted.
 ///
-/// About 4 bytes per masked row: 30 MB for the paper's 24,632 local images.
+/// An ellipse is one piece. A raster of any shape (two ellipses, a ring, several runs a row) is
+/// split into pieces by `MaskPieces`: piece k holds one run of each row, and the pieces of a mask
+/// are disjoint, so |M ∩ L_c| and |L_c| are the sums over the concept's pieces — which is what
+/// Stage II adds up per concept.
+///
+/// About 4 bytes per masked row of a piece: 30 MB for the paper's 24,632 local images.
 public struct ConceptSpans: Sendable {
-    /// One present concept's mask on one image: rows `firstRow ..< firstRow + rowCount`, whose
-    /// runs start at `runStart`, within the columns `columnLo ..< columnHi`. (The C kernel's
+    /// One piece of a present concept's mask on one image: rows `firstRow ..< firstRow + rowCount`,
+    /// whose runs start at `runStart`, within the columns `columnLo ..< columnHi`. (The C kernel's
     /// struct, so that the kernel reads the masks where they are.)
     public typealias Mask = hndd_mask
 
-    /// Masks of image n: `masks[maskStart[n] ..< maskStart[n + 1]]`.
+    /// Pieces of image n: `masks[maskStart[n] ..< maskStart[n + 1]]`, by concept.
     public let maskStart: [Int]
     public let masks: [Mask]
-    /// Half-open column runs [lo, hi) per masked row; lo == hi for a row the mask skips.
+    /// Half-open column runs [lo, hi) per row of a piece; lo == hi for a row the piece skips.
     public let runLo: [UInt16]
     public let runHi: [UInt16]
+    /// The most pieces any image has (scratch sizes).
+    public let maxMasksPerImage: Int
 
     public init(_ dictionary: FaceDictionary) {
         let n = dictionary.imageCount, l = dictionary.conceptCount
         precondition(dictionary.maskSize <= Int(UInt16.max), "mask size \(dictionary.maskSize) is too large")
-        // Images are independent: rasterise slices in parallel, then concatenate.
+        // Images are independent: decompose slices in parallel, then concatenate.
         let slices = max(1, min(n, 64))
         var parts = [(masks: [Mask], lo: [UInt16], hi: [UInt16], counts: [Int])](repeating: ([], [], [], []), count: slices)
         parts.withUnsafeMutableBufferPointer { parts in
             let out = UnsafeSendable(parts.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: slices) { slice in
                 var masks: [Mask] = [], lo: [UInt16] = [], hi: [UInt16] = [], counts: [Int] = []
+                var pieces = MaskPieces()
                 for image in (slice * n / slices)..<((slice + 1) * n / slices) {
                     let before = masks.count
-                    for c in 0..<l {
-                        guard let mask = dictionary.mask(image: image, concept: c), let rows = mask.candidateRows else { continue }
-                        var first = -1, last = -1
-                        var rowRuns: [(Int, Int)] = []
-                        for row in rows {
-                            if let span = mask.span(row: row) {
-                                if first < 0 { first = row }
-                                last = row
-                                rowRuns.append((span.lowerBound, span.upperBound + 1))
-                            } else {
-                                rowRuns.append((0, 0))
+                    for c in 0..<l where dictionary.localLabel(image: image, concept: c) == 1 {
+                        pieces.split(dictionary.maskRuns(image: image, concept: c))
+                        for piece in pieces.runs.prefix(pieces.count) {
+                            let first = Int(piece[0].row), last = Int(piece[piece.count - 1].row)
+                            let start = lo.count
+                            var columnLo = Int.max, columnHi = 0, next = 0
+                            for row in first...last {
+                                if Int(piece[next].row) == row {
+                                    let run = piece[next]
+                                    next += 1
+                                    lo.append(run.lo); hi.append(run.hi)
+                                    columnLo = min(columnLo, Int(run.lo)); columnHi = max(columnHi, Int(run.hi))
+                                } else {
+                                    lo.append(0); hi.append(0)
+                                }
                             }
+                            masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1),
+                                              columnLo: Int32(columnLo), columnHi: Int32(columnHi), reserved: 0, runStart: Int64(start)))
                         }
-                        guard first >= 0 else { continue }
-                        let start = lo.count
-                        var columnLo = Int.max, columnHi = 0
-                        for (i, row) in rows.enumerated() where row >= first && row <= last {
-                            lo.append(UInt16(rowRuns[i].0)); hi.append(UInt16(rowRuns[i].1))
-                            if rowRuns[i].1 > rowRuns[i].0 {
-                                columnLo = min(columnLo, rowRuns[i].0); columnHi = max(columnHi, rowRuns[i].1)
-                            }
-                        }
-                        masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1),
-                                          columnLo: Int32(columnLo), columnHi: Int32(columnHi), reserved: 0, runStart: Int64(start)))
                     }
                     counts.append(masks.count - before)
                 }
@@ -76,15 +79,53 @@ public struct ConceptSpans: Sendable {
         self.masks = masks
         self.runLo = runLo
         self.runHi = runHi
+        maxMasksPerImage = zip(maskStart.dropFirst(), maskStart).map { $0 - $1 }.max() ?? 0
     }
 
-    /// The masks of image `n`.
+    /// The pieces of image `n`.
     @inlinable public func masks(ofImage n: Int) -> ArraySlice<Mask> { masks[maskStart[n]..<maskStart[n + 1]] }
 
-    /// Number of pixels in a mask.
+    /// Number of pixels in a piece.
     public func area(of mask: Mask) -> Int {
         var total = 0
         for r in Int(mask.runStart)..<(Int(mask.runStart) + Int(mask.rowCount)) { total += Int(runHi[r]) - Int(runLo[r]) }
         return total
+    }
+}
+
+/// Splits one mask's runs into pieces holding at most one run per row. A run joins the piece of
+/// a run in the row above that it touches (8-connected), when that piece has no run in its row
+/// yet, else the lowest piece free in its row: a two-ellipse mask becomes its two ellipses, whose
+/// column ranges stay tight, and a mask never has more pieces than its busiest row has runs.
+struct MaskPieces {
+    /// Per piece: its runs, by row.
+    private(set) var runs: [[MaskRasters.Run]] = []
+    private(set) var count = 0
+    /// Per piece, the last row it has a run in.
+    private var lastRow: [Int] = []
+
+    /// Splits `maskRuns` (by row, then column), replacing the previous mask's pieces.
+    mutating func split(_ maskRuns: [MaskRasters.Run]) {
+        for k in 0..<count { runs[k].removeAll(keepingCapacity: true) }
+        count = 0
+        var above: [(run: MaskRasters.Run, piece: Int)] = [], current: [(run: MaskRasters.Run, piece: Int)] = []
+        var row = -1
+        for run in maskRuns {
+            if Int(run.row) != row {
+                above = Int(run.row) == row + 1 ? current : []
+                current.removeAll(keepingCapacity: true)
+                row = Int(run.row)
+            }
+            func isFree(_ k: Int) -> Bool { k >= count || lastRow[k] != row }
+            var piece = above.first { $0.run.lo <= run.hi && $0.run.hi >= run.lo && isFree($0.piece) }?.piece ?? 0
+            while !isFree(piece) { piece += 1 }
+            if piece == count {
+                if runs.count == count { runs.append([]); lastRow.append(-1) }
+                count += 1
+            }
+            runs[piece].append(run)
+            lastRow[piece] = row
+            current.append((run, piece))
+        }
     }
 }

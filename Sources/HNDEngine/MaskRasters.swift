@@ -1,0 +1,141 @@
+/// The raster masks of a version-2 dictionary (SPEC §1 `/images/masks`): every (image, concept)
+/// mask as its runs of set pixels, row by row. Runs rather than bits: the paper's dictionary holds
+/// 1.5 GB of packed bits at S = 112, and a few tens of MB of runs.
+public struct MaskRasters: Sendable, Equatable {
+    /// Columns `lo ..< hi` of grid row `row` are set.
+    public struct Run: Sendable, Equatable, Hashable {
+        public var row: UInt16, lo: UInt16, hi: UInt16
+        public init(row: Int, lo: Int, hi: Int) {
+            self.row = UInt16(row); self.lo = UInt16(lo); self.hi = UInt16(hi)
+        }
+    }
+
+    /// S: masks are S×S.
+    public let size: Int
+    public let conceptCount: Int
+    /// Mask (n, c) is `runs[maskStart[n·L + c] ..< maskStart[n·L + c + 1]]`, by row, then column.
+    public private(set) var maskStart: [Int] = [0]
+    public private(set) var runs: [Run] = []
+
+    /// Bytes of one packed row: ⌈S/8⌉.
+    public var bytesPerRow: Int { (size + 7) / 8 }
+    public var imageCount: Int { (maskStart.count - 1) / max(conceptCount, 1) }
+
+    /// No images yet; append them in order.
+    public init(size: Int, conceptCount: Int) {
+        precondition(size > 0 && size <= Int(UInt16.max) && conceptCount > 0)
+        self.size = size
+        self.conceptCount = conceptCount
+    }
+
+    /// The runs of concept `c`'s mask on image `n`.
+    @inlinable public func runs(image n: Int, concept c: Int) -> ArraySlice<Run> {
+        let m = n * conceptCount + c
+        return runs[maskStart[m]..<maskStart[m + 1]]
+    }
+
+    /// Number of set pixels of mask (n, c).
+    public func area(image n: Int, concept c: Int) -> Int {
+        runs(image: n, concept: c).reduce(0) { $0 + Int($1.hi) - Int($1.lo) }
+    }
+
+    /// Appends the next mask (image by image, concept by concept), given as its runs in order.
+    public mutating func appendMask<S: Sequence>(_ maskRuns: S) where S.Element == Run {
+        runs.append(contentsOf: maskRuns)
+        maskStart.append(runs.count)
+    }
+
+    /// Appends the masks of the images of `other` after those already here.
+    public mutating func append(_ other: MaskRasters) {
+        precondition(other.size == size && other.conceptCount == conceptCount)
+        let offset = runs.count
+        runs += other.runs
+        maskStart += other.maskStart.dropFirst().map { $0 + offset }
+    }
+
+    /// Appends one packed mask (S rows of ⌈S/8⌉ bytes, SPEC §1's bit order: pixel j is bit
+    /// 7 − (j mod 8) of byte ⌊j/8⌋). Returns false, appending nothing, when a padding bit (a
+    /// column ≥ S) is set.
+    public mutating func appendPacked(_ mask: UnsafePointer<UInt8>) -> Bool {
+        let rowBytes = bytesPerRow, padding = rowBytes * 8 - size
+        let before = runs.count
+        // Most masks are empty: test whole words first.
+        if Self.isZero(mask, count: size * rowBytes) {
+            maskStart.append(runs.count)
+            return true
+        }
+        for row in 0..<size {
+            let bytes = mask + row * rowBytes
+            if padding > 0, bytes[rowBytes - 1] & UInt8((1 << padding) - 1) != 0 {
+                runs.removeSubrange(before...)
+                return false
+            }
+            Self.appendRuns(ofPackedRow: bytes, bytes: rowBytes, row: row, into: &runs)
+        }
+        maskStart.append(runs.count)
+        return true
+    }
+
+    /// Whether `count` bytes are all zero.
+    static func isZero(_ bytes: UnsafePointer<UInt8>, count: Int) -> Bool {
+        var i = 0, any: UInt64 = 0
+        let raw = UnsafeRawPointer(bytes)
+        while i + 8 <= count {
+            any |= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < count { any |= UInt64(bytes[i]); i += 1 }
+        return any == 0
+    }
+
+    /// The runs of one packed row (padding bits known to be clear).
+    static func appendRuns(ofPackedRow bytes: UnsafePointer<UInt8>, bytes count: Int, row: Int, into runs: inout [Run]) {
+        var start = -1
+        for b in 0..<count {
+            let byte = bytes[b]
+            // Whole bytes of 0 or 1 bits: nothing starts or ends inside them.
+            if byte == 0 {
+                if start >= 0 { runs.append(Run(row: row, lo: start, hi: b * 8)); start = -1 }
+                continue
+            }
+            if byte == 0xFF {
+                if start < 0 { start = b * 8 }
+                continue
+            }
+            for bit in 0..<8 {
+                let set = byte & (0x80 >> UInt8(bit)) != 0, col = b * 8 + bit
+                if set, start < 0 { start = col }
+                if !set, start >= 0 { runs.append(Run(row: row, lo: start, hi: col)); start = -1 }
+            }
+        }
+        if start >= 0 { runs.append(Run(row: row, lo: start, hi: count * 8)) }
+    }
+
+    /// Mask (n, c) as a dense S×S bitmap, row-major (the report's outlines, tests).
+    public func bitmap(image n: Int, concept c: Int) -> [Bool] {
+        var pixels = [Bool](repeating: false, count: size * size)
+        for run in runs(image: n, concept: c) {
+            for col in Int(run.lo)..<Int(run.hi) { pixels[Int(run.row) * size + col] = true }
+        }
+        return pixels
+    }
+
+    /// Masks built from dense bitmaps ([N, L, S, S] row-major), for tests and in-memory dictionaries.
+    public init(size: Int, conceptCount: Int, bitmaps: [Bool]) {
+        self.init(size: size, conceptCount: conceptCount)
+        precondition(bitmaps.count % (size * size * conceptCount) == 0)
+        for mask in 0..<(bitmaps.count / (size * size)) {
+            var maskRuns: [Run] = []
+            for row in 0..<size {
+                var col = 0
+                while col < size {
+                    guard bitmaps[(mask * size + row) * size + col] else { col += 1; continue }
+                    let lo = col
+                    while col < size, bitmaps[(mask * size + row) * size + col] { col += 1 }
+                    maskRuns.append(Run(row: row, lo: lo, hi: col))
+                }
+            }
+            appendMask(maskRuns)
+        }
+    }
+}
