@@ -50,7 +50,8 @@ public struct DictionaryReport: Sendable {
             }
         }
         lines.append("")
-        lines.append("present concepts with empty masks: \(empties.count) (image, concept) pairs" + (empties.isEmpty ? "" : ", the first \(min(empties.count, Self.listedEmptyMasks)):"))
+        let listed = empties.count > Self.listedEmptyMasks ? ", the first \(Self.listedEmptyMasks):" : (empties.isEmpty ? "" : ":")
+        lines.append("present concepts with empty masks: \(empties.count) (image, concept) pairs" + listed)
         for pair in empties.prefix(Self.listedEmptyMasks) {
             lines.append("  \(d.imageName(pair.image)): \(d.concepts[pair.concept])")
         }
