@@ -97,9 +97,17 @@ extension FaceDictionary {
     /// when the concept is not present.
     public func maskRuns(image n: Int, concept c: Int) -> [MaskRasters.Run] {
         if let rasters { return Array(rasters.runs(image: n, concept: c)) }
-        guard let mask = ellipseMask(image: n, concept: c), let rows = mask.candidateRows else { return [] }
-        return rows.compactMap { row in
-            mask.span(row: row).map { MaskRasters.Run(row: row, lo: $0.lowerBound, hi: $0.upperBound + 1) }
+        var runs: [MaskRasters.Run] = []
+        ellipseRuns(image: n, concept: c, into: &runs)
+        return runs
+    }
+
+    /// The ellipse's mask of concept `c` on image `n` as its runs (one per row), into `runs`.
+    func ellipseRuns(image n: Int, concept c: Int, into runs: inout [MaskRasters.Run]) {
+        runs.removeAll(keepingCapacity: true)
+        guard let mask = ellipseMask(image: n, concept: c), let rows = mask.candidateRows else { return }
+        for row in rows {
+            if let span = mask.span(row: row) { runs.append(MaskRasters.Run(row: row, lo: span.lowerBound, hi: span.upperBound + 1)) }
         }
     }
 }

@@ -36,15 +36,21 @@ public struct ConceptSpans: Sendable {
             let out = UnsafeSendable(parts.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: slices) { slice in
                 var masks: [Mask] = [], lo: [UInt16] = [], hi: [UInt16] = [], counts: [Int] = []
-                var pieces = MaskPieces()
+                var pieces = MaskPieces(), ellipseRuns: [MaskRasters.Run] = []
                 for image in (slice * n / slices)..<((slice + 1) * n / slices) {
                     let before = masks.count
                     for c in 0..<l where dictionary.localLabel(image: image, concept: c) == 1 {
-                        pieces.split(dictionary.maskRuns(image: image, concept: c))
-                        for piece in pieces.runs.prefix(pieces.count) {
-                            let first = Int(piece[0].row), last = Int(piece[piece.count - 1].row)
+                        if let rasters = dictionary.rasters {
+                            pieces.split(rasters.runs(image: image, concept: c))
+                        } else {
+                            dictionary.ellipseRuns(image: image, concept: c, into: &ellipseRuns)
+                            pieces.split(ellipseRuns[...])
+                        }
+                        for k in 0..<pieces.count {
+                            let piece = pieces.piece(k)
+                            let first = Int(piece.first!.row), last = Int(piece.last!.row)
                             let start = lo.count
-                            var columnLo = Int.max, columnHi = 0, next = 0
+                            var columnLo = Int.max, columnHi = 0, next = piece.startIndex
                             for row in first...last {
                                 if Int(piece[next].row) == row {
                                     let run = piece[next]
@@ -97,35 +103,69 @@ public struct ConceptSpans: Sendable {
 /// a run in the row above that it touches (8-connected), when that piece has no run in its row
 /// yet, else the lowest piece free in its row: a two-ellipse mask becomes its two ellipses, whose
 /// column ranges stay tight, and a mask never has more pieces than its busiest row has runs.
+/// Reused from mask to mask, so that its arrays are allocated once.
 struct MaskPieces {
-    /// Per piece: its runs, by row.
-    private(set) var runs: [[MaskRasters.Run]] = []
-    private(set) var count = 0
-    /// Per piece, the last row it has a run in.
+    /// The runs grouped by piece, each piece's by row: piece k is `runs[start[k] ..< start[k + 1]]`.
+    private(set) var runs: [MaskRasters.Run] = []
+    private(set) var start: [Int] = [0]
+    var count: Int { start.count - 1 }
+    /// The piece of each of the mask's runs, and the last row each piece has a run in.
+    private var pieceOfRun: [Int] = []
     private var lastRow: [Int] = []
 
+    /// The runs of piece `k`.
+    func piece(_ k: Int) -> ArraySlice<MaskRasters.Run> { runs[start[k]..<start[k + 1]] }
+
     /// Splits `maskRuns` (by row, then column), replacing the previous mask's pieces.
-    mutating func split(_ maskRuns: [MaskRasters.Run]) {
-        for k in 0..<count { runs[k].removeAll(keepingCapacity: true) }
-        count = 0
-        var above: [(run: MaskRasters.Run, piece: Int)] = [], current: [(run: MaskRasters.Run, piece: Int)] = []
-        var row = -1
-        for run in maskRuns {
+    mutating func split(_ maskRuns: ArraySlice<MaskRasters.Run>) {
+        runs.removeAll(keepingCapacity: true)
+        start.removeAll(keepingCapacity: true)
+        start.append(0)
+        guard !maskRuns.isEmpty else { return }
+        // One run per row (every ellipse): a single piece.
+        if zip(maskRuns, maskRuns.dropFirst()).allSatisfy({ $0.row < $1.row }) {
+            runs += maskRuns
+            start.append(runs.count)
+            return
+        }
+        assignPieces(maskRuns)
+        // Group the runs by piece, keeping their order (by row within a piece).
+        var counts = [Int](repeating: 0, count: lastRow.count)
+        for k in pieceOfRun { counts[k] += 1 }
+        for k in counts.indices { start.append(start[k] + counts[k]) }
+        runs = Array(repeating: maskRuns.first!, count: maskRuns.count)
+        var next = Array(start.dropLast())
+        for (i, run) in zip(pieceOfRun.indices, maskRuns) {
+            runs[next[pieceOfRun[i]]] = run
+            next[pieceOfRun[i]] += 1
+        }
+    }
+
+    /// Sets `pieceOfRun` and `lastRow` (one entry per piece) for `maskRuns`.
+    private mutating func assignPieces(_ maskRuns: ArraySlice<MaskRasters.Run>) {
+        pieceOfRun.removeAll(keepingCapacity: true)
+        lastRow.removeAll(keepingCapacity: true)
+        // The runs of the row above are maskRuns[above], those of this row so far from rowStart.
+        var above = maskRuns.startIndex..<maskRuns.startIndex, rowStart = maskRuns.startIndex, row = -1
+        for i in maskRuns.indices {
+            let run = maskRuns[i]
             if Int(run.row) != row {
-                above = Int(run.row) == row + 1 ? current : []
-                current.removeAll(keepingCapacity: true)
+                above = Int(run.row) == row + 1 ? rowStart..<i : i..<i
+                rowStart = i
                 row = Int(run.row)
             }
-            func isFree(_ k: Int) -> Bool { k >= count || lastRow[k] != row }
-            var piece = above.first { $0.run.lo <= run.hi && $0.run.hi >= run.lo && isFree($0.piece) }?.piece ?? 0
-            while !isFree(piece) { piece += 1 }
-            if piece == count {
-                if runs.count == count { runs.append([]); lastRow.append(-1) }
-                count += 1
+            func isFree(_ k: Int) -> Bool { k >= lastRow.count || lastRow[k] != row }
+            var piece = -1
+            for j in above where maskRuns[j].lo <= run.hi && maskRuns[j].hi >= run.lo {
+                let k = pieceOfRun[j - maskRuns.startIndex]
+                if isFree(k) { piece = k; break }
             }
-            runs[piece].append(run)
-            lastRow[piece] = row
-            current.append((run, piece))
+            if piece < 0 {
+                piece = 0
+                while !isFree(piece) { piece += 1 }
+            }
+            if piece == lastRow.count { lastRow.append(row) } else { lastRow[piece] = row }
+            pieceOfRun.append(piece)
         }
     }
 }

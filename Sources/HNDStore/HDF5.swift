@@ -226,6 +226,40 @@ public final class HDF5File {
         }
     }
 
+    /// Creates a chunked numeric dataset, compressed with deflate at `level` (and shuffled, when
+    /// `shuffle`), without writing it: chunks never written read as zeros. Fill it with `writeRows`.
+    public func createChunkedDataset<T: HDF5Element>(_ name: String, shape: [Int], chunks: [Int], as: T.Type,
+                                                     deflate level: Int, shuffle: Bool = false) throws(StoreError) {
+        let properties = HDF5Handle(H5Pcreate(chdf5_p_dataset_create()), H5Pclose)
+        H5Pset_chunk(properties.id, Int32(chunks.count), chunks.map { hsize_t($0) })
+        if shuffle { H5Pset_shuffle(properties.id) }
+        H5Pset_deflate(properties.id, UInt32(level))
+        let dims = shape.map { hsize_t($0) }
+        let space = HDF5Handle(H5Screate_simple(Int32(dims.count), dims, nil), H5Sclose)
+        let id = H5Dcreate2(file.id, name, T.nativeType, space.id, chdf5_p_default(), properties.id, chdf5_p_default())
+        guard id >= 0 else { throw error(name, "cannot create dataset") }
+        H5Dclose(id)
+    }
+
+    /// Writes rows [start, start + values.count / row size) along the first axis.
+    public func writeRows<T: HDF5Element>(_ name: String, start: Int, values: [T]) throws(StoreError) {
+        let dataset = try openDataset(name)
+        let shape = Self.shape(of: dataset)
+        let rowSize = shape.dropFirst().reduce(1, *), count = values.count / max(rowSize, 1)
+        guard count * rowSize == values.count, start >= 0, start + count <= shape[0] else {
+            throw error(name, "\(values.count) values do not fill rows from \(start) of its shape \(shape)")
+        }
+        let fileSpace = HDF5Handle(H5Dget_space(dataset.id), H5Sclose)
+        var offset = [hsize_t](repeating: 0, count: shape.count), extent = shape.map { hsize_t($0) }
+        offset[0] = hsize_t(start); extent[0] = hsize_t(count)
+        H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, offset, nil, extent, nil)
+        let memSpace = HDF5Handle(H5Screate_simple(Int32(extent.count), extent, nil), H5Sclose)
+        let status = values.withUnsafeBytes {
+            H5Dwrite(dataset.id, T.nativeType, memSpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
+        }
+        guard status >= 0 else { throw error(name, "cannot write rows from \(start)") }
+    }
+
     /// Creates a one-dimensional variable-length UTF-8 string dataset.
     public func createStrings(_ name: String, _ strings: [String], growable: Bool = false) throws(StoreError) {
         let type = HDF5Handle(Self.variableStringType(), H5Tclose)

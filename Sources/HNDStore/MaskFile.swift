@@ -1,18 +1,23 @@
 import Dispatch
+import Foundation
 import HNDEngine
 
 /// `/images/masks` of a version-2 dictionary (SPEC §1): [N, L, S, ⌈S/8⌉] uint8, each mask row
-/// bit-packed. Read in blocks of images through hyperslabs and turned into runs block by block,
-/// the next block being read while the last is converted: the dense array (1.5 GB of bits at the
-/// paper's size, twelve times that unpacked) is never in memory.
+/// bit-packed. Read in blocks of images — chunk by chunk, inflated on every core, where the
+/// dataset is deflated (`DeflatedChunks`), else through HDF5 hyperslabs — and turned into runs
+/// block by block, the next block being read while the last is converted: the dense array
+/// (1.5 GB of bits at the paper's size, twelve times that unpacked) is never in memory.
 enum MaskFile {
     static let dataset = "/images/masks"
-    /// Images per read (rounded to whole chunks of the dataset, so that no chunk is decompressed
-    /// twice): about 7 MB at the paper's size.
+    /// Images per read, at least (rounded to whole chunks of the dataset, so that no chunk is
+    /// decompressed twice, and to two chunks per core): about 7 MB at the paper's size.
     static let imagesPerBlock = 128
+    /// Chunks of more images than this are left to HDF5 (a block would hold them whole).
+    static let largestChunk = 1024
 
+    /// `direct`: inflate the chunks here where the dataset allows it (tests compare both ways).
     static func read(_ file: HDF5File, images n: Int, concepts: [String], size s: Int,
-                     sources: [String]?) throws(StoreError) -> MaskRasters {
+                     sources: [String]?, direct: Bool = true) throws(StoreError) -> MaskRasters {
         let l = concepts.count, rowBytes = (s + 7) / 8
         let shape = try file.shape(of: dataset)
         guard shape == [n, l, s, rowBytes] else {
@@ -22,7 +27,9 @@ enum MaskFile {
             throw file.error(dataset, "expected uint8 values (bit-packed mask rows)")
         }
         let chunkImages = max(1, try file.chunkShape(of: dataset)?.first ?? 1)
-        let block = chunkImages <= 1024 ? max(chunkImages, imagesPerBlock / chunkImages * chunkImages) : imagesPerBlock
+        let chunks = direct && chunkImages <= largestChunk ? DeflatedChunks(file, dataset) : nil
+        let perBlock = max((imagesPerBlock + chunkImages - 1) / chunkImages, chunks == nil ? 1 : 2 * ProcessInfo.processInfo.activeProcessorCount)
+        let block = chunkImages <= largestChunk ? min(perBlock * chunkImages, max(chunkImages, largestChunk / chunkImages * chunkImages)) : imagesPerBlock
 
         var rasters = MaskRasters(size: s, conceptCount: l)
         let buffers = [Block(), Block()]
@@ -38,7 +45,18 @@ enum MaskFile {
         }
         for (k, start) in stride(from: 0, to: n, by: block).enumerated() {
             let next = buffers[k % 2], count = min(block, n - start)
-            try file.readRows(dataset, start: start, count: count, into: &next.bytes)
+            if let chunks {
+                if next.bytes.count != count * l * s * rowBytes { next.bytes = [UInt8](repeating: 0, count: count * l * s * rowBytes) }
+                do {
+                    try next.bytes.withUnsafeMutableBytes { try chunks.read(start: start, count: count, into: $0, file: file) }
+                } catch let error as StoreError {
+                    throw error
+                } catch {
+                    throw file.error(dataset, "\(error)")
+                }
+            } else {
+                try file.readRows(dataset, start: start, count: count, into: &next.bytes)
+            }
             converted.wait()
             try take(buffers[(k + 1) % 2])
             next.first = start

@@ -54,9 +54,9 @@ import Testing
         var twoPieces = 0
         for bitmap in masks {
             let runs = Array(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs)
-            pieces.split(runs)
+            pieces.split(runs[...])
             var covered = [Int](repeating: 0, count: s * s)
-            for piece in pieces.runs.prefix(pieces.count) {
+            for piece in (0..<pieces.count).map(pieces.piece) {
                 #expect(Set(piece.map(\.row)).count == piece.count, "one run per row")
                 #expect(piece.map(\.row) == piece.map(\.row).sorted())
                 for run in piece { for col in Int(run.lo)..<Int(run.hi) { covered[Int(run.row) * s + col] += 1 } }
@@ -82,9 +82,9 @@ import Testing
             }
         }
         var pieces = MaskPieces()
-        pieces.split(Array(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs))
+        pieces.split(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs[...])
         #expect(pieces.count == 2)
-        let columns = pieces.runs.prefix(2).map { piece in (piece.map(\.lo).min()!, piece.map(\.hi).max()!) }
+        let columns = (0..<2).map(pieces.piece).map { piece in (piece.map(\.lo).min()!, piece.map(\.hi).max()!) }
         #expect(columns[0].1 <= columns[1].0 || columns[1].1 <= columns[0].0)
     }
 

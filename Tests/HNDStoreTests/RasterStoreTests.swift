@@ -80,6 +80,37 @@ func writeRasterDictionary(_ d: FaceDictionary, bitmaps: [Bool], to path: String
         #expect(report.contains("version 2") && report.contains("image 5 (set/5.png): left_eye"))
     }
 
+    /// The masks inflated here, chunk by chunk on every core, equal HDF5's own reading: chunks
+    /// cut across concepts and rows, a last chunk past the images, chunks never written (zeros),
+    /// shuffled and not, blocks of many chunks.
+    @Test(arguments: [([4, 2, 7, 3], true), ([1, 3, 20, 3], false), ([64, 3, 20, 3], false), ([7, 1, 20, 2], true)])
+    func inflatingChunksHereEqualsHDF5(chunks: [Int], shuffle: Bool) throws {
+        let (d, bitmaps) = rasterDictionary(images: 300, seed: 4)
+        let path = temporaryDirectory() + "/chunked.h5"
+        try writeDictionary(d, to: path) { file in
+            try file.setAttribute("version", Int32(2))
+            try file.createChunkedDataset("/images/masks", shape: [300, 3, 20, 3], chunks: chunks, as: UInt8.self, deflate: 4, shuffle: shuffle)
+            let masks = packedMasks(bitmaps, size: 20), image = 3 * 60
+            // Images 100 ..< 164 are never written: their chunks (those wholly inside) are not stored.
+            let missing = 100..<164
+            var written = masks
+            for n in missing { written.replaceSubrange((n * image)..<((n + 1) * image), with: repeatElement(0, count: image)) }
+            try file.writeRows("/images/masks", start: 0, values: Array(written[..<(missing.lowerBound * image)]))
+            try file.writeRows("/images/masks", start: missing.upperBound, values: Array(written[(missing.upperBound * image)...]))
+            try file.createStrings("/images/source", d.imageSources!)
+        }
+        var expected = d
+        expected.rasters = MaskRasters(size: 20, conceptCount: 3, bitmaps: (0..<bitmaps.count).map { i in
+            i / 1200 >= 100 && i / 1200 < 164 ? false : bitmaps[i]
+        })
+        let file = try HDF5File.open(path)
+        #expect(DeflatedChunks(file, "/images/masks") != nil)
+        let here = try MaskFile.read(file, images: 300, concepts: d.concepts, size: 20, sources: nil)
+        let hdf5 = try MaskFile.read(file, images: 300, concepts: d.concepts, size: 20, sources: nil, direct: false)
+        #expect(here == hdf5)
+        #expect(here == expected.rasters)
+    }
+
     func expectError(_ path: String, object: String, _ message: String) {
         #expect(throws: StoreError(file: path, object: object, message: message)) { _ = try DictionaryFile.load(path) }
     }
