@@ -71,15 +71,23 @@ struct DeflatedChunks: @unchecked Sendable { // workers read its geometry; HDF5 
         return chunks
     }
 
-    /// Reads rows [start, start + count) of the first axis into `out` (count rows, row-major);
-    /// `start` is a multiple of the chunk's first dimension.
-    func read(start: Int, count: Int, into out: UnsafeMutableRawBufferPointer, file: HDF5File) throws(StoreError) {
-        precondition(start % chunk[0] == 0 && out.count == count * rowBytes)
-        out.initializeMemory(as: UInt8.self, repeating: 0) // missing chunks are zeros
+    /// Reads rows [start, start + count) of the first axis into `out` (resized to count rows,
+    /// row-major); `start` is a multiple of the chunk's first dimension.
+    func read(start: Int, count: Int, into out: inout [UInt8], file: HDF5File) throws(StoreError) {
+        precondition(start % chunk[0] == 0)
         let chunks = try readRaw(start: start, count: count, file: file)
+        if out.count != count * rowBytes { out = [UInt8](repeating: 0, count: count * rowBytes) }
+        let corrupt = out.withUnsafeMutableBytes { inflate(chunks, start: start, count: count, into: $0) }
+        if let k = corrupt {
+            throw file.error(name, "chunk at \(chunks.offsets[k]) is corrupt (it does not inflate to \(chunkBytes) bytes)")
+        }
+    }
+
+    /// Inflates and places every chunk on every core: straight into `out` where a chunk lies whole
+    /// inside it, else through a scratch chunk of the worker's own. Returns the first corrupt one.
+    private func inflate(_ chunks: RawChunks, start: Int, count: Int, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        out.initializeMemory(as: UInt8.self, repeating: 0) // missing chunks are zeros
         let stored = chunks.stored, offsets = chunks.offsets
-        // …then inflated and placed on every core: straight into `out` where a chunk lies whole
-        // inside it, else through a scratch chunk of the slice's own.
         let slices = min(stored.count, scratch.count), chunkBytes = chunkBytes, rowBytes = rowBytes
         var corrupt = [Bool](repeating: false, count: stored.count)
         chunks.raw.withUnsafeBytes { raw in
@@ -103,9 +111,7 @@ struct DeflatedChunks: @unchecked Sendable { // workers read its geometry; HDF5 
                 }
             }
         }}
-        if let k = corrupt.firstIndex(of: true) {
-            throw file.error(name, "chunk at \(offsets[k]) is corrupt (it does not inflate to \(chunkBytes) bytes)")
-        }
+        return corrupt.firstIndex(of: true)
     }
 
     /// Bytes of one row of the first axis.

@@ -9,8 +9,9 @@ import HNDEngine
 /// (1.5 GB of bits at the paper's size, twelve times that unpacked) is never in memory.
 enum MaskFile {
     static let dataset = "/images/masks"
-    /// Images per read, at least (rounded to whole chunks of the dataset, so that no chunk is
-    /// decompressed twice, and to two chunks per core): about 7 MB at the paper's size.
+    /// Images per read, at least: about 7 MB at the paper's size. Reads are whole chunks of the
+    /// dataset, so that no chunk is decompressed twice, and two chunks per core where the chunks
+    /// are inflated here.
     static let imagesPerBlock = 128
     /// Chunks of more images than this are left to HDF5 (a block would hold them whole).
     static let largestChunk = 1024
@@ -28,8 +29,9 @@ enum MaskFile {
         }
         let chunkImages = max(1, try file.chunkShape(of: dataset)?.first ?? 1)
         let chunks = direct && chunkImages <= largestChunk ? DeflatedChunks(file, dataset) : nil
-        let perBlock = max((imagesPerBlock + chunkImages - 1) / chunkImages, chunks == nil ? 1 : 2 * ProcessInfo.processInfo.activeProcessorCount)
-        let block = chunkImages <= largestChunk ? min(perBlock * chunkImages, max(chunkImages, largestChunk / chunkImages * chunkImages)) : imagesPerBlock
+        let chunksPerBlock = max((imagesPerBlock + chunkImages - 1) / chunkImages,
+                                 chunks == nil ? 1 : 2 * ProcessInfo.processInfo.activeProcessorCount)
+        let block = chunkImages > largestChunk ? imagesPerBlock : min(chunksPerBlock, max(1, largestChunk / chunkImages)) * chunkImages
 
         var rasters = MaskRasters(size: s, conceptCount: l)
         let buffers = [Block(), Block()]
@@ -46,14 +48,7 @@ enum MaskFile {
         for (k, start) in stride(from: 0, to: n, by: block).enumerated() {
             let next = buffers[k % 2], count = min(block, n - start)
             if let chunks {
-                if next.bytes.count != count * l * s * rowBytes { next.bytes = [UInt8](repeating: 0, count: count * l * s * rowBytes) }
-                do {
-                    try next.bytes.withUnsafeMutableBytes { try chunks.read(start: start, count: count, into: $0, file: file) }
-                } catch let error as StoreError {
-                    throw error
-                } catch {
-                    throw file.error(dataset, "\(error)")
-                }
+                try chunks.read(start: start, count: count, into: &next.bytes, file: file)
             } else {
                 try file.readRows(dataset, start: start, count: count, into: &next.bytes)
             }
