@@ -27,47 +27,17 @@ public struct ConceptSpans: Sendable {
     public let maxMasksPerImage: Int
 
     public init(_ dictionary: FaceDictionary) {
-        let n = dictionary.imageCount, l = dictionary.conceptCount
+        let n = dictionary.imageCount
         precondition(dictionary.maskSize <= Int(UInt16.max), "mask size \(dictionary.maskSize) is too large")
         // Images are independent: decompose slices in parallel, then concatenate.
         let slices = max(1, min(n, 64))
-        var parts = [(masks: [Mask], lo: [UInt16], hi: [UInt16], counts: [Int])](repeating: ([], [], [], []), count: slices)
+        var parts = [Part](repeating: Part(), count: slices)
         parts.withUnsafeMutableBufferPointer { parts in
             let out = UnsafeSendable(parts.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: slices) { slice in
-                var masks: [Mask] = [], lo: [UInt16] = [], hi: [UInt16] = [], counts: [Int] = []
-                var pieces = MaskPieces(), ellipseRuns: [MaskRasters.Run] = []
-                for image in (slice * n / slices)..<((slice + 1) * n / slices) {
-                    let before = masks.count
-                    for c in 0..<l where dictionary.localLabel(image: image, concept: c) == 1 {
-                        if let rasters = dictionary.rasters {
-                            pieces.split(rasters.runs(image: image, concept: c))
-                        } else {
-                            dictionary.ellipseRuns(image: image, concept: c, into: &ellipseRuns)
-                            pieces.split(ellipseRuns[...])
-                        }
-                        for k in 0..<pieces.count {
-                            let piece = pieces.piece(k)
-                            let first = Int(piece.first!.row), last = Int(piece.last!.row)
-                            let start = lo.count
-                            var columnLo = Int.max, columnHi = 0, next = piece.startIndex
-                            for row in first...last {
-                                if Int(piece[next].row) == row {
-                                    let run = piece[next]
-                                    next += 1
-                                    lo.append(run.lo); hi.append(run.hi)
-                                    columnLo = min(columnLo, Int(run.lo)); columnHi = max(columnHi, Int(run.hi))
-                                } else {
-                                    lo.append(0); hi.append(0)
-                                }
-                            }
-                            masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1),
-                                              columnLo: Int32(columnLo), columnHi: Int32(columnHi), reserved: 0, runStart: Int64(start)))
-                        }
-                    }
-                    counts.append(masks.count - before)
-                }
-                (out.value + slice).pointee = (masks, lo, hi, counts)
+                var part = Part()
+                for image in (slice * n / slices)..<((slice + 1) * n / slices) { part.add(image: image, of: dictionary) }
+                (out.value + slice).pointee = part
             }
         }
         var maskStart = [0], masks: [Mask] = [], runLo: [UInt16] = [], runHi: [UInt16] = []
@@ -86,6 +56,43 @@ public struct ConceptSpans: Sendable {
         self.runLo = runLo
         self.runHi = runHi
         maxMasksPerImage = zip(maskStart.dropFirst(), maskStart).map { $0 - $1 }.max() ?? 0
+    }
+
+    /// The pieces of a slice of images, as one worker builds them.
+    struct Part {
+        var masks: [Mask] = [], lo: [UInt16] = [], hi: [UInt16] = [], counts: [Int] = []
+        var pieces = MaskPieces(), ellipseRuns: [MaskRasters.Run] = []
+
+        /// Adds the pieces of every present concept of `image`.
+        mutating func add(image: Int, of dictionary: FaceDictionary) {
+            let before = masks.count
+            for c in 0..<dictionary.conceptCount where dictionary.localLabel(image: image, concept: c) == 1 {
+                if let rasters = dictionary.rasters {
+                    pieces.split(rasters.runs(image: image, concept: c))
+                } else {
+                    dictionary.ellipseRuns(image: image, concept: c, into: &ellipseRuns)
+                    pieces.split(ellipseRuns[...])
+                }
+                for k in 0..<pieces.count { append(pieces.piece(k), concept: c) }
+            }
+            counts.append(masks.count - before)
+        }
+
+        /// Appends one piece (at most one run per row, by row): a run for each of its rows, empty
+        /// where it skips one.
+        mutating func append(_ piece: ArraySlice<MaskRasters.Run>, concept c: Int) {
+            let first = Int(piece.first!.row), last = Int(piece.last!.row), start = lo.count
+            var columnLo = Int.max, columnHi = 0, next = piece.startIndex
+            for row in first...last {
+                guard Int(piece[next].row) == row else { lo.append(0); hi.append(0); continue }
+                let run = piece[next]
+                next += 1
+                lo.append(run.lo); hi.append(run.hi)
+                columnLo = min(columnLo, Int(run.lo)); columnHi = max(columnHi, Int(run.hi))
+            }
+            masks.append(Mask(concept: Int32(c), firstRow: Int32(first), rowCount: Int32(last - first + 1),
+                              columnLo: Int32(columnLo), columnHi: Int32(columnHi), reserved: 0, runStart: Int64(start)))
+        }
     }
 
     /// The pieces of image `n`.

@@ -50,11 +50,7 @@ public struct DictionaryReport: Sendable {
             }
         }
         lines.append("")
-        let listed = empties.count > Self.listedEmptyMasks ? ", the first \(Self.listedEmptyMasks):" : (empties.isEmpty ? "" : ":")
-        lines.append("present concepts with empty masks: \(empties.count) (image, concept) pairs" + listed)
-        for pair in empties.prefix(Self.listedEmptyMasks) {
-            lines.append("  \(d.imageName(pair.image)): \(d.concepts[pair.concept])")
-        }
+        lines += emptyMaskLines(empties)
         for (g, category) in d.categories.enumerated() where index.categoryMembers[g].isEmpty {
             warnings.append("category \(category) labels no image: its probabilities are always 0")
         }
@@ -64,6 +60,14 @@ public struct DictionaryReport: Sendable {
             lines += warnings.map { "  " + $0 }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// How many present concepts have an empty mask, and the first few by image and concept.
+    func emptyMaskLines(_ empties: [(image: Int, concept: Int)]) -> [String] {
+        let d = index.dictionary
+        let listed = empties.count > Self.listedEmptyMasks ? ", the first \(Self.listedEmptyMasks):" : (empties.isEmpty ? "" : ":")
+        return ["present concepts with empty masks: \(empties.count) (image, concept) pairs" + listed]
+            + empties.prefix(Self.listedEmptyMasks).map { "  \(d.imageName($0.image)): \(d.concepts[$0.concept])" }
     }
 
     /// Every (image, concept) pair whose concept is present but whose mask has no pixel, in order.

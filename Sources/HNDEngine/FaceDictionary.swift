@@ -39,6 +39,11 @@ public struct FaceDictionary: Sendable {
     public static let maxConcepts = 64
     /// SPEC §1's default `ellipse_chi2`: the 95 % χ²₂ value.
     public static let defaultEllipseChi2 = 5.991
+    /// The versions of SPEC §1 hndd reads: 1 (ellipses), 2 (raster masks may be present).
+    public static let versions = 1...2
+    public static func unknownVersion(_ version: Int) -> String {
+        "is \(version); this hndd reads versions \(versions.map(String.init).joined(separator: " and ")) of SPEC §1"
+    }
 
     public init(categories: [String], subgroups: [String], subgroupCategory: [Int32],
                 regions: [String], concepts: [String], conceptRegion: [Int32], conceptType: [Int32],
@@ -96,6 +101,7 @@ public struct FaceDictionary: Sendable {
         func fail(_ dataset: String, _ what: String) -> DictionaryError {
             DictionaryError(source: source, dataset: dataset, message: what)
         }
+        guard Self.versions.contains(version) else { throw fail("/ (attribute version)", Self.unknownVersion(version)) }
         guard maskSize > 0 else { throw fail("/ (attribute mask_size)", "mask_size must be positive, got \(maskSize)") }
         guard ellipseChi2.isFinite, ellipseChi2 > 0 else {
             throw fail("/ (attribute ellipse_chi2)", "ellipse_chi2 must be a positive number, got \(ellipseChi2)")

@@ -5,8 +5,6 @@ import HNDEngine
 public enum DictionaryFile {
     /// The `format` attribute of a dictionary file.
     public static let format = "hndd-dictionary"
-    /// The versions of SPEC §1 this hndd reads: 1 (ellipses), 2 (raster masks may be present).
-    public static let versions = 1...2
 
     public static func load(_ path: String) throws(StoreError) -> FaceDictionary {
         let file = try HDF5File.open(path)
@@ -70,12 +68,13 @@ public enum DictionaryFile {
         return dictionary
     }
 
-    /// The `version` attribute (1 when absent, as files written before it existed).
+    /// The `version` attribute (1 when absent, as files written before it existed), checked before
+    /// anything is read by what it says.
     static func version(of file: HDF5File) throws(StoreError) -> Int {
         guard file.hasAttribute("version") else { return 1 }
         let version: Int64 = try file.numericAttribute("version")
-        guard versions.contains(Int(version)) else {
-            throw file.error("/ (attribute version)", "is \(version); this hndd reads versions \(versions.map(String.init).joined(separator: " and ")) of SPEC §1")
+        guard FaceDictionary.versions.contains(Int(version)) else {
+            throw file.error("/ (attribute version)", FaceDictionary.unknownVersion(Int(version)))
         }
         return Int(version)
     }
