@@ -84,9 +84,10 @@ public struct EllipseMask: Sendable {
 
 extension FaceDictionary {
     /// The ellipse of concept `c` on image `n` as a mask, or nil when the concept is not present
-    /// there. It is the concept's mask unless the dictionary has rasters.
+    /// there (or the ellipses were not kept). It is the concept's mask unless the dictionary has
+    /// rasters.
     public func ellipseMask(image n: Int, concept c: Int) -> EllipseMask? {
-        guard localLabel(image: n, concept: c) == 1 else { return nil }
+        guard localLabel(image: n, concept: c) == 1, !ellipse.isEmpty else { return nil }
         let e = (n * concepts.count + c) * 5
         return EllipseMask(cx: ellipse[e], cy: ellipse[e + 1], sxx: ellipse[e + 2],
                            sxy: ellipse[e + 3], syy: ellipse[e + 4], chi2: ellipseChi2, size: maskSize)

@@ -17,8 +17,8 @@ public struct FaceDictionary: Sendable {
     public var globalLabel: [Int32]
     /// [N, L] row-major: 1 present, 0 absent, −1 not annotated.
     public var localLabel: [Int8]
-    /// [N, L, 5] row-major: cx, cy, sxx, sxy, syy; meaningful only where the concept is present,
-    /// and only informative (maybe NaN) when `rasters` define the masks.
+    /// [N, L, 5] row-major: cx, cy, sxx, sxy, syy; meaningful only where the concept is present.
+    /// Only informative when `rasters` define the masks: then it may be NaN, or empty (not kept).
     public var ellipse: [Float]
     public var maskSize: Int
     public var ellipseChi2: Double
@@ -136,7 +136,7 @@ public struct FaceDictionary: Sendable {
         guard globalLabel.count == n * categories.count else {
             throw fail("/images/global_label", "shape does not match [\(n), \(categories.count)] (images × categories)")
         }
-        guard ellipse.count == n * concepts.count * 5 else {
+        guard ellipse.count == n * concepts.count * 5 || (rasters != nil && ellipse.isEmpty) else {
             throw fail("/images/ellipse", "shape does not match [\(n), \(concepts.count), 5]")
         }
         if let imageSources, imageSources.count != n {

@@ -13,13 +13,23 @@ public struct MaskRasters: Sendable, Equatable {
     /// S: masks are S×S.
     public let size: Int
     public let conceptCount: Int
-    /// Mask (n, c) is `runs[maskStart[n·L + c] ..< maskStart[n·L + c + 1]]`, by row, then column.
-    public private(set) var maskStart: [Int] = [0]
-    public private(set) var runs: [Run] = []
+    /// The images in parts, as they were read: appending a part copies nothing (at the paper's
+    /// size the runs are tens of MB, which growing one array would hold twice for a while).
+    private var parts: [Part] = []
+    public private(set) var imageCount = 0
+
+    /// Images `first ..< first + count`: mask (first + i, c) is
+    /// `runs[maskStart[i·L + c] ..< maskStart[i·L + c + 1]]`, by row, then column.
+    struct Part: Sendable {
+        var first = 0
+        var maskStart: [UInt32] = [0]
+        var runs: [Run] = []
+    }
 
     /// Bytes of one packed row: ⌈S/8⌉.
     public var bytesPerRow: Int { (size + 7) / 8 }
-    public var imageCount: Int { (maskStart.count - 1) / max(conceptCount, 1) }
+    /// Number of runs of every mask.
+    public var runCount: Int { parts.reduce(0) { $0 + $1.runs.count } }
 
     /// No images yet; append them in order.
     public init(size: Int, conceptCount: Int) {
@@ -29,9 +39,20 @@ public struct MaskRasters: Sendable, Equatable {
     }
 
     /// The runs of concept `c`'s mask on image `n`.
-    @inlinable public func runs(image n: Int, concept c: Int) -> ArraySlice<Run> {
-        let m = n * conceptCount + c
-        return runs[maskStart[m]..<maskStart[m + 1]]
+    public func runs(image n: Int, concept c: Int) -> ArraySlice<Run> {
+        let part = parts[partIndex(ofImage: n)]
+        let m = (n - part.first) * conceptCount + c
+        return part.runs[Int(part.maskStart[m])..<Int(part.maskStart[m + 1])]
+    }
+
+    private func partIndex(ofImage n: Int) -> Int {
+        precondition(n >= 0 && n < imageCount, "image \(n) of \(imageCount)")
+        var lo = 0, hi = parts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if parts[mid].first <= n { lo = mid } else { hi = mid - 1 }
+        }
+        return lo
     }
 
     /// Number of set pixels of mask (n, c).
@@ -41,16 +62,69 @@ public struct MaskRasters: Sendable, Equatable {
 
     /// Appends the next mask (image by image, concept by concept), given as its runs in order.
     public mutating func appendMask<S: Sequence>(_ maskRuns: S) where S.Element == Run {
-        runs.append(contentsOf: maskRuns)
-        maskStart.append(runs.count)
+        let k = lastPart()
+        parts[k].runs.append(contentsOf: maskRuns)
+        endMask(k)
     }
 
-    /// Appends the masks of the images of `other` after those already here.
+    /// The part masks are appended to.
+    private mutating func lastPart() -> Int {
+        if parts.isEmpty { parts.append(Part(first: imageCount)) }
+        return parts.count - 1
+    }
+
+    /// Ends the mask whose runs part `k` received last.
+    private mutating func endMask(_ k: Int) {
+        precondition(parts[k].runs.count <= Int(UInt32.max), "too many runs in one part")
+        parts[k].maskStart.append(UInt32(parts[k].runs.count))
+        if (parts[k].maskStart.count - 1) % conceptCount == 0 { imageCount += 1 }
+    }
+
+    /// Appends the masks of the images of `other` after those already here (their runs are not
+    /// copied, only held).
     public mutating func append(_ other: MaskRasters) {
-        precondition(other.size == size && other.conceptCount == conceptCount)
-        let offset = runs.count
-        runs += other.runs
-        maskStart += other.maskStart.dropFirst().map { $0 + offset }
+        precondition(other.size == size && other.conceptCount == conceptCount && isWholeImages)
+        for var part in other.parts where part.maskStart.count > 1 {
+            part.first += imageCount
+            parts.append(part)
+        }
+        imageCount += other.imageCount
+    }
+
+    /// Copies each part's arrays to storage of their size: appending leaves up to half of it
+    /// unused.
+    public mutating func shrinkToFit() {
+        for k in parts.indices {
+            parts[k].runs = Array(parts[k].runs[...])
+            parts[k].maskStart = Array(parts[k].maskStart[...])
+        }
+    }
+
+    /// Whether every image appended so far has all its concepts' masks.
+    private var isWholeImages: Bool { parts.last.map { ($0.maskStart.count - 1) % conceptCount == 0 } ?? true }
+
+    public static func == (a: MaskRasters, b: MaskRasters) -> Bool {
+        guard a.size == b.size, a.conceptCount == b.conceptCount, a.imageCount == b.imageCount else { return false }
+        for n in 0..<a.imageCount {
+            for c in 0..<a.conceptCount where a.runs(image: n, concept: c) != b.runs(image: n, concept: c) { return false }
+        }
+        return true
+    }
+
+    /// Every mask's runs in order, hashed (FNV-1a): the same for the same masks however they were
+    /// read (a checkpoint's fingerprint of its dictionary).
+    public var fingerprint: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ value: UInt64) { hash = (hash ^ value) &* 0x100_0000_01B3 }
+        for part in parts {
+            for m in 0..<(part.maskStart.count - 1) {
+                mix(UInt64(part.maskStart[m + 1] - part.maskStart[m]))
+                for run in part.runs[Int(part.maskStart[m])..<Int(part.maskStart[m + 1])] {
+                    mix(UInt64(run.row) << 32 | UInt64(run.lo) << 16 | UInt64(run.hi))
+                }
+            }
+        }
+        return hash
     }
 
     /// Appends one packed mask (S rows of ⌈S/8⌉ bytes, SPEC §1's bit order: pixel j is bit
@@ -58,23 +132,21 @@ public struct MaskRasters: Sendable, Equatable {
     /// column ≥ S) is set.
     public mutating func appendPacked(_ mask: UnsafePointer<UInt8>) -> Bool {
         let rowBytes = bytesPerRow, padding = rowBytes * 8 - size
-        let before = runs.count
+        let k = lastPart(), before = parts[k].runs.count
         // Most masks are empty: test whole words first.
-        if Self.isZero(mask, count: size * rowBytes) {
-            maskStart.append(runs.count)
-            return true
-        }
-        for row in 0..<size {
-            let bytes = mask + row * rowBytes
-            // An ellipse covers a few rows of the grid: skip the empty ones a word at a time.
-            if Self.isZero(bytes, count: rowBytes) { continue }
-            if padding > 0, bytes[rowBytes - 1] & UInt8((1 << padding) - 1) != 0 {
-                runs.removeSubrange(before...)
-                return false
+        if !Self.isZero(mask, count: size * rowBytes) {
+            for row in 0..<size {
+                let bytes = mask + row * rowBytes
+                // An ellipse covers a few rows of the grid: skip the empty ones a word at a time.
+                if Self.isZero(bytes, count: rowBytes) { continue }
+                if padding > 0, bytes[rowBytes - 1] & UInt8((1 << padding) - 1) != 0 {
+                    parts[k].runs.removeSubrange(before...)
+                    return false
+                }
+                Self.appendRuns(ofPackedRow: bytes, bytes: rowBytes, row: row, into: &parts[k].runs)
             }
-            Self.appendRuns(ofPackedRow: bytes, bytes: rowBytes, row: row, into: &runs)
         }
-        maskStart.append(runs.count)
+        endMask(k)
         return true
     }
 

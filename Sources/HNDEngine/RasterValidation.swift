@@ -11,19 +11,22 @@ extension FaceDictionary {
         guard rasters.size == maskSize, rasters.conceptCount == concepts.count, rasters.imageCount == n else {
             throw fail(dataset, "holds \(rasters.imageCount) images × \(rasters.conceptCount) concepts of \(rasters.size)×\(rasters.size) masks; expected \(n) × \(concepts.count) of \(maskSize)×\(maskSize)")
         }
-        let l = concepts.count, starts = rasters.maskStart, runs = rasters.runs
-        for m in 0..<(n * l) where starts[m + 1] > starts[m] {
-            let image = m / l, c = m % l
-            let label = localLabel[m]
-            guard label == 1 else {
-                let pixels = rasters.area(image: image, concept: c)
-                throw fail(dataset, "\(imageName(image)), concept \(c) (\(concepts[c])): \(pixels) pixel\(pixels == 1 ? "" : "s") set where local_label is \(label); only a present concept (label 1) may have mask pixels")
-            }
-            for r in starts[m]..<starts[m + 1] {
-                let run = runs[r], previous = r > starts[m] ? runs[r - 1] : nil
-                let ordered = previous.map { run.row > $0.row || (run.row == $0.row && run.lo >= $0.hi) } ?? true
-                guard Int(run.row) < maskSize, run.lo < run.hi, Int(run.hi) <= maskSize, ordered else {
-                    throw fail(dataset, "\(imageName(image)), concept \(c) (\(concepts[c])): run of row \(run.row), columns \(run.lo)..<\(run.hi), is outside the \(maskSize)×\(maskSize) grid or out of order")
+        for image in 0..<n {
+            for c in 0..<concepts.count {
+                let runs = rasters.runs(image: image, concept: c)
+                guard let first = runs.first else { continue }
+                let label = localLabel(image: image, concept: c)
+                guard label == 1 else {
+                    let pixels = rasters.area(image: image, concept: c)
+                    throw fail(dataset, "\(imageName(image)), concept \(c) (\(concepts[c])): \(pixels) pixel\(pixels == 1 ? "" : "s") set where local_label is \(label); only a present concept (label 1) may have mask pixels")
+                }
+                var previous = first
+                for (i, run) in zip(runs.indices, runs) {
+                    let ordered = i == runs.startIndex || run.row > previous.row || (run.row == previous.row && run.lo >= previous.hi)
+                    guard Int(run.row) < maskSize, run.lo < run.hi, Int(run.hi) <= maskSize, ordered else {
+                        throw fail(dataset, "\(imageName(image)), concept \(c) (\(concepts[c])): run of row \(run.row), columns \(run.lo)..<\(run.hi), is outside the \(maskSize)×\(maskSize) grid or out of order")
+                    }
+                    previous = run
                 }
             }
         }

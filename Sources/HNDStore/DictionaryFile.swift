@@ -35,10 +35,14 @@ public enum DictionaryFile {
         guard global.shape == [n, categories.count] else {
             throw file.error("/images/global_label", "shape \(global.shape), expected [\(n), \(categories.count)] (images × categories)")
         }
-        let ellipse = try file.read("/images/ellipse", as: Float.self)
-        guard ellipse.shape == [n, concepts.count, 5] else {
-            throw file.error("/images/ellipse", "shape \(ellipse.shape), expected [\(n), \(concepts.count), 5]")
+        // With rasters the ellipses are only informative (SPEC §1): their shape is checked, their
+        // values (25 MB at the paper's size) are not kept.
+        let rastersDefineMasks = version >= 2 && file.exists(MaskFile.dataset)
+        let ellipseShape = try file.shape(of: "/images/ellipse")
+        guard ellipseShape == [n, concepts.count, 5] else {
+            throw file.error("/images/ellipse", "shape \(ellipseShape), expected [\(n), \(concepts.count), 5]")
         }
+        let ellipse = rastersDefineMasks ? [] : try file.read("/images/ellipse", as: Float.self).values
         var sources: [String]?
         if file.exists("/images/source") {
             let names = try file.readStrings("/images/source")
@@ -58,7 +62,7 @@ public enum DictionaryFile {
         let dictionary = FaceDictionary(
             categories: categories, subgroups: subgroups, subgroupCategory: subgroupCategory,
             regions: regions, concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType,
-            globalLabel: global.values, localLabel: local.values, ellipse: ellipse.values,
+            globalLabel: global.values, localLabel: local.values, ellipse: ellipse,
             maskSize: Int(maskSize), ellipseChi2: chi2, version: version, rasters: rasters, imageSources: sources)
         do {
             try dictionary.validate(source: path)

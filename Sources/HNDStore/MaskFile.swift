@@ -10,8 +10,8 @@ import HNDEngine
 enum MaskFile {
     static let dataset = "/images/masks"
     /// Images per read, at least: about 7 MB at the paper's size. Reads are whole chunks of the
-    /// dataset, so that no chunk is decompressed twice, and two chunks per core where the chunks
-    /// are inflated here.
+    /// dataset, so that no chunk is decompressed twice, and a chunk per core where the chunks are
+    /// inflated here.
     static let imagesPerBlock = 128
     /// Chunks of more images than this are left to HDF5 (a block would hold them whole).
     static let largestChunk = 1024
@@ -30,7 +30,7 @@ enum MaskFile {
         let chunkImages = max(1, try file.chunkShape(of: dataset)?.first ?? 1)
         let chunks = direct && chunkImages <= largestChunk ? DeflatedChunks(file, dataset) : nil
         let chunksPerBlock = max((imagesPerBlock + chunkImages - 1) / chunkImages,
-                                 chunks == nil ? 1 : 2 * ProcessInfo.processInfo.activeProcessorCount)
+                                 chunks == nil ? 1 : ProcessInfo.processInfo.activeProcessorCount)
         let block = chunkImages > largestChunk ? imagesPerBlock : min(chunksPerBlock, max(1, largestChunk / chunkImages)) * chunkImages
 
         var rasters = MaskRasters(size: s, conceptCount: l)
@@ -78,6 +78,7 @@ enum MaskFile {
                         return .failure(BadPadding(image: first + i, concept: c))
                     }
                 }
+                part.shrinkToFit() // it is kept for as long as the dictionary
                 return .success(part)
             }
         }

@@ -32,7 +32,7 @@ import Testing
         packed[0] = 0x80
         packed[7 * 2 + 1] = 0x20 // row 7, column 10: past the grid
         #expect(!packed.withUnsafeBufferPointer { rasters.appendPacked($0.baseAddress!) })
-        #expect(rasters.imageCount == 0 && rasters.runs.isEmpty)
+        #expect(rasters.imageCount == 0 && rasters.runCount == 0)
         packed[7 * 2 + 1] = 0x40 // column 9, the last one
         #expect(packed.withUnsafeBufferPointer { rasters.appendPacked($0.baseAddress!) })
         #expect(Array(rasters.runs(image: 0, concept: 0)) == [.init(row: 0, lo: 0, hi: 1), .init(row: 7, lo: 9, hi: 10)])
@@ -53,7 +53,7 @@ import Testing
         masks += (0..<20).map { Array(shapes[($0 * s * s)..<(($0 + 1) * s * s)]) }
         var twoPieces = 0
         for bitmap in masks {
-            let runs = Array(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs)
+            let runs = Array(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs(image: 0, concept: 0))
             pieces.split(runs[...])
             var covered = [Int](repeating: 0, count: s * s)
             for piece in (0..<pieces.count).map(pieces.piece) {
@@ -82,7 +82,7 @@ import Testing
             }
         }
         var pieces = MaskPieces()
-        pieces.split(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs[...])
+        pieces.split(MaskRasters(size: s, conceptCount: 1, bitmaps: bitmap).runs(image: 0, concept: 0))
         #expect(pieces.count == 2)
         let columns = (0..<2).map(pieces.piece).map { piece in (piece.map(\.lo).min()!, piece.map(\.hi).max()!) }
         #expect(columns[0].1 <= columns[1].0 || columns[1].1 <= columns[0].0)
