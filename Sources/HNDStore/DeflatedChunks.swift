@@ -72,21 +72,34 @@ struct DeflatedChunks: @unchecked Sendable { // workers read its geometry; HDF5 
     }
 
     /// Reads rows [start, start + count) of the first axis into `out` (resized to count rows,
-    /// row-major); `start` is a multiple of the chunk's first dimension.
-    func read(start: Int, count: Int, into out: inout [UInt8], file: HDF5File) throws(StoreError) {
+    /// row-major); `start` is a multiple of the chunk's first dimension. Returns, per row, whether
+    /// no chunk of it is stored: the row is then zeros, known without looking.
+    func read(start: Int, count: Int, into out: inout [UInt8], file: HDF5File) throws(StoreError) -> [Bool] {
         precondition(start % chunk[0] == 0)
         let chunks = try readRaw(start: start, count: count, file: file)
         if out.count != count * rowBytes { out = [UInt8](repeating: 0, count: count * rowBytes) }
-        let corrupt = out.withUnsafeMutableBytes { inflate(chunks, start: start, count: count, into: $0) }
+        var unstored = [Bool](repeating: true, count: count)
+        for offset in chunks.offsets {
+            for row in (offset[0] - start)..<min(count, offset[0] - start + chunk[0]) { unstored[row] = false }
+        }
+        // Zeros where no chunk will be placed: rows without a stored chunk, and all of them when
+        // some chunk is placed only in part (then the rest of its rows may be missing).
+        let partial = chunks.offsets.contains { !isWhole(at: $0, start: start, count: count) }
+        let corrupt = out.withUnsafeMutableBytes { out in
+            for (row, missing) in unstored.enumerated() where missing || partial {
+                (out.baseAddress! + row * rowBytes).initializeMemory(as: UInt8.self, repeating: 0, count: rowBytes)
+            }
+            return inflate(chunks, start: start, count: count, into: out)
+        }
         if let k = corrupt {
             throw file.error(name, "chunk at \(chunks.offsets[k]) is corrupt (it does not inflate to \(chunkBytes) bytes)")
         }
+        return unstored
     }
 
     /// Inflates and places every chunk on every core: straight into `out` where a chunk lies whole
     /// inside it, else through a scratch chunk of the worker's own. Returns the first corrupt one.
     private func inflate(_ chunks: RawChunks, start: Int, count: Int, into out: UnsafeMutableRawBufferPointer) -> Int? {
-        out.initializeMemory(as: UInt8.self, repeating: 0) // missing chunks are zeros
         let stored = chunks.stored, offsets = chunks.offsets
         let slices = min(stored.count, scratch.count), chunkBytes = chunkBytes, rowBytes = rowBytes
         var corrupt = [Bool](repeating: false, count: stored.count)

@@ -48,9 +48,10 @@ enum MaskFile {
         for (k, start) in stride(from: 0, to: n, by: block).enumerated() {
             let next = buffers[k % 2], count = min(block, n - start)
             if let chunks {
-                try chunks.read(start: start, count: count, into: &next.bytes, file: file)
+                next.unstored = try chunks.read(start: start, count: count, into: &next.bytes, file: file)
             } else {
                 try file.readRows(dataset, start: start, count: count, into: &next.bytes)
+                next.unstored = [Bool](repeating: false, count: count)
             }
             converted.wait()
             try take(buffers[(k + 1) % 2])
@@ -66,6 +67,8 @@ enum MaskFile {
     /// reader fills it, then a worker converts it, and the reader takes the runs after waiting.
     final class Block: @unchecked Sendable {
         var bytes: [UInt8] = []
+        /// Per image, whether no chunk of it is stored (its masks are empty, not worth a look).
+        var unstored: [Bool] = []
         var first = 0
         var result: Result<MaskRasters, BadPadding>?
 
@@ -74,6 +77,10 @@ enum MaskFile {
             let maskBytes = s * ((s + 7) / 8)
             result = bytes.withUnsafeBufferPointer { bytes in
                 for i in 0..<images {
+                    if unstored[i] {
+                        for _ in 0..<l { part.appendMask(EmptyCollection()) }
+                        continue
+                    }
                     for c in 0..<l where !part.appendPacked(bytes.baseAddress! + (i * l + c) * maskBytes) {
                         return .failure(BadPadding(image: first + i, concept: c))
                     }
