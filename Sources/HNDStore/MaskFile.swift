@@ -4,9 +4,9 @@ import HNDEngine
 
 /// `/images/masks` of a version-2 dictionary (SPEC §1): [N, L, S, ⌈S/8⌉] uint8, each mask row
 /// bit-packed. Read in blocks of images — chunk by chunk, inflated on every core, where the
-/// dataset is deflated (`DeflatedChunks`), else through HDF5 hyperslabs — and turned into runs
-/// block by block, the next block being read while the last is converted: the dense array
-/// (1.5 GB of bits at the paper's size, twelve times that unpacked) is never in memory.
+/// dataset is deflated (`DeflatedChunks`), else through HDF5 hyperslabs — and each block turned
+/// into runs on every core: the dense array (1.5 GB of bits at the paper's size, twelve times
+/// that unpacked) is never in memory.
 enum MaskFile {
     static let dataset = "/images/masks"
     /// Images per read, at least: about 7 MB at the paper's size. Reads are whole chunks of the
@@ -33,62 +33,53 @@ enum MaskFile {
                                  chunks == nil ? 1 : ProcessInfo.processInfo.activeProcessorCount)
         let block = chunkImages > largestChunk ? imagesPerBlock : min(chunksPerBlock, max(1, largestChunk / chunkImages)) * chunkImages
 
-        var rasters = MaskRasters(size: s, conceptCount: l)
-        let buffers = [Block(), Block()]
-        let converted = DispatchGroup()
-        func take(_ block: Block) throws(StoreError) {
-            switch block.result {
-            case .none: return
-            case .success(let part)?: rasters.append(part)
-            case .failure(let bad)?:
-                throw file.error(dataset, "\(FaceDictionary.imageName(bad.image, sources: sources)), concept \(bad.concept) (\(concepts[bad.concept])): padding bits (past column \(s - 1) in a row's last byte) are set; they must be 0")
-            }
-            block.result = nil
-        }
-        for (k, start) in stride(from: 0, to: n, by: block).enumerated() {
-            let next = buffers[k % 2], count = min(block, n - start)
+        var rasters = MaskRasters(size: s, conceptCount: l), bytes: [UInt8] = []
+        for start in stride(from: 0, to: n, by: block) {
+            let count = min(block, n - start)
+            var unstored = [Bool](repeating: false, count: count)
             if let chunks {
-                next.unstored = try chunks.read(start: start, count: count, into: &next.bytes, file: file)
+                unstored = try chunks.read(start: start, count: count, into: &bytes, file: file)
             } else {
-                try file.readRows(dataset, start: start, count: count, into: &next.bytes)
-                next.unstored = [Bool](repeating: false, count: count)
+                try file.readRows(dataset, start: start, count: count, into: &bytes)
             }
-            converted.wait()
-            try take(buffers[(k + 1) % 2])
-            next.first = start
-            DispatchQueue.global().async(group: converted) { next.convert(images: count, concepts: l, size: s) }
+            for part in convert(bytes, first: start, images: count, unstored: unstored, concepts: l, size: s) {
+                switch part {
+                case .success(let runs): rasters.append(runs)
+                case .failure(let bad):
+                    throw file.error(dataset, "\(FaceDictionary.imageName(bad.image, sources: sources)), concept \(bad.concept) (\(concepts[bad.concept])): padding bits (past column \(s - 1) in a row's last byte) are set; they must be 0")
+                }
+            }
         }
-        converted.wait()
-        for last in buffers { try take(last) } // only the last block's runs are still to take
         return rasters
     }
 
-    /// A block of packed masks and the runs made of them. Used by one thread at a time: the
-    /// reader fills it, then a worker converts it, and the reader takes the runs after waiting.
-    final class Block: @unchecked Sendable {
-        var bytes: [UInt8] = []
-        /// Per image, whether no chunk of it is stored (its masks are empty, not worth a look).
-        var unstored: [Bool] = []
-        var first = 0
-        var result: Result<MaskRasters, BadPadding>?
-
-        func convert(images: Int, concepts l: Int, size s: Int) {
-            var part = MaskRasters(size: s, conceptCount: l)
-            let maskBytes = s * ((s + 7) / 8)
-            result = bytes.withUnsafeBufferPointer { bytes in
-                for i in 0..<images {
-                    if unstored[i] {
-                        for _ in 0..<l { part.appendMask(EmptyCollection()) }
-                        continue
+    /// The runs of a block of packed masks (images `first ..< first + images`), in slices of
+    /// images on every core, in order. `unstored` images have no stored chunk: empty, not looked at.
+    static func convert(_ bytes: [UInt8], first: Int, images: Int, unstored: [Bool], concepts l: Int,
+                        size s: Int) -> [Result<MaskRasters, BadPadding>] {
+        let slices = min(images, 2 * ProcessInfo.processInfo.activeProcessorCount), maskBytes = s * ((s + 7) / 8)
+        var parts = [Result<MaskRasters, BadPadding>](repeating: .success(MaskRasters(size: s, conceptCount: l)), count: slices)
+        bytes.withUnsafeBufferPointer { bytes in
+        parts.withUnsafeMutableBufferPointer { parts in
+            let bytes = UnsafeSendable(bytes), parts = UnsafeSendable(parts)
+            DispatchQueue.concurrentPerform(iterations: slices) { slice in
+                var part = MaskRasters(size: s, conceptCount: l)
+                parts.value[slice] = {
+                    for i in (slice * images / slices)..<((slice + 1) * images / slices) {
+                        if unstored[i] {
+                            for _ in 0..<l { part.appendMask(EmptyCollection()) }
+                            continue
+                        }
+                        for c in 0..<l where !part.appendPacked(bytes.value.baseAddress! + (i * l + c) * maskBytes) {
+                            return .failure(BadPadding(image: first + i, concept: c))
+                        }
                     }
-                    for c in 0..<l where !part.appendPacked(bytes.baseAddress! + (i * l + c) * maskBytes) {
-                        return .failure(BadPadding(image: first + i, concept: c))
-                    }
-                }
-                part.shrinkToFit() // it is kept for as long as the dictionary
-                return .success(part)
+                    part.shrinkToFit() // it is kept for as long as the dictionary
+                    return .success(part)
+                }()
             }
-        }
+        }}
+        return parts
     }
 
     struct BadPadding: Error { let image: Int, concept: Int }

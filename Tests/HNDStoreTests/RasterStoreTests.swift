@@ -1,3 +1,4 @@
+import CHDF5
 import Foundation
 import Testing
 @testable import HNDEngine
@@ -109,6 +110,44 @@ func writeRasterDictionary(_ d: FaceDictionary, bitmaps: [Bool], to path: String
         let hdf5 = try MaskFile.read(file, images: 300, concepts: d.concepts, size: 20, sources: nil, direct: false)
         #expect(here == hdf5)
         #expect(here == expected.rasters)
+    }
+
+    /// The Adler-32 that folds in zero runs equals zlib's, and inflating checks it: a stream with
+    /// a flipped bit never inflates to other bytes, one with a wrong checksum is refused.
+    @Test func inflatingChecksTheStream() {
+        var state: UInt64 = 3
+        for count in [0, 1, 63, 64, 65, 1000, 4096, 100_003] {
+            // Zero runs of every length between non-zero stretches, at every alignment.
+            var data = [UInt8](repeating: 0, count: count)
+            var i = 0
+            while i < count {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let length = Int(state >> 54) % 300
+                if state & 1 == 0 { for k in i..<min(count, i + length) { data[k] = UInt8(truncatingIfNeeded: state >> (8 + k % 40)) | 1 } }
+                i += length + 1
+            }
+            let zlib = data.withUnsafeBufferPointer { UInt32(adler32(1, $0.baseAddress, uInt(count))) }
+            #expect(data.withUnsafeBytes { DeflatedChunks.adler32($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: count) } == zlib, "\(count) bytes")
+            guard count > 0 else { continue }
+            var compressed = [UInt8](repeating: 0, count: Int(compressBound(uLong(count))))
+            var length = uLongf(compressed.count)
+            #expect(compress2(&compressed, &length, data, uLong(count), 4) == Z_OK)
+            compressed.removeSubrange(Int(length)...)
+            var out = [UInt8](repeating: 0, count: count)
+            func inflates(_ stream: [UInt8]) -> Bool {
+                stream.withUnsafeBytes { s in out.withUnsafeMutableBytes { DeflatedChunks.inflate(s.baseAddress!, count: stream.count, into: $0.baseAddress!, count: count) } }
+            }
+            #expect(inflates(compressed) && out == data)
+            for position in [2, compressed.count / 2, compressed.count - 1] where position >= 2 {
+                var broken = compressed
+                broken[position] ^= 0x10
+                // Refused, or (a padding bit after the last code) the same bytes: never other bytes.
+                #expect(!inflates(broken) || out == data, "a flipped bit at \(position) of \(compressed.count)")
+            }
+            var checksum = compressed
+            checksum[checksum.count - 2] ^= 1
+            #expect(!inflates(checksum))
+        }
     }
 
     func expectError(_ path: String, object: String, _ message: String) {
