@@ -15,6 +15,7 @@ public enum Checkpoint {
         }
         let d = index.dictionary
         mix(d.localLabel); mix(d.globalLabel); mix(d.ellipse)
+        if let rasters = d.rasters { mix([rasters.fingerprint]) } // v1 fingerprints unchanged
         mix(Array((d.concepts + d.subgroups + d.regions + d.categories).joined(separator: "\u{0}").utf8))
         mix([options.quantile, options.iouFloor, Double(d.maskSize), d.ellipseChi2])
         return hash

@@ -4,11 +4,12 @@ import Testing
 
 /// A random dictionary and layer with real structure, for invariance tests.
 struct RandomCase {
-    let dictionary: FaceDictionary
+    var dictionary: FaceDictionary
     let maps: [Float] // [N, C, h, w]
     let units: Int, h: Int, w: Int
 
-    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64, maskSize: Int = 24) {
+    /// `rasters`: a version-2 dictionary whose masks are `RasterShapes` drawn around the ellipses.
+    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64, maskSize: Int = 24, rasters: Bool = false) {
         var g = SplitMix(seed: seed)
         let l = 6
         var local = [Int8](), ellipse = [Float](), global = [Int32]()
@@ -25,6 +26,7 @@ struct RandomCase {
             categories: ["gender", "age"], subgroups: ["f", "m", "young", "mid", "old"], subgroupCategory: [0, 0, 1, 1, 1],
             regions: ["eye", "mouth"], concepts: ["a", "b", "c", "d", "e", "nobody"], conceptRegion: [0, 0, 0, 1, 1, 1],
             conceptType: [0, 1, 2, 0, 1, 2], globalLabel: global, localLabel: local, ellipse: ellipse, maskSize: maskSize)
+        if rasters { dictionary = RasterShapes.drawn(over: dictionary) }
         self.units = units; self.h = h; self.w = w
         maps = (0..<(n * units * h * w)).map { _ in g.uniform() * 3 - 1 }
     }
@@ -210,11 +212,12 @@ struct RandomCase {
         random.maps.withUnsafeBufferPointer { maps in
             for n in local {
                 let map = maps.baseAddress! + (n * random.units + u) * hw
+                let masks = (0..<l).map { pixelMask(d, image: n, concept: $0) }
                 for row in 0..<s {
                     for col in 0..<s {
                         let inM = up.value(map, row: row, col: col) > t
                         for c in 0..<l where d.localLabel(image: n, concept: c) >= 0 {
-                            let inL = d.mask(image: n, concept: c)?.contains(row: row, col: col) ?? false
+                            let inL = masks[c][row * s + col]
                             if inM { act[c] += 1 }
                             if inL { area[c] += 1 }
                             if inM && inL { inter[c] += 1 }
@@ -266,4 +269,13 @@ struct RandomCase {
         #expect(kernel == swift)
         #expect(kernel.contains { $0 > 0 }, "the case counts some pixels")
     }
+}
+
+/// Mask (n, c) pixel by pixel, from SPEC §1's definition: the raster's bits, else the ellipse
+/// test at every pixel centre (not the row spans the engine computes).
+func pixelMask(_ d: FaceDictionary, image n: Int, concept c: Int) -> [Bool] {
+    let s = d.maskSize
+    if let rasters = d.rasters { return rasters.bitmap(image: n, concept: c) }
+    guard let ellipse = d.ellipseMask(image: n, concept: c), !ellipse.isEmpty else { return [Bool](repeating: false, count: s * s) }
+    return (0..<(s * s)).map { ellipse.contains(row: $0 / s, col: $0 % s) }
 }
