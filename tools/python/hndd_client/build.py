@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .cli import positive_int
 from .dictionary_io import DictionaryHeader, DictionaryWriter
-from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, outline_ellipse
+from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, concept_ellipses, concept_masks
 from .taxonomy import PART, Taxonomy, load_taxonomy
 
 CELEBA_CONCEPTS = {
@@ -52,7 +52,7 @@ CELEBA_CONCEPTS = {
     "Double_Chin": "double_chin", "Eyeglasses": "eyeglasses", "Goatee": "goatee",
     "High_Cheekbones": "high_cheekbones", "Mouth_Slightly_Open": "mouth_slightly_open", "Mustache": "mustache",
     "Narrow_Eyes": "narrow_eyes", "No_Beard": "no_beard", "Pointy_Nose": "pointy_nose",
-    "Rosy_Cheeks": "rosy_cheeks", "Wearing_Lipstick": "wearing_lipstick",
+    "Rosy_Cheeks": "rosy_cheeks", "Wearing_Lipstick": "wearing_lipstick", "Smiling": "smiling", "Big_Lips": "big_lips",
 }
 CELEBA_GENDER_ATTRIBUTE = "Male"
 UTK_RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: None}
@@ -337,18 +337,20 @@ def crop_and_resize(image: Image.Image, size: int):
     return np.asarray(square.resize((size, size), Image.BILINEAR)), left, top, side
 
 
-def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], pixels_size: int,
-               crop: tuple, taxonomy: Taxonomy, chi2: float):
-    """(global labels [Gc], local labels [L], ellipses [L, 5], normalised landmarks [68, 2])."""
+def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], crop: tuple, taxonomy: Taxonomy,
+               mask_size: int, chi2: float):
+    """(global labels [Gc], local labels [L], ellipses [L, 5], masks [L, S, S] bool, normalised
+    landmarks [68, 2]); bilateral concepts have one ellipse per side, so a NaN ellipse."""
     global_label = np.full(len(taxonomy.categories), -1, dtype=np.int32)
     for category, subgroup in record.global_labels.items():
         if category in taxonomy.category_names:
             global_label[taxonomy.category_index(category)] = taxonomy.subgroup_index(category, subgroup)
     local_label = np.full(len(taxonomy.concepts), -1, dtype=np.int8)
     ellipse = np.full((len(taxonomy.concepts), 5), np.nan, dtype=np.float32)
+    masks = np.zeros((len(taxonomy.concepts), mask_size, mask_size), dtype=bool)
     normalised = np.full((68, 2), np.nan, dtype=np.float32)
     if landmark_points is None:
-        return global_label, local_label, ellipse, normalised
+        return global_label, local_label, ellipse, masks, normalised
     left, top, side = crop
     points = (np.asarray(landmark_points, dtype=np.float64) + 0.5 - [left, top]) / side
     try:
@@ -362,9 +364,10 @@ def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], pixel
         if label != -1 and not np.all((centre >= 0) & (centre <= 1)):
             label = -1  # the region was cropped away
         local_label[index] = label
-        if label == 1:
-            ellipse[index] = outline_ellipse(points, concept.outline, chi2)
-    return global_label, local_label, ellipse, normalised
+    present = local_label == 1
+    ellipse = concept_ellipses(points, taxonomy, chi2, present)
+    masks = concept_masks(points, taxonomy, mask_size, chi2, present)
+    return global_label, local_label, ellipse, masks, normalised
 
 
 def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxonomy: Taxonomy,
@@ -387,7 +390,7 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
 
     header = DictionaryHeader.from_taxonomy(taxonomy, mask_size, chi2)
     without_landmarks = 0
-    with DictionaryWriter(out, header, len(present), size, with_landmarks=True, with_names=True) as writer:
+    with DictionaryWriter(out, header, len(present), size, with_landmarks=True) as writer:
         for row, record in enumerate(present):
             try:
                 with Image.open(record.path) as opened:
@@ -400,10 +403,10 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
             if points is None:
                 without_landmarks += 1
             pixels, left, top, side = crop_and_resize(image, size)
-            global_label, local_label, ellipse, normalised = image_rows(record, points, size, (left, top, side),
-                                                                       taxonomy, chi2)
-            writer.write(row, global_label[None], local_label[None], ellipse[None], pixels[None], normalised[None],
-                         [f"{record.source}/{record.key}"])
+            global_label, local_label, ellipse, masks, normalised = image_rows(record, points, (left, top, side),
+                                                                              taxonomy, mask_size, chi2)
+            writer.write(row, global_label[None], local_label[None], ellipse[None], masks[None],
+                         [f"{record.source}/{record.key}"], pixels[None], normalised[None])
     if without_landmarks:
         print(f"build-dictionary: {without_landmarks} of {len(present)} images have no landmarks; their local "
               f"concepts are written as not annotated (-1)", file=log)
