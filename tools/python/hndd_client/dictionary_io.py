@@ -373,9 +373,10 @@ def _read_header(file: h5py.File, source: str):
     attributes = dict(file.attrs)
     if attributes.get("format") != FORMAT:
         raise DictionaryError(f"{source}: root attribute format is {attributes.get('format')!r}, expected {FORMAT!r}")
-    version = int(attributes.get("version", -1))
+    raw_version = attributes.get("version", "none")
+    version = int(raw_version) if isinstance(raw_version, (int, np.integer)) else -1
     if version not in READABLE_VERSIONS:
-        raise DictionaryError(f"{source}: unsupported version {attributes.get('version')!r} "
+        raise DictionaryError(f"{source}: unsupported version {raw_version!s} "
                               f"(readable: {', '.join(map(str, READABLE_VERSIONS))})")
     if "mask_size" not in attributes:
         raise DictionaryError(f"{source}: root attribute mask_size is missing")
@@ -395,13 +396,13 @@ def _read_header(file: h5py.File, source: str):
 def _check_masks(file: h5py.File, dictionary: FaceDictionary, source: str) -> int:
     """Checks /images/masks a slice of images at a time; returns the count of empty present masks."""
     header, dataset = dictionary.header, file["images/masks"]
+    if dataset.shape[:1] != (len(dictionary),):
+        raise DictionaryError(f"{source}: /images/masks has shape {dataset.shape} for {len(dictionary)} images")
     empty = 0
     for start in range(0, len(dictionary), CHECK_SLICE):
         stop = min(start + CHECK_SLICE, len(dictionary))
         names = None if dictionary.sources is None else dictionary.sources[start:stop]
         try:
-            if dataset.shape[0] != len(dictionary):
-                raise MaskError(f"{source}: /images/masks has {dataset.shape[0]} images, the labels {len(dictionary)}")
             empty += check_mask_rows(header.concepts, header.mask_size, dictionary.local_label[start:stop],
                                      dataset[start:stop], start, source, names)
         except MaskError as error:
