@@ -43,6 +43,7 @@ VERSION = 2  # what the writer writes
 READABLE_VERSIONS = (1, 2)
 STRING = h5py.string_dtype(encoding="utf-8")
 MASK_COMPRESSION = dict(compression="gzip", compression_opts=4)
+DEFAULT_MASK_SIZE = 112  # the paper's mask grid
 
 
 class DictionaryError(ValueError):
@@ -60,11 +61,12 @@ class DictionaryHeader:
     concepts: Sequence[str]
     concept_region: Sequence[int]
     concept_type: Sequence[int]
-    mask_size: int = 112
+    mask_size: int = DEFAULT_MASK_SIZE
     ellipse_chi2: float = DEFAULT_CHI2
 
     @classmethod
-    def from_taxonomy(cls, taxonomy: Taxonomy, mask_size: int = 112, ellipse_chi2: float = DEFAULT_CHI2):
+    def from_taxonomy(cls, taxonomy: Taxonomy, mask_size: int = DEFAULT_MASK_SIZE,
+                      ellipse_chi2: float = DEFAULT_CHI2):
         return cls(taxonomy.category_names, taxonomy.subgroups, taxonomy.subgroup_category,
                    list(taxonomy.regions), taxonomy.concept_names,
                    [c.region_index for c in taxonomy.concepts], [c.type for c in taxonomy.concepts],

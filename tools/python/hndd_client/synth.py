@@ -45,7 +45,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cli import positive_int
-from .dictionary_io import STRING, DictionaryHeader, DictionaryWriter, FaceDictionary, read_dictionary, replace_when_done
+from .dictionary_io import (DEFAULT_MASK_SIZE, STRING, DictionaryHeader, DictionaryWriter, FaceDictionary,
+                            read_dictionary, replace_when_done)
 from .face_renderer import FaceSpec, concept_presence, render, sample_face_spec, skin_luminance
 from .landmarks import DEFAULT_CHI2, concept_ellipses, concept_masks
 from .masks import pack, packed_width
@@ -136,7 +137,7 @@ def _run(worker, tasks, workers: int):
         yield from pool.map(worker, tasks)
 
 
-def generate_dictionary(path, images: int, size: int, seed: int, mask_size: int = 112,
+def generate_dictionary(path, images: int, size: int, seed: int, mask_size: int = DEFAULT_MASK_SIZE,
                         grayscale_fraction: float = 0.0, workers: int = 1, chi2: float = DEFAULT_CHI2) -> None:
     """Renders and writes a synthetic dictionary (see the module doc)."""
     taxonomy = dictionary_taxonomy(grayscale_fraction)
@@ -299,7 +300,8 @@ def main_synth_dictionary(argv: Sequence[str]) -> int:
     parser.add_argument("--out", required=True, help="dictionary file to write (.h5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", help="also write a contact sheet PNG with mask outlines")
-    parser.add_argument("--mask-size", type=positive_int, default=112, help="mask grid side S (default 112)")
+    parser.add_argument("--mask-size", type=positive_int, default=DEFAULT_MASK_SIZE,
+                        help=f"mask grid side S (default {DEFAULT_MASK_SIZE})")
     parser.add_argument("--grayscale-fraction", type=_fraction, default=0.0,
                         help="fraction of grayscale images; > 0 adds the colour_scheme category")
     parser.add_argument("--workers", type=positive_int, default=_default_workers())
