@@ -3,7 +3,8 @@
 A ``FaceSpec`` describes one face completely: who (age group, gender, ethnicity palette), how it
 looks (colours, hair, face shape), every local concept of the taxonomy as its own physical switch
 (glasses, brow shape, eye opening, cheek colour, stubble, beard, nose size and shape, mouth
-opening and corners, lipstick, double chin, the action units), and how it is photographed (pose,
+opening and corners, a smile, full lips, lipstick, double chin, the action units; two-sided
+features such as cheeks and brows are drawn on both sides), and how it is photographed (pose,
 scale, lighting, noise, grayscale). ``render(spec, size)`` is a pure function of the spec: the
 same spec always gives the same pixels, so one concept can be switched with ``with_concept`` and
 everything else stays identical.

@@ -6,8 +6,8 @@ past column S − 1 in a row's last byte are padding and must be 0. Bits may be 
 concept is present (``local_label = 1``); a present concept may have an empty mask.
 
 The paper's dictionary at S = 112 holds 24,632 local images × 38 concepts: 1.5 GB of packed
-bits, twelve times that as one byte a pixel. So masks are checked and read a slice of images at
-a time (``CHECK_SLICE``), never unpacked all at once.
+bits (far less on disk, compressed), 11.7 GB as one byte a pixel. So masks are checked and read a
+slice of images at a time (``CHECK_SLICE``), never unpacked all at once.
 """
 from __future__ import annotations
 

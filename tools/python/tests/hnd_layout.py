@@ -12,7 +12,7 @@ a CelebA-aligned face has them, jittered per image. ``non_localizable/`` gets 1,
 subgroup (gender 2,000, skin tone 1,500) of UTKFace's 200×200. The photos are smooth random
 colour fields with pixel noise: nobody's face, but PNGs that cost what photos cost to decode. The
 ``*_overlap.png`` and ``lm.png`` files of the real layout are left out (no builder reads them).
-About 4 GB and ten minutes; write it outside the repository (e.g. under /work/cache).
+About 6 GB and a quarter of an hour; write it outside the repository (e.g. under /work/cache).
 """
 from __future__ import annotations
 
