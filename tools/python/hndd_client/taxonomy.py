@@ -2,8 +2,8 @@
 
 The taxonomy fixes the names and the order of everything a dictionary file indexes: global
 categories and their subgroups, local regions, local concepts with their region and type, and
-for each local concept the landmark outline its mask ellipse is computed from (see
-``landmarks.py``). Keeping it as data means the synthetic generator, the real-dataset builder and
+for each local concept the landmark outline its mask is computed from: one ellipse, or one per
+side for a bilateral concept (see ``landmarks.py``). Keeping it as data means the synthetic generator, the real-dataset builder and
 the tests all agree on one list.
 """
 from __future__ import annotations
@@ -79,13 +79,6 @@ class Taxonomy:
         """The same taxonomy minus optional global categories (e.g. colour_scheme)."""
         return self.with_categories([c.name for c in self.categories if not c.optional])
 
-    def with_concepts(self, names) -> "Taxonomy":
-        """Keeps only the named local concepts, in taxonomy order (regions stay as they are)."""
-        unknown = set(names) - set(self.concept_names)
-        if unknown:
-            raise TaxonomyError(f"unknown local concepts: {', '.join(sorted(unknown))}")
-        return Taxonomy(self.categories, self.regions, tuple(c for c in self.concepts if c.name in names))
-
     def with_categories(self, names: Sequence[str]) -> "Taxonomy":
         """Keeps only the named global categories, in taxonomy order."""
         unknown = set(names) - {c.name for c in self.categories}
@@ -137,6 +130,13 @@ class Taxonomy:
 
     def concept(self, name: str) -> LocalConcept:
         return self.concepts[self.concept_index(name)]
+
+    def with_concepts(self, names) -> "Taxonomy":
+        """Keeps only the named local concepts, in taxonomy order (regions stay as they are)."""
+        unknown = set(names) - set(self.concept_names)
+        if unknown:
+            raise TaxonomyError(f"unknown local concepts: {', '.join(sorted(unknown))}")
+        return Taxonomy(self.categories, self.regions, tuple(c for c in self.concepts if c.name in names))
 
 
 def _require(condition: bool, source: str, message: str) -> None:
