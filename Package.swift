@@ -21,8 +21,11 @@ let package = Package(
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
 
-        // Stage II's counting loop in AVX-512, used when the CPU has it (see its header).
-        .target(name: "CHNDKernels"),
+        // Which vector instructions the native code uses (AVX-512, AVX2 or none, chosen once at
+        // load), and the vector conversions of half-precision floats (see its header).
+        .target(name: "CHNDCPU"),
+        // The engine's hottest loops in AVX-512 and AVX2, on the path CHNDCPU chose (see its header).
+        .target(name: "CHNDKernels", dependencies: ["CHNDCPU"]),
         // The engine: pure computation, knows nothing of files or sockets.
         .target(name: "HNDEngine", dependencies: ["COpenBLAS", "CHNDKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
@@ -30,7 +33,7 @@ let package = Package(
         .target(name: "HNDStore", dependencies: ["CHDF5", "HNDEngine"]),
         // The wire: ZeroMQ sockets and the protobuf protocol.
         .target(name: "HNDWire", dependencies: [
-            "CZMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "CZMQ", "CHNDCPU", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         // The daemon: ingest, passes, snapshots, checkpoints.
         .target(name: "HNDDaemon", dependencies: [
@@ -45,9 +48,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels"]),
+        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels", "CHNDCPU"]),
         .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine"]),
-        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire"]),
+        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire", "CHNDCPU"]),
         .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine"]),
     ]
 )

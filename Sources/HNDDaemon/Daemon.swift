@@ -107,7 +107,7 @@ public final class Daemon: @unchecked Sendable {
         try configuration.runDirectory.writeEndpoints(bound)
         logger.info("serving", metadata: ["ingest": "\(bound.ingest)", "publish": "\(bound.publish)",
                                            "control": "\(bound.control)", "snapshots": "\(configuration.snapshotPath)",
-                                           "images": "\(dictionary.imageCount)"])
+                                           "images": "\(dictionary.imageCount)", "kernels": "\(EngineKernels.path)"])
 
         // The ingest socket moves to the receiver thread for good; no other thread touches it.
         let handOff = HandOff(ingest)

@@ -66,8 +66,9 @@ struct Dissect: AsyncParsableCommand {
                 snapshots.append(snapshot)
                 let seconds = Date().timeIntervalSince(started)
                 print("\(plan.name): \(plan.rows) images × \(plan.units) units × \(plan.height)×\(plan.width) in "
-                      + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s); ",
+                      + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s",
                                seconds, Double(plan.rows) / max(seconds, 1e-9), reading, adding, snapshotting)
+                      + "; kernels \(EngineKernels.path)); "
                       + "interpretable \(snapshot.interpretableUnits), localised \(snapshot.region.filter { $0 >= 0 }.count), "
                       + "Network Dissection \(snapshot.netdissectUnits) of \(snapshot.units) units"
                       + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
