@@ -11,7 +11,6 @@
 // `BilinearUpsampler.value`: a fused multiply-add would move pixels across the threshold.
 #pragma clang fp contract(off)
 
-
 void hndd_geometry_free(hndd_geometry *g) {
     if (!g) return;
     free(g->rowBlocks); free(g->colBlocks); free(g->rowTouch); free(g->colTouch);
@@ -157,8 +156,8 @@ static void add_overlaps(const struct chunks *gathered, const hndd_mask *masks, 
 
 HNDD_AVX512
 static int64_t count_dense_avx512(const hndd_geometry *g, const void *kept, const float *values, float threshold,
-                           const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
-                           const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot) {
+                                  const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                                  const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot) {
     const int32_t h = g->height, w = g->width, n = h * w;
     const int32_t colBlockCount = g->colBlockCount;
     const int32_t words = (g->rowBlockCount * colBlockCount + 63) / 64;
