@@ -62,7 +62,7 @@ public final class Daemon: @unchecked Sendable {
         try configuration.runDirectory.writeEndpoints(sockets.bound)
         logger.info("serving", metadata: ["ingest": "\(sockets.bound.ingest)", "publish": "\(sockets.bound.publish)",
                                            "control": "\(sockets.bound.control)", "snapshots": "\(configuration.snapshotPath)",
-                                           "images": "\(dictionary.imageCount)"])
+                                           "images": "\(dictionary.imageCount)", "kernels": "\(EngineKernels.path)"])
         let receiver = IngestReceiver(socket: sockets.ingest, queue: queue, logger: logger)
         receiver.start()
         var loop = EngineLoop(decoder: BatchDecoder(maximumValueCount: Int(maxBytes / 2)))

@@ -1,16 +1,16 @@
 import CHNDKernels
 
 /// Stage II's per-map count (|M| and |M ∩ L| for each of the image's masks) as one call into the
-/// C kernel (CHNDKernels), on CPUs with AVX-512, straight from a candidate record. It computes
-/// what `forEachBlockRun` and the engine's run overlap compute, with the same float operations in
-/// the same order; the engine uses the Swift path where the CPU lacks AVX-512, and the tests
-/// compare the two.
+/// C kernel (CHNDKernels), in AVX-512 or AVX2, straight from a candidate record. It computes what
+/// `forEachBlockRun` and the engine's run overlap compute, with the same float operations in the
+/// same order; the engine uses the Swift path on the portable path (no AVX2, or HNDD_PORTABLE),
+/// and the tests compare them all.
 final class CountKernel: @unchecked Sendable {
     /// Immutable after `init`; freed with the kernel.
     private let geometry: OpaquePointer
     private let rowBlocks: Int
 
-    /// Whether this CPU runs the kernel.
+    /// Whether this process counts with the kernel (its vector path is AVX-512 or AVX2).
     static let isAvailable = hndd_count_kernel_available() != 0
 
     /// The kernel's mask bits are one word: an image's masks (pieces) are counted in groups of
@@ -24,10 +24,11 @@ final class CountKernel: @unchecked Sendable {
     private let maskBlocksOfGroups: UnsafeMutablePointer<UInt64>
     private let maskBlockWords: Int
 
-    /// The kernel for `upsampler`'s geometry and the masks of `spans`, or nil when the CPU cannot
-    /// run it.
-    init?(_ upsampler: BilinearUpsampler, spans: ConceptSpans) {
-        guard Self.isAvailable else { return nil }
+    /// The kernel for `upsampler`'s geometry and the masks of `spans`, or nil when the process
+    /// does not count with it. `path`: count with that vector path's kernel instead of the
+    /// process's (tests); nil when this CPU cannot run it.
+    init?(_ upsampler: BilinearUpsampler, spans: ConceptSpans, path: hndd_path? = nil) {
+        guard Self.isAvailable || path != nil else { return nil }
         func blocks(_ axis: BilinearUpsampler.Axis) -> [Int32] {
             axis.blocks.flatMap { [Int32($0.start), Int32($0.end), Int32($0.lower), Int32($0.upper)] }
         }
@@ -40,6 +41,10 @@ final class CountKernel: @unchecked Sendable {
             blocks(rows), Int32(rows.blocks.count), blocks(cols), Int32(cols.blocks.count),
             touching(rows), touching(cols),
             rows.lowerWeight, rows.upperWeight, cols.lowerWeight, cols.upperWeight) else { return nil }
+        if let path, hndd_geometry_select(geometry, path) == 0 {
+            hndd_geometry_free(geometry)
+            return nil
+        }
         let rowBlocks = rows.blocks.count
         let words = rows.blocks.count + cols.blocks.count, images = spans.maskStart.count - 1
         let groupStart = UnsafeMutablePointer<Int>.allocate(capacity: images + 1)
@@ -109,4 +114,10 @@ final class CountKernel: @unchecked Sendable {
             return area
         }
     }
+}
+
+/// The vector path of the engine's kernels in this process — "avx512", "avx2" or "portable" —
+/// chosen once at load (hndd_cpu.h), for logs.
+public enum EngineKernels {
+    public static let path = String(cString: hndd_vector_path_name())
 }

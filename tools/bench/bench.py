@@ -212,7 +212,9 @@ def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, 
     # "... in P s": the pass itself, after the dictionary is loaded and indexed.
     passed = re.search(r" in ([0-9.]+) s \(", proc.stdout)
     pass_seconds = float(passed.group(1)) if passed else float("nan")
-    return {"engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
+    kernels = re.search(r"kernels (\w+)", proc.stdout)
+    return {"kernels": kernels.group(1) if kernels else "?",
+            "engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
             "dissect_pass_s": pass_seconds, "dissect_start_up_s": seconds - pass_seconds,
             **{f"dissect_{name}_s": float(value) for name, value in phases.items()}}
 
@@ -377,6 +379,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                        help="element type of the messages (end to end and raw ZeroMQ); the maps are rounded to it, "
+                             "and dissect reads the rounded values from a float32 file (default float32)")
     parser.add_argument("--snapshot-interval", type=float, default=1.0,
                         help="hndd serve's partial snapshot interval during the end-to-end run (default 1 s)")
     parser.add_argument("--rasters", action="store_true",
@@ -397,17 +402,19 @@ def main(argv=None) -> int:
             units, h, w = WORKLOADS[name]
             batch = batch_size(units, h, w)
             pool = batch_pool(units, h, w, 8, args.seed, batch)
+            if args.dtype == "float16":
+                pool = [p.astype(np.float16) for p in pool]
             layer = f"bench{name}"
             activations = work / "activations.h5"
             write_activations(activations, layer, pool, images)
-            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch,
+            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch, "dtype": args.dtype,
                  "activations_mb": images * units * h * w * 4 / 2**20}
             r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
             print(f"{name}: dissect done: {r}", flush=True)
             activations.unlink()
             r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval))
             r.update(bench_raw_zmq(pool, images, work))
-            r.update(bench_numpy(dictionary, pool, images))
+            r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
             r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
             r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
             results[name] = r
