@@ -1,3 +1,4 @@
+import HNDTestSupport
 import Testing
 @testable import HNDEngine
 

@@ -1,3 +1,4 @@
+import HNDTestSupport
 import CHNDCPU
 import CHNDKernels
 import Foundation
@@ -93,8 +94,8 @@ let runnableCountPaths = [HNDD_PATH_AVX512, HNDD_PATH_AVX2].filter { hndd_cpu_su
                                 of: m.baseAddress!, above: t, upsampler: up, masks: masks.baseAddress! + first, maskCount: maskCount,
                                 runLo: runLo, runHi: runHi, overlap: &swiftOverlap, chunks: &chunks)
                             let area = kept.withUnsafeBytes { words in
-                                calls.count(kept: words.baseAddress!, values: m.baseAddress!, threshold: t, masks: masks.baseAddress! + first,
-                                            maskBlocks: calls.maskBlocks(ofImage: image), runLo: runLo.baseAddress!,
+                                calls.count(kept: words.baseAddress!, values: m.baseAddress!, threshold: t, image: image,
+                                            masks: masks.baseAddress! + first, runLo: runLo.baseAddress!,
                                             runHi: runHi.baseAddress!, overlap: &kernelOverlap)
                             }
                             #expect(area == swift && kernelOverlap == swiftOverlap, "path \(path.rawValue), image \(image), t = \(t)")
