@@ -21,9 +21,12 @@ let package = Package(
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
 
-        // The engine's hot loops in C (vector kernels chosen at run time, with portable paths) and
-        // the candidate arena's memory: see its header.
-        .target(name: "CHNDKernels"),
+        // Which vector instructions the native code uses (AVX-512, AVX2 or none, chosen once at
+        // load), and the vector conversions of half-precision floats (see its header).
+        .target(name: "CHNDCPU"),
+        // The engine's hot loops in C (AVX-512 and AVX2 kernels on the path CHNDCPU chose, with
+        // portable paths) and the candidate arena's memory: see its header.
+        .target(name: "CHNDKernels", dependencies: ["CHNDCPU"]),
         // The engine: pure computation, knows nothing of files or sockets.
         .target(name: "HNDEngine", dependencies: ["CHNDKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
@@ -31,7 +34,7 @@ let package = Package(
         .target(name: "HNDStore", dependencies: ["CHDF5", "HNDEngine"]),
         // The wire: ZeroMQ sockets and the protobuf protocol.
         .target(name: "HNDWire", dependencies: [
-            "CZMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "CZMQ", "CHNDCPU", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         // The daemon: ingest, passes, snapshots, checkpoints; a Service of swift-service-lifecycle.
         .target(name: "HNDDaemon", dependencies: [
@@ -50,9 +53,9 @@ let package = Package(
 
         // What the test targets share (a seeded random number generator); not part of hndd.
         .target(name: "HNDTestSupport", path: "Tests/HNDTestSupport"),
-        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels", "HNDTestSupport"]),
+        .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels", "CHNDCPU", "HNDTestSupport"]),
         .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine", "CHDF5"]),
-        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire", "HNDTestSupport"]),
+        .testTarget(name: "HNDWireTests", dependencies: ["HNDWire", "CHNDCPU", "HNDTestSupport"]),
         .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine", "HNDWire"]),
         .testTarget(name: "HNDReportTests", dependencies: ["HNDReport", "CZlib", "HNDTestSupport"]),
     ]

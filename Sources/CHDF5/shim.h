@@ -1,6 +1,8 @@
 #ifndef HNDD_CHDF5_SHIM_H
 #define HNDD_CHDF5_SHIM_H
 #include <hdf5.h>
+/* zlib: the store inflates deflated chunks itself, on every core (DeflatedChunks). */
+#include <zlib.h>
 
 /* HDF5's type and property-list identifiers are macros that expand to function calls or
    globals initialised at run time; Swift cannot import them, so expose them as getters. */

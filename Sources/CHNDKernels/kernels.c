@@ -1,4 +1,4 @@
-#include "hndd_kernels.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -10,21 +10,6 @@
 // Products and sums stay separate roundings, exactly as in the engine's Swift code and in
 // `BilinearUpsampler.value`: a fused multiply-add would move pixels across the threshold.
 #pragma clang fp contract(off)
-
-struct hndd_geometry {
-    int32_t height, width, size;
-    int32_t rowBlockCount, colBlockCount;
-    int32_t *rowBlocks, *colBlocks;    // 4 per block
-    int32_t *rowTouch, *colTouch;      // 2 per source index
-    float *rowLowerWeight, *rowUpperWeight; // size + 16, zero padded: a 16-lane load never leaves them
-    float *colLowerWeight, *colUpperWeight; // size
-    /// For each source position, the hot-block bits it sets (`words` words), when the blocks
-    /// fit in HNDD_TOUCH_WORDS words; else NULL and the ranges above are walked.
-    uint64_t *touch;
-    int32_t words;
-};
-
-#define HNDD_TOUCH_WORDS 8
 
 void hndd_geometry_free(hndd_geometry *g) {
     if (!g) return;
@@ -64,6 +49,7 @@ hndd_geometry *hndd_geometry_create(int32_t height, int32_t width, int32_t size,
         hndd_geometry_free(g);
         return NULL;
     }
+    g->path = hndd_vector_path();
     g->words = (rowBlockCount * colBlockCount + 63) / 64;
     if (g->words <= HNDD_TOUCH_WORDS) {
         g->touch = calloc((size_t)height * width * g->words, sizeof(uint64_t));
@@ -101,50 +87,22 @@ void hndd_mask_blocks(const hndd_geometry *g, const hndd_mask *masks, int64_t ma
     }
 }
 
-/// Whether the AVX-512 kernels run: decided once, when the library loads, from the CPU and
-/// from HNDD_NO_AVX512 (set to anything: the portable paths, for comparisons and tests).
-static int vectorKernels;
+/// The vector path of every kernel below: the process's (see hndd_cpu.h), read once at load.
+static hndd_path path;
 
-__attribute__((constructor)) static void chooseKernels(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    vectorKernels = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && !getenv("HNDD_NO_AVX512");
-#else
-    vectorKernels = 0;
-#endif
+__attribute__((constructor)) static void choosePath(void) { path = hndd_vector_path(); }
+
+int hndd_count_kernel_available(void) { return path != HNDD_PATH_PORTABLE; }
+
+int hndd_geometry_select(hndd_geometry *g, hndd_path chosen) {
+    if (chosen == HNDD_PATH_PORTABLE || !hndd_cpu_supports(chosen)) return 0;
+    g->path = chosen;
+    return 1;
 }
-
-int hndd_count_kernel_available(void) { return vectorKernels; }
 
 #if defined(__x86_64__)
 
 #define HNDD_AVX512 __attribute__((target("avx512f,avx512bw")))
-
-HNDD_AVX512
-static int64_t count_dense(const hndd_geometry *g, const void *kept, const float *values, float threshold,
-                           const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
-                           const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot);
-
-HNDD_AVX512
-int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
-                       const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
-                       const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
-    const int32_t n = g->height * g->width;
-    const int32_t words = (g->rowBlockCount * g->colBlockCount + 63) / 64;
-    // The dense map and the hot-block bits: on the stack for the maps of real layers (up to 64×64),
-    // on the heap beyond, where a worker thread's stack could not hold them.
-    enum { stackFloats = 4096, stackWords = 128 };
-    float stackMap[stackFloats];
-    uint64_t stackHot[stackWords];
-    float *map = n <= stackFloats ? stackMap : malloc(sizeof(float) * (size_t)n);
-    uint64_t *hot = words <= stackWords ? stackHot : malloc(sizeof(uint64_t) * (size_t)words);
-    if (!map || !hot) abort(); // out of memory
-    memset(hot, 0, sizeof(uint64_t) * (size_t)words);
-    int64_t result = count_dense(g, kept, values, threshold, masks, rowBits, colBits, runLo, runHi, overlap, map, hot);
-    if (map != stackMap) free(map);
-    if (hot != stackHot) free(hot);
-    return result;
-}
 
 /// Runs of up to 16 rows of hot blocks, gathered before their overlaps with the masks.
 enum { chunkCapacity = 64 };
@@ -197,9 +155,9 @@ static void add_overlaps(const struct chunks *gathered, const hndd_mask *masks, 
 }
 
 HNDD_AVX512
-static int64_t count_dense(const hndd_geometry *g, const void *kept, const float *values, float threshold,
-                           const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
-                           const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot) {
+static int64_t count_dense_avx512(const hndd_geometry *g, const void *kept, const float *values, float threshold,
+                                  const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
+                                  const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap, float *map, uint64_t *hot) {
     const int32_t h = g->height, w = g->width, n = h * w;
     const int32_t colBlockCount = g->colBlockCount;
     const int32_t words = (g->rowBlockCount * colBlockCount + 63) / 64;
@@ -220,23 +178,7 @@ static int64_t count_dense(const hndd_geometry *g, const void *kept, const float
         _mm512_mask_storeu_ps(map + p, valid, v);
         unsigned above = _mm512_mask_cmp_ps_mask(present, v, t, _CMP_GT_OQ);
         if (above) any = 1;
-        if (g->touch) {
-            while (above) {
-                const uint64_t *bits = g->touch + (size_t)(p + __builtin_ctz(above)) * words;
-                above &= above - 1;
-                for (int32_t i = 0; i < words; i++) hot[i] |= bits[i];
-            }
-        }
-        while (above) {
-            int32_t q = p + __builtin_ctz(above);
-            above &= above - 1;
-            int32_t y = q / w, x = q % w;
-            for (int32_t rb = g->rowTouch[2 * y]; rb < g->rowTouch[2 * y + 1]; rb++)
-                for (int32_t cb = g->colTouch[2 * x]; cb < g->colTouch[2 * x + 1]; cb++) {
-                    int32_t b = rb * colBlockCount + cb;
-                    hot[b >> 6] |= 1ull << (b & 63);
-                }
-        }
+        for (; above; above &= above - 1) hndd_mark_hot(g, p + __builtin_ctz(above), hot);
     }
     if (!any) return 0;
 
@@ -315,20 +257,45 @@ static int64_t count_dense(const hndd_geometry *g, const void *kept, const float
     return _mm512_reduce_add_epi32(areaLanes);
 }
 
-#else
+#endif
 
+/// Counts with `g`'s path, giving its kernel the dense map and the hot-block bits: on the stack
+/// for the maps of real layers (up to 64×64), on the heap beyond, where a worker thread's stack
+/// could not hold them.
 int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
-    (void)g; (void)kept; (void)values; (void)threshold; (void)masks; (void)rowBits; (void)colBits; (void)runLo; (void)runHi; (void)overlap;
-    abort(); // never called: hndd_count_kernel_available() is 0
-}
-
+    hndd_count_fn count = NULL;
+#if defined(__x86_64__)
+    if (g->path == HNDD_PATH_AVX512) count = count_dense_avx512;
+    if (g->path == HNDD_PATH_AVX2) count = hndd_count_dense_avx2;
 #endif
+    if (!count) abort(); // never called on the portable path: the engine counts in Swift
+    const int32_t n = g->height * g->width, words = g->words;
+    enum { stackFloats = 4096 + HNDD_MAP_PADDING, stackWords = 128 };
+    float stackMap[stackFloats];
+    uint64_t stackHot[stackWords];
+    float *map = n + HNDD_MAP_PADDING <= stackFloats ? stackMap : malloc(sizeof(float) * ((size_t)n + HNDD_MAP_PADDING));
+    uint64_t *hot = words <= stackWords ? stackHot : malloc(sizeof(uint64_t) * (size_t)words);
+    if (!map || !hot) abort(); // out of memory
+    memset(hot, 0, sizeof(uint64_t) * (size_t)words);
+    int64_t result = count(g, kept, values, threshold, masks, rowBits, colBits, runLo, runHi, overlap, map, hot);
+    if (map != stackMap) free(map);
+    if (hot != stackHot) free(hot);
+    return result;
+}
 
 // MARK: ingest
 
 #if defined(__x86_64__)
+/// What `_mm512_mask_compressstoreu_ps` does — the lanes of `lanes`, packed, written from `to` —
+/// as a compress into a register and a masked store: the memory form is reported to be many times
+/// slower on AMD Zen 4 (simdjson avoids it there); on this project's Zen 5 both cost the same.
+HNDD_AVX512
+static inline void compress_store(float *to, __mmask16 lanes, __m512 v) {
+    _mm512_mask_storeu_ps(to, (__mmask16)((1u << __builtin_popcount(lanes)) - 1), _mm512_maskz_compress_ps(lanes, v));
+}
+
 HNDD_AVX512
 static int maxima_avx512(const float *maps, int64_t count, int32_t n, float *peaks) {
     const __m512 lowest = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
@@ -352,17 +319,22 @@ static int maxima_avx512(const float *maps, int64_t count, int32_t n, float *pea
     return _mm512_cmp_ps_mask(finite, zero, _CMP_EQ_OQ) == 0xFFFF;
 }
 
+// Whole blocks are read with plain loads, only the last one under a mask: on this project's Zen 5
+// a masked 512-bit load costs about twice a plain one here (perf, the paper pass's above-bound
+// scan).
+
 HNDD_AVX512
 static int32_t above_avx512(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
     const __m512 b = _mm512_set1_ps(bound);
     int32_t count = 0;
     for (int32_t p = 0; p < n; p += 16) {
-        const __mmask16 valid = n - p >= 16 ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(valid, map + p);
+        const int whole = n - p >= 16;
+        const __mmask16 valid = whole ? 0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        const __m512 v = whole ? _mm512_loadu_ps(map + p) : _mm512_maskz_loadu_ps(valid, map + p);
         const __mmask16 above = _mm512_mask_cmp_ps_mask(valid, v, b, _CMP_GT_OQ);
         if (p % 64 == 0) bits[p >> 6] = 0;
         bits[p >> 6] |= (uint64_t)above << (p & 63);
-        if (out) _mm512_mask_compressstoreu_ps(out + count, above, v);
+        if (out) compress_store(out + count, above, v);
         count += __builtin_popcount(above);
     }
     return count;
@@ -374,8 +346,8 @@ static float gather_avx512(const float *map, int32_t n, const uint64_t *kept, fl
     __m512 smallest = _mm512_set1_ps(INFINITY);
     for (int32_t p = 0; p < n; p += 16) {
         const __mmask16 take = (__mmask16)(kept[p >> 6] >> (p & 63));
-        const __m512 v = _mm512_maskz_loadu_ps(take, map + p);
-        _mm512_mask_compressstoreu_ps(out, take, v);
+        const __m512 v = n - p >= 16 ? _mm512_loadu_ps(map + p) : _mm512_maskz_loadu_ps(take, map + p);
+        compress_store(out, take, v);
         out += __builtin_popcount(take);
         smallest = _mm512_mask_min_ps(smallest, _mm512_mask_cmp_ps_mask(take, v, b, _CMP_GT_OQ), smallest, v);
     }
@@ -385,7 +357,8 @@ static float gather_avx512(const float *map, int32_t n, const uint64_t *kept, fl
 
 float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound, float *out) {
 #if defined(__x86_64__)
-    if (vectorKernels) return gather_avx512(map, n, kept, bound, out);
+    if (path == HNDD_PATH_AVX512) return gather_avx512(map, n, kept, bound, out);
+    if (path == HNDD_PATH_AVX2) return hndd_gather_avx2(map, n, kept, bound, out);
 #endif
     return hndd_gather_portable(map, n, kept, bound, out);
 }
@@ -402,7 +375,8 @@ float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, fl
 
 int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks) {
 #if defined(__x86_64__)
-    if (vectorKernels) return maxima_avx512(maps, count, n, peaks);
+    if (path == HNDD_PATH_AVX512) return maxima_avx512(maps, count, n, peaks);
+    if (path == HNDD_PATH_AVX2) return hndd_maxima_avx2(maps, count, n, peaks);
 #endif
     return hndd_maxima_portable(maps, count, n, peaks);
 }
@@ -423,7 +397,8 @@ int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *pea
 
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits) {
 #if defined(__x86_64__)
-    if (vectorKernels) return above_avx512(map, n, bound, out, bits);
+    if (path == HNDD_PATH_AVX512) return above_avx512(map, n, bound, out, bits);
+    if (path == HNDD_PATH_AVX2) return hndd_above_avx2(map, n, bound, out, bits);
 #endif
     return hndd_above_portable(map, n, bound, out, bits);
 }
@@ -443,24 +418,21 @@ int32_t hndd_above_portable(const float *map, int32_t n, float bound, float *out
 
 // MARK: top-k
 
-// Splits values[0, n) around `pivot` into those above it (first), equal, and below (last),
-// through `spare` (n floats); returns the counts above and equal.
-typedef void (*hndd_partition_fn)(float *values, int64_t n, float pivot, float *spare, int64_t *above, int64_t *equal);
-
 #if defined(__x86_64__)
 HNDD_AVX512
 static void partition_avx512(float *values, int64_t n, float pivot, float *spare, int64_t *above, int64_t *equal) {
     const __m512 p = _mm512_set1_ps(pivot);
     int64_t high = 0, low = n; // spare: above from the front, below from the back
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 valid = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(valid, values + i);
+        const int whole = n - i >= 16;
+        const __mmask16 valid = whole ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = whole ? _mm512_loadu_ps(values + i) : _mm512_maskz_loadu_ps(valid, values + i);
         const __mmask16 gt = _mm512_mask_cmp_ps_mask(valid, v, p, _CMP_GT_OQ);
         const __mmask16 lt = _mm512_mask_cmp_ps_mask(valid, v, p, _CMP_LT_OQ);
-        _mm512_mask_compressstoreu_ps(spare + high, gt, v);
+        compress_store(spare + high, gt, v);
         high += __builtin_popcount(gt);
         low -= __builtin_popcount(lt);
-        _mm512_mask_compressstoreu_ps(spare + low, lt, v);
+        compress_store(spare + low, lt, v);
     }
     memcpy(values, spare, sizeof(float) * (size_t)high);
     for (int64_t i = high; i < low; i++) values[i] = pivot;
@@ -484,7 +456,7 @@ static void partition_portable(float *values, int64_t n, float pivot, float *spa
     *equal = low - high;
 }
 
-static float keep_largest(float *values, int64_t n, int64_t k, float *spare, hndd_partition_fn partition) {
+float hndd_select_largest(float *values, int64_t n, int64_t k, float *spare, hndd_partition_fn partition) {
     // The k-th largest lies in [lo, hi): everything before lo is among the k largest.
     int64_t lo = 0, hi = n;
     while (hi - lo > 1) {
@@ -505,11 +477,12 @@ static float keep_largest(float *values, int64_t n, int64_t k, float *spare, hnd
 
 float hndd_keep_largest(float *values, int64_t n, int64_t k, float *spare) {
 #if defined(__x86_64__)
-    if (vectorKernels) return keep_largest(values, n, k, spare, partition_avx512);
+    if (path == HNDD_PATH_AVX512) return hndd_select_largest(values, n, k, spare, partition_avx512);
+    if (path == HNDD_PATH_AVX2) return hndd_select_largest(values, n, k, spare, hndd_partition_avx2);
 #endif
-    return keep_largest(values, n, k, spare, partition_portable);
+    return hndd_select_largest(values, n, k, spare, partition_portable);
 }
 
 float hndd_keep_largest_portable(float *values, int64_t n, int64_t k, float *spare) {
-    return keep_largest(values, n, k, spare, partition_portable);
+    return hndd_select_largest(values, n, k, spare, partition_portable);
 }

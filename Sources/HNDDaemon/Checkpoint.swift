@@ -27,6 +27,7 @@ public enum Checkpoint {
     static func contentHash(_ d: FaceDictionary) -> UInt64 {
         var hash = FNV1a()
         hash.mix(d.localLabel); hash.mix(d.globalLabel); hash.mix(d.ellipse)
+        if let rasters = d.rasters { hash.mix([rasters.fingerprint]) } // v1 fingerprints unchanged
         hash.mix(Array((d.concepts + d.subgroups + d.regions + d.categories).joined(separator: "\u{0}").utf8))
         return hash.value
     }

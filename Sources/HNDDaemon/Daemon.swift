@@ -83,7 +83,8 @@ public final class Daemon: @unchecked Sendable {
         logger.info("serving", metadata: ["ingest": "\(sockets.bound.ingest)", "publish": "\(sockets.bound.publish)",
                                            "control": "\(sockets.bound.control)", "snapshots": "\(configuration.snapshotPath)",
                                            "images": "\(dictionary.imageCount)", "security": "\(security.summary)",
-                                           "shard": "\(configuration.shard.map(\.description) ?? "every image")"])
+                                           "shard": "\(configuration.shard.map(\.description) ?? "every image")",
+                                           "kernels": "\(EngineKernels.path)"])
         let receiver = IngestReceiver(socket: sockets.ingest, queue: queue, logger: logger)
         receiver.start()
         var loop = EngineLoop(decoder: BatchDecoder(maximumValueCount: Int(maxBytes / 2)))

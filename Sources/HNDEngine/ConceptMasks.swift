@@ -83,25 +83,32 @@ public struct EllipseMask: Sendable {
 }
 
 extension FaceDictionary {
-    /// The mask of concept `c` on image `n`, or nil when the concept is not present there.
-    public func mask(image n: Int, concept c: Int) -> EllipseMask? {
-        guard localLabel(image: n, concept: c) == 1 else { return nil }
+    /// The ellipse of concept `c` on image `n` as a mask, or nil when the concept is not present
+    /// there (or the ellipses were not kept). It is the concept's mask unless the dictionary has
+    /// rasters.
+    public func ellipseMask(image n: Int, concept c: Int) -> EllipseMask? {
+        guard localLabel(image: n, concept: c) == 1, !ellipse.isEmpty else { return nil }
         let e = (n * concepts.count + c) * 5
         return EllipseMask(cx: ellipse[e], cy: ellipse[e + 1], sxx: ellipse[e + 2],
                            sxy: ellipse[e + 3], syy: ellipse[e + 4], chi2: ellipseChi2, size: maskSize)
     }
 
-    /// Paints bit c of every pixel covered by present concept c of image `n` into `grid` (S×S,
-    /// row-major, zeroed by the caller): one load then answers "which concepts cover this pixel".
-    public func rasterizeConcepts(image n: Int, into grid: UnsafeMutableBufferPointer<UInt64>) {
-        for c in 0..<concepts.count {
-            guard let mask = mask(image: n, concept: c), let rows = mask.candidateRows else { continue }
-            let bit = UInt64(1) << UInt64(c)
-            for row in rows {
-                guard let span = mask.span(row: row) else { continue }
-                let base = row * maskSize
-                for col in span { grid[base + col] |= bit }
-            }
+    /// The mask of concept `c` on image `n` as its runs of pixels, by row then column: the
+    /// raster's when the dictionary has rasters, else the ellipse's (one run per row); empty
+    /// when the concept is not present.
+    public func maskRuns(image n: Int, concept c: Int) -> [MaskRasters.Run] {
+        if let rasters { return Array(rasters.runs(image: n, concept: c)) }
+        var runs: [MaskRasters.Run] = []
+        ellipseRuns(image: n, concept: c, into: &runs)
+        return runs
+    }
+
+    /// The ellipse's mask of concept `c` on image `n` as its runs (one per row), into `runs`.
+    func ellipseRuns(image n: Int, concept c: Int, into runs: inout [MaskRasters.Run]) {
+        runs.removeAll(keepingCapacity: true)
+        guard let mask = ellipseMask(image: n, concept: c), let rows = mask.candidateRows else { return }
+        for row in rows {
+            if let span = mask.span(row: row) { runs.append(MaskRasters.Run(row: row, lo: span.lowerBound, hi: span.upperBound + 1)) }
         }
     }
 }

@@ -1,6 +1,6 @@
 /// Everything the engine derives from the dictionary once, before the first batch: the image
 /// sets of SPEC §3 (D_L, D_c, D_g, D_r), the |M| count rows each image feeds, and each present
-/// concept's mask. Shared, read-only, by every layer.
+/// concept's mask (in pieces). Shared, read-only, by every layer.
 public struct DictionaryIndex: Sendable {
     public let dictionary: FaceDictionary
     public let imageCount: Int
@@ -13,9 +13,9 @@ public struct DictionaryIndex: Sendable {
     public let presentConcepts: [UInt64]
     /// Bit c set when the image is annotated for concept c (D_c membership).
     public let annotatedConcepts: [UInt64]
-    /// [N, L] pixel count of each present concept's mask.
+    /// [N, L] pixel count of each present concept's mask (0 for an empty one).
     public let maskArea: [Int32]
-    /// Each present concept's mask as row runs.
+    /// Each present concept's mask as pieces of row runs.
     public let spans: ConceptSpans
 
     /// Σ|M| for concept c runs over D_c only. Images are grouped by *annotation pattern* (the set
@@ -59,7 +59,7 @@ public struct DictionaryIndex: Sendable {
         spans = ConceptSpans(dictionary)
         for image in 0..<n {
             for mask in spans.masks(ofImage: image) {
-                area[image * l + Int(mask.concept)] = Int32(spans.area(of: mask))
+                area[image * l + Int(mask.concept)] += Int32(spans.area(of: mask)) // a mask's pieces are disjoint
             }
         }
         inLocalSet = inLocal

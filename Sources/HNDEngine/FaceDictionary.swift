@@ -1,5 +1,6 @@
 /// The Face Dictionary of SPEC §1, in memory, without its pixels: the concept taxonomy and each
-/// image's labels and ellipses. Immutable once validated; the engine derives everything else.
+/// image's labels and masks — ellipses (version 1), or rasters, which a version-2 file may hold
+/// and which then define every mask. Immutable once validated; the engine derives everything else.
 public struct FaceDictionary: Sendable {
     public enum ConceptType: Int32, Sendable { case part = 0, attribute = 1, actionUnit = 2 }
 
@@ -17,9 +18,16 @@ public struct FaceDictionary: Sendable {
     /// [N, L] row-major: 1 present, 0 absent, −1 not annotated.
     public var localLabel: [Int8]
     /// [N, L, 5] row-major: cx, cy, sxx, sxy, syy; meaningful only where the concept is present.
+    /// Only informative when `rasters` define the masks: then it may be NaN, or empty (not kept).
     public var ellipse: [Float]
     public var maskSize: Int
     public var ellipseChi2: Double
+    /// SPEC §1's version: 1, or 2 (which may hold raster masks).
+    public var version: Int
+    /// The raster masks (`/images/masks`); when present they define every mask.
+    public var rasters: MaskRasters?
+    /// Each image's path relative to the folder it came from (`/images/source`), when known.
+    public var imageSources: [String]?
 
     public var imageCount: Int { concepts.isEmpty ? 0 : localLabel.count / concepts.count }
     public var categoryCount: Int { categories.count }
@@ -27,13 +35,21 @@ public struct FaceDictionary: Sendable {
     public var conceptCount: Int { concepts.count }
     public var regionCount: Int { regions.count }
 
-    /// The engine keeps one bit per concept and pixel in a `UInt64`.
+    /// The engine keeps one bit per concept in a `UInt64`.
     public static let maxConcepts = 64
+    /// SPEC §1's default `ellipse_chi2`: the 95 % χ²₂ value.
+    public static let defaultEllipseChi2 = 5.991
+    /// The versions of SPEC §1 hndd reads: 1 (ellipses), 2 (raster masks may be present).
+    public static let versions = 1...2
+    public static func unknownVersion(_ version: Int) -> String {
+        "is \(version); this hndd reads versions \(versions.map(String.init).joined(separator: " and ")) of SPEC §1"
+    }
 
     public init(categories: [String], subgroups: [String], subgroupCategory: [Int32],
                 regions: [String], concepts: [String], conceptRegion: [Int32], conceptType: [Int32],
                 globalLabel: [Int32], localLabel: [Int8], ellipse: [Float],
-                maskSize: Int, ellipseChi2: Double = 5.991) {
+                maskSize: Int, ellipseChi2: Double = FaceDictionary.defaultEllipseChi2,
+                version: Int = 1, rasters: MaskRasters? = nil, imageSources: [String]? = nil) {
         self.categories = categories
         self.subgroups = subgroups
         self.subgroupCategory = subgroupCategory
@@ -46,6 +62,9 @@ public struct FaceDictionary: Sendable {
         self.ellipse = ellipse
         self.maskSize = maskSize
         self.ellipseChi2 = ellipseChi2
+        self.version = version
+        self.rasters = rasters
+        self.imageSources = imageSources
     }
 
     @inlinable public func globalLabel(image n: Int, category g: Int) -> Int32 {
@@ -53,6 +72,14 @@ public struct FaceDictionary: Sendable {
     }
     @inlinable public func localLabel(image n: Int, concept c: Int) -> Int8 {
         localLabel[n * concepts.count + c]
+    }
+
+    /// "image 17", with its source path when the dictionary has one: for messages.
+    public func imageName(_ n: Int) -> String { Self.imageName(n, sources: imageSources) }
+
+    public static func imageName(_ n: Int, sources: [String]?) -> String {
+        guard let sources, n >= 0, n < sources.count, !sources[n].isEmpty else { return "image \(n)" }
+        return "image \(n) (\(sources[n]))"
     }
 
     /// Number of subgroups of each category (S_g of Stage I), from the taxonomy, not the labels.
@@ -74,6 +101,7 @@ public struct FaceDictionary: Sendable {
         func fail(_ dataset: String, _ what: String) -> DictionaryError {
             DictionaryError(source: source, dataset: dataset, message: what)
         }
+        guard Self.versions.contains(version) else { throw fail("/ (attribute version)", Self.unknownVersion(version)) }
         guard maskSize > 0 else { throw fail("/ (attribute mask_size)", "mask_size must be positive, got \(maskSize)") }
         guard ellipseChi2.isFinite, ellipseChi2 > 0 else {
             throw fail("/ (attribute ellipse_chi2)", "ellipse_chi2 must be a positive number, got \(ellipseChi2)")
@@ -108,29 +136,33 @@ public struct FaceDictionary: Sendable {
         guard globalLabel.count == n * categories.count else {
             throw fail("/images/global_label", "shape does not match [\(n), \(categories.count)] (images × categories)")
         }
-        guard ellipse.count == n * concepts.count * 5 else {
+        guard ellipse.count == n * concepts.count * 5 || (rasters != nil && ellipse.isEmpty) else {
             throw fail("/images/ellipse", "shape does not match [\(n), \(concepts.count), 5]")
         }
+        if let imageSources, imageSources.count != n {
+            throw fail("/images/source", "has \(imageSources.count) entries for \(n) images")
+        }
+        if let rasters { try validate(rasters, images: n, fail: fail) }
         for image in 0..<n {
             for g in 0..<categories.count {
                 let s = globalLabel[image * categories.count + g]
                 if s == -1 { continue }
                 guard s >= 0, Int(s) < subgroups.count else {
-                    throw fail("/images/global_label", "image \(image), category \(g) (\(categories[g])): subgroup index \(s) is out of range 0..<\(subgroups.count) (−1 means unlabelled)")
+                    throw fail("/images/global_label", "\(imageName(image)), category \(g) (\(categories[g])): subgroup index \(s) is out of range 0..<\(subgroups.count) (−1 means unlabelled)")
                 }
                 guard Int(subgroupCategory[Int(s)]) == g else {
-                    throw fail("/images/global_label", "image \(image), category \(g) (\(categories[g])): subgroup \(s) (\(subgroups[Int(s)])) belongs to category \(subgroupCategory[Int(s)])")
+                    throw fail("/images/global_label", "\(imageName(image)), category \(g) (\(categories[g])): subgroup \(s) (\(subgroups[Int(s)])) belongs to category \(subgroupCategory[Int(s)])")
                 }
             }
             for c in 0..<concepts.count {
                 let label = localLabel[image * concepts.count + c]
                 guard label >= -1, label <= 1 else {
-                    throw fail("/images/local_label", "image \(image), concept \(c) (\(concepts[c])): label \(label) is not 1, 0 or −1")
+                    throw fail("/images/local_label", "\(imageName(image)), concept \(c) (\(concepts[c])): label \(label) is not 1, 0 or −1")
                 }
-                if label == 1 {
+                if label == 1, rasters == nil {
                     let base = (image * concepts.count + c) * 5
                     for k in 0..<5 where !ellipse[base + k].isFinite {
-                        throw fail("/images/ellipse", "image \(image), concept \(c) (\(concepts[c])) is present but its ellipse has a non-finite value (\(ellipse[base + k]) at component \(k))")
+                        throw fail("/images/ellipse", "\(imageName(image)), concept \(c) (\(concepts[c])) is present but its ellipse has a non-finite value (\(ellipse[base + k]) at component \(k))")
                     }
                 }
             }

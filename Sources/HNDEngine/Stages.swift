@@ -201,7 +201,7 @@ extension LayerAccumulator {
                     chunks.reserveCapacity(64)
                     mine.withUnsafeMutableBufferPointer { mine in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { dense in
-                    withUnsafeTemporaryAllocation(of: Int64.self, capacity: index.conceptCount) { overlap in
+                    withUnsafeTemporaryAllocation(of: Int64.self, capacity: max(1, spans.maxMasksPerImage)) { overlap in
                         let mine = mine.baseAddress!, dense = dense.baseAddress!, overlap = overlap.baseAddress!
                         store.forEach(in: piece) { record in
                             let u = Int(record.unit), t = thresholds.value[u]
@@ -212,9 +212,9 @@ extension LayerAccumulator {
                             overlap.initialize(repeating: 0, count: maskCount)
                             let area: Int
                             if let kernel {
-                                area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t,
-                                                    masks: imageMasks, maskBlocks: kernel.maskBlocks(ofImage: image),
-                                                    runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!, overlap: overlap)
+                                area = kernel.count(kept: record.keptWords, values: record.values(words: words), threshold: t, image: image,
+                                                    masks: imageMasks, runLo: runLo.value.baseAddress!, runHi: runHi.value.baseAddress!,
+                                                    overlap: overlap)
                             } else {
                                 store.expand(record, into: dense)
                                 area = Self.countBlockRuns(of: dense, above: t, upsampler: upsampler, masks: imageMasks,
@@ -225,6 +225,7 @@ extension LayerAccumulator {
                             let unitCounts = mine + (u - firstUnit) * rows
                             var bits = countRowsOfImage.value[image]
                             while bits != 0 { unitCounts[bits.trailingZeroBitCount] += Int64(area); bits &= bits - 1 }
+                            // A concept's pieces are disjoint: their overlaps add up to the concept's.
                             for m in 0..<maskCount { unitCounts[countRows + Int(imageMasks[m].concept)] += overlap[m] }
                         }
                     }}}

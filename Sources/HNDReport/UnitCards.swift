@@ -18,7 +18,7 @@ extension Page {
             return "<p class=\"note\">No unit is localised yet; choose one with <code>--unit U</code>.</p>"
         }
         var html = "<p class=\"note\">The snapshot file keeps each unit’s \(s.topImageCount) probe images with the largest maxima (<code>top_images</code>), not its activation maps, "
-            + "so the unit’s thresholded activation cannot be drawn here. The yellow outline is the mask of the unit’s concept (its ellipse, SPEC §1) on images where the concept is present."
+            + "so the unit’s thresholded activation cannot be drawn here. The yellow outline is the mask of the unit’s concept (its ellipse or raster, SPEC §1) on images where the concept is present."
             + (requestedUnit == nil ? " Shown: the best-localised paired units, one per concept; choose another with <code>--unit U</code>." : "") + "</p>"
         for u in units {
             html += "<div class=\"unitcard\">" + unitSummary(s, unit: u) + (try strip(s, unit: u, images: images)) + "</div>"
@@ -76,12 +76,9 @@ extension Page {
             var conceptNote: String?
             if let c = concept {
                 switch try images.concept(c, in: id) {
-                case .present(let e):
-                    if let outline = EllipseOutline(e, chi2: images.ellipseChi2) {
-                        let shape = "cx=\"\(Markup.decimal(outline.cx, digits: 4))\" cy=\"\(Markup.decimal(outline.cy, digits: 4))\" rx=\"\(Markup.decimal(outline.rx, digits: 4))\" ry=\"\(Markup.decimal(outline.ry, digits: 4))\" transform=\"rotate(\(Markup.decimal(outline.degrees, digits: 2)) \(Markup.decimal(outline.cx, digits: 4)) \(Markup.decimal(outline.cy, digits: 4)))\" fill=\"none\" vector-effect=\"non-scaling-stroke\""
-                        parts.append("<g transform=\"translate(\(Chart.n(x)) \(Chart.n(y))) scale(\(Chart.n(displayWidth)) \(Chart.n(displayHeight)))\" clip-path=\"url(#unit-square)\">"
-                                     + "<ellipse \(shape) stroke=\"#000\" stroke-opacity=\"0.7\" stroke-width=\"3.5\"/><ellipse \(shape) stroke=\"#ffd400\" stroke-width=\"1.6\"/>"
-                                     + Chart.title("\(taxonomy.concepts[c]) in image \(id)") + "</g>")
+                case .present(let outline):
+                    if let svg = outline.svg(x: x, y: y, width: displayWidth, height: displayHeight, title: "\(taxonomy.concepts[c]) in image \(id)") {
+                        parts.append(svg)
                     } else {
                         conceptNote = "\(taxonomy.concepts[c]): empty mask"
                     }

@@ -3,16 +3,20 @@ import HNDEngine
 /// Reads a Face Dictionary file (SPEC §1) and checks it: every problem is reported with the file
 /// and the dataset it is in.
 public enum DictionaryFile {
+    /// The `format` attribute of a dictionary file.
+    public static let format = "hndd-dictionary"
+
     public static func load(_ path: String) throws(StoreError) -> FaceDictionary {
         let file = try HDF5File.open(path)
         if file.hasAttribute("format") {
             let format = try file.stringAttribute("format")
-            guard format == "hndd-dictionary" else {
-                throw file.error("/ (attribute format)", "is \"\(format)\", expected \"hndd-dictionary\"")
+            guard format == Self.format else {
+                throw file.error("/ (attribute format)", "is \"\(format)\", expected \"\(Self.format)\"")
             }
         }
+        let version = try self.version(of: file)
         let maskSize: Int64 = try file.numericAttribute("mask_size")
-        let chi2: Double = file.hasAttribute("ellipse_chi2") ? try file.numericAttribute("ellipse_chi2") : 5.991
+        let chi2: Double = file.hasAttribute("ellipse_chi2") ? try file.numericAttribute("ellipse_chi2") : FaceDictionary.defaultEllipseChi2
 
         let categories = try file.readStrings("/global/categories")
         let subgroups = try file.readStrings("/global/subgroups")
@@ -31,21 +35,52 @@ public enum DictionaryFile {
         guard global.shape == [n, categories.count] else {
             throw file.error("/images/global_label", "shape \(global.shape), expected [\(n), \(categories.count)] (images × categories)")
         }
-        let ellipse = try file.read("/images/ellipse", as: Float.self)
-        guard ellipse.shape == [n, concepts.count, 5] else {
-            throw file.error("/images/ellipse", "shape \(ellipse.shape), expected [\(n), \(concepts.count), 5]")
+        // With rasters the ellipses are only informative (SPEC §1): their shape is checked, their
+        // values (25 MB at the paper's size) are not kept.
+        let rastersDefineMasks = version >= 2 && file.exists(MaskFile.dataset)
+        let ellipseShape = try file.shape(of: "/images/ellipse")
+        guard ellipseShape == [n, concepts.count, 5] else {
+            throw file.error("/images/ellipse", "shape \(ellipseShape), expected [\(n), \(concepts.count), 5]")
+        }
+        let ellipse = rastersDefineMasks ? [] : try file.read("/images/ellipse", as: Float.self).values
+        var sources: [String]?
+        if file.exists("/images/source") {
+            let names = try file.readStrings("/images/source")
+            guard names.count == n else { throw file.error("/images/source", "holds \(names.count) names, expected \(n) (one per image)") }
+            sources = names
+        }
+        var rasters: MaskRasters?
+        if file.exists(MaskFile.dataset) {
+            guard version >= 2 else {
+                throw file.error(MaskFile.dataset, "raster masks in a version \(version) file; they need version = 2 (SPEC §1)")
+            }
+            guard maskSize > 0, maskSize <= Int64(UInt16.max) else {
+                throw file.error("/ (attribute mask_size)", "\(maskSize) cannot hold raster masks (1 ... \(UInt16.max))")
+            }
+            rasters = try MaskFile.read(file, images: n, concepts: concepts, size: Int(maskSize), sources: sources)
         }
         let dictionary = FaceDictionary(
             categories: categories, subgroups: subgroups, subgroupCategory: subgroupCategory,
             regions: regions, concepts: concepts, conceptRegion: conceptRegion, conceptType: conceptType,
-            globalLabel: global.values, localLabel: local.values, ellipse: ellipse.values,
-            maskSize: Int(maskSize), ellipseChi2: chi2)
+            globalLabel: global.values, localLabel: local.values, ellipse: ellipse,
+            maskSize: Int(maskSize), ellipseChi2: chi2, version: version, rasters: rasters, imageSources: sources)
         do {
             try dictionary.validate(source: path)
         } catch {
             throw StoreError(file: path, object: error.dataset, message: error.message)
         }
         return dictionary
+    }
+
+    /// The `version` attribute (1 when absent, as files written before it existed), checked before
+    /// anything is read by what it says.
+    static func version(of file: HDF5File) throws(StoreError) -> Int {
+        guard file.hasAttribute("version") else { return 1 }
+        let version: Int64 = try file.numericAttribute("version")
+        guard FaceDictionary.versions.contains(Int(version)) else {
+            throw file.error("/ (attribute version)", FaceDictionary.unknownVersion(Int(version)))
+        }
+        return Int(version)
     }
 
     static func vector<T: HDF5Element>(_ name: String, in file: HDF5File, count: Int, as: T.Type) throws(StoreError) -> [T] {

@@ -140,94 +140,6 @@ public final class HDF5File {
         return H5Tget_size(type.id)
     }
 
-    // MARK: Reading
-
-    /// Reads a whole numeric dataset, converting to `T`; checks that it is numeric.
-    public func read<T: HDF5Element>(_ name: String, as: T.Type = T.self) throws(StoreError) -> (shape: [Int], values: [T]) {
-        let dataset = try openDataset(name)
-        let type = HDF5Handle(H5Dget_type(dataset.id), H5Tclose)
-        let typeClass = H5Tget_class(type.id)
-        guard typeClass == H5T_INTEGER || typeClass == H5T_FLOAT else {
-            throw error(name, "expected a numeric dataset")
-        }
-        let shape = Self.shape(of: dataset)
-        let count = shape.reduce(1, *)
-        var values = [T](repeating: 0, count: count)
-        if count > 0 {
-            let status = values.withUnsafeMutableBytes {
-                H5Dread(dataset.id, T.nativeType, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
-            }
-            guard status >= 0 else { throw error(name, "cannot be read as \(T.self)") }
-        }
-        return (shape, values)
-    }
-
-    /// Reads rows [start, start + count) along the first axis into `buffer` (resized as needed),
-    /// converting to Float (float16 files included).
-    public func readRows(_ name: String, start: Int, count: Int, into buffer: inout [Float]) throws(StoreError) {
-        let dataset = try openDataset(name)
-        let shape = Self.shape(of: dataset)
-        guard !shape.isEmpty, start >= 0, start + count <= shape[0] else {
-            throw error(name, "rows \(start)..<\(start + count) are outside its shape \(shape)")
-        }
-        let rowSize = shape.dropFirst().reduce(1, *)
-        if buffer.count != count * rowSize { buffer = [Float](repeating: 0, count: count * rowSize) }
-        guard count > 0, rowSize > 0 else { return }
-        let fileSpace = HDF5Handle(H5Dget_space(dataset.id), H5Sclose)
-        var offset = [hsize_t](repeating: 0, count: shape.count)
-        var extent = shape.map { hsize_t($0) }
-        offset[0] = hsize_t(start); extent[0] = hsize_t(count)
-        H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, offset, nil, extent, nil)
-        let memSpace = HDF5Handle(H5Screate_simple(Int32(extent.count), extent, nil), H5Sclose)
-        let status = buffer.withUnsafeMutableBytes {
-            H5Dread(dataset.id, chdf5_native_float(), memSpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
-        }
-        guard status >= 0 else { throw error(name, "cannot be read as floating-point values") }
-    }
-
-    /// Reads a one-dimensional string dataset (variable- or fixed-length).
-    public func readStrings(_ name: String) throws(StoreError) -> [String] {
-        let dataset = try openDataset(name)
-        let fileType = HDF5Handle(H5Dget_type(dataset.id), H5Tclose)
-        guard H5Tget_class(fileType.id) == H5T_STRING else { throw error(name, "expected a string dataset") }
-        let shape = Self.shape(of: dataset)
-        guard shape.count == 1 else { throw error(name, "expected one dimension, found shape \(shape)") }
-        return try readStrings(dataset: dataset, fileType: fileType, count: shape[0], object: name)
-    }
-
-    private func readStrings(dataset: HDF5Handle, fileType: HDF5Handle, count: Int, object: String) throws(StoreError) -> [String] {
-        if count == 0 { return [] }
-        if H5Tis_variable_str(fileType.id) > 0 {
-            let memType = HDF5Handle(Self.variableStringType(), H5Tclose)
-            var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
-            guard H5Dread(dataset.id, memType.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &pointers) >= 0 else {
-                throw error(object, "cannot be read as strings")
-            }
-            let strings = pointers.map { $0.map { String(cString: $0) } ?? "" }
-            let space = HDF5Handle(H5Dget_space(dataset.id), H5Sclose)
-            H5Dvlen_reclaim(memType.id, space.id, chdf5_p_default(), &pointers)
-            return strings
-        }
-        let size = H5Tget_size(fileType.id)
-        let memType = HDF5Handle(H5Tcopy(chdf5_c_s1()), H5Tclose)
-        H5Tset_size(memType.id, size)
-        var bytes = [CChar](repeating: 0, count: size * count)
-        guard H5Dread(dataset.id, memType.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &bytes) >= 0 else {
-            throw error(object, "cannot be read as strings")
-        }
-        return (0..<count).map { i in
-            let slice = bytes[(i * size)..<((i + 1) * size)].prefix { $0 != 0 }
-            return String(decoding: slice.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-    }
-
-    static func variableStringType() -> hid_t {
-        let type = H5Tcopy(chdf5_c_s1())
-        H5Tset_size(type, chdf5_variable())
-        H5Tset_cset(type, H5T_CSET_UTF8)
-        return type
-    }
-
     // MARK: Attributes
 
     public func hasAttribute(_ name: String, on object: String = "/") -> Bool {
@@ -312,6 +224,40 @@ public final class HDF5File {
             }
             guard status >= 0 else { throw error(name, "cannot write dataset") }
         }
+    }
+
+    /// Creates a chunked numeric dataset, compressed with deflate at `level` (and shuffled, when
+    /// `shuffle`), without writing it: chunks never written read as zeros. Fill it with `writeRows`.
+    public func createChunkedDataset<T: HDF5Element>(_ name: String, shape: [Int], chunks: [Int], as: T.Type,
+                                                     deflate level: Int, shuffle: Bool = false) throws(StoreError) {
+        let properties = HDF5Handle(H5Pcreate(chdf5_p_dataset_create()), H5Pclose)
+        H5Pset_chunk(properties.id, Int32(chunks.count), chunks.map { hsize_t($0) })
+        if shuffle { H5Pset_shuffle(properties.id) }
+        H5Pset_deflate(properties.id, UInt32(level))
+        let dims = shape.map { hsize_t($0) }
+        let space = HDF5Handle(H5Screate_simple(Int32(dims.count), dims, nil), H5Sclose)
+        let id = H5Dcreate2(file.id, name, T.nativeType, space.id, chdf5_p_default(), properties.id, chdf5_p_default())
+        guard id >= 0 else { throw error(name, "cannot create dataset") }
+        H5Dclose(id)
+    }
+
+    /// Writes rows [start, start + values.count / row size) along the first axis.
+    public func writeRows<T: HDF5Element>(_ name: String, start: Int, values: [T]) throws(StoreError) {
+        let dataset = try openDataset(name)
+        let shape = Self.shape(of: dataset)
+        let rowSize = shape.dropFirst().reduce(1, *), count = values.count / max(rowSize, 1)
+        guard count * rowSize == values.count, start >= 0, start + count <= shape[0] else {
+            throw error(name, "\(values.count) values do not fill rows from \(start) of its shape \(shape)")
+        }
+        let fileSpace = HDF5Handle(H5Dget_space(dataset.id), H5Sclose)
+        var offset = [hsize_t](repeating: 0, count: shape.count), extent = shape.map { hsize_t($0) }
+        offset[0] = hsize_t(start); extent[0] = hsize_t(count)
+        H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, offset, nil, extent, nil)
+        let memSpace = HDF5Handle(H5Screate_simple(Int32(extent.count), extent, nil), H5Sclose)
+        let status = values.withUnsafeBytes {
+            H5Dwrite(dataset.id, T.nativeType, memSpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
+        }
+        guard status >= 0 else { throw error(name, "cannot write rows from \(start)") }
     }
 
     /// Creates a one-dimensional variable-length UTF-8 string dataset.

@@ -1,9 +1,14 @@
+import CHNDCPU
+
 /// Conversions between the wire's little-endian element types and `Float`.
 ///
-/// The decoders are plain branch-free loops over integers so that the compiler vectorises them:
-/// `Float(Float16)` would go through a library call per element on x86-64 without F16C, and is
-/// not available everywhere. Source bytes may sit at any alignment (ZeroMQ frames guarantee at
-/// most 8 bytes, sometimes less), so they are read with `loadUnaligned`.
+/// float16 and bfloat16 are decoded by vector kernels in C (CHNDCPU: F16C or AVX-512 conversions,
+/// on the process's vector path), which give the portable decoders' bits exactly. The portable
+/// decoders are plain branch-free loops over integers, so that the compiler vectorises them
+/// (`Float(Float16)` would go through a library call per element on x86-64 without F16C, and is
+/// not available everywhere); they run on the portable path, and tests compare the kernels with
+/// them. Source bytes may sit at any alignment (ZeroMQ frames guarantee at most 8 bytes,
+/// sometimes less), so they are read with `loadUnaligned`.
 public enum TensorConversion {
     /// Bytes per element of a wire dtype, nil for an unspecified or unknown one.
     public static func elementSize(of dtype: Hndd_DType) -> Int? {
@@ -43,6 +48,12 @@ public enum TensorConversion {
 
     static func decodeFloat16(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
+        if hndd_decode_float16(source.baseAddress!, Int64(destination.count), base) != 0 { return }
+        decodeFloat16Portable(source, into: destination)
+    }
+
+    static func decodeFloat16Portable(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
+        guard let base = destination.baseAddress, destination.count > 0 else { return }
         let input = source.baseAddress!
         for index in 0..<destination.count {
             let bits = UInt16(littleEndian: input.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self))
@@ -52,6 +63,12 @@ public enum TensorConversion {
 
     static func decodeBFloat16(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
+        if hndd_decode_bfloat16(source.baseAddress!, Int64(destination.count), base) != 0 { return }
+        decodeBFloat16Portable(source, into: destination)
+    }
+
+    static func decodeBFloat16Portable(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>) {
+        guard let base = destination.baseAddress, destination.count > 0 else { return }
         let input = source.baseAddress!
         for index in 0..<destination.count {
             let bits = UInt16(littleEndian: input.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self))
@@ -59,7 +76,9 @@ public enum TensorConversion {
         }
     }
 
-    /// The exact `Float` value of an IEEE binary16 bit pattern (every half is a float).
+    /// The exact `Float` value of an IEEE binary16 bit pattern (every half is a float). A NaN
+    /// keeps its sign and payload, and stays signalling or quiet: the bits move, nothing is
+    /// decided (the vector kernels follow this rule).
     @inline(__always)
     public static func float(fromHalfBits half: UInt16) -> Float {
         let bits = UInt32(half)

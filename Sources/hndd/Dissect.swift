@@ -35,8 +35,9 @@ struct Dissect: HNDDCommand {
             snapshots.append(snapshot)
             let counts = SnapshotSummary(snapshot, taxonomy: dictionary)
             print("\(plan.name): \(plan.rows) images × \(plan.units) units × \(plan.height)×\(plan.width) in "
-                  + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s); ",
+                  + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s",
                            phases.total, Double(plan.rows) / max(phases.total, 1e-9), phases.reading, phases.engine, phases.snapshot)
+                  + "; kernels \(EngineKernels.path)); "
                   + "interpretable \(counts.interpretable), localised \(counts.localised), "
                   + "Network Dissection \(counts.netdissect) of \(counts.units) units"
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))

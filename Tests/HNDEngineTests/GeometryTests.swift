@@ -238,59 +238,75 @@ import Testing
 }
 
 @Suite struct IngestKernelTests {
-    /// The vector maxima and above-bound scans equal the plain C ones, at sizes around the
-    /// 16-lane and 64-bit boundaries.
-    @Test(arguments: [1, 15, 16, 17, 49, 64, 65, 196])
+    /// Each vector path's maxima, above-bound scan and gather (the process's, and AVX2's called
+    /// directly where the CPU has it) equal the plain C ones, at sizes around the 8- and 16-lane
+    /// and 64-bit boundaries.
+    @Test(arguments: [1, 7, 8, 9, 15, 16, 17, 24, 49, 63, 64, 65, 196])
     func vectorAndPortableScansAgree(size n: Int) {
         var g = SplitMix(seed: UInt64(n))
         let maps = (0..<(5 * n)).map { _ in g.uniform() * 4 - 2 }
-        var vector = [Float](repeating: 0, count: 5), portable = [Float](repeating: 0, count: 5)
-        #expect(hndd_maxima(maps, 5, Int32(n), &vector) == 1 && hndd_maxima_portable(maps, 5, Int32(n), &portable) == 1)
-        #expect(vector == portable)
-        #expect(vector[4] == maps[(4 * n)...].max())
-        // A NaN or an infinity anywhere, the last position included, is reported.
-        for bad in [Float.nan, .infinity, -.infinity] {
-            var broken = maps
-            broken[5 * n - 1] = bad
-            #expect(hndd_maxima(broken, 5, Int32(n), &vector) == 0 && hndd_maxima_portable(broken, 5, Int32(n), &portable) == 0)
-        }
-        let words = (n + 63) / 64
-        for bound: Float in [-3, 0.5, 1.9, 3] {
-            var outV = [Float](repeating: 0, count: n + 16), outP = [Float](repeating: 0, count: n + 16)
-            var bitsV = [UInt64](repeating: ~0, count: words), bitsP = [UInt64](repeating: ~0, count: words)
-            let countV = hndd_above(maps, Int32(n), bound, &outV, &bitsV)
-            let countP = hndd_above_portable(maps, Int32(n), bound, &outP, &bitsP)
-            let expected = maps[..<n].filter { $0 > bound }
-            #expect(countV == countP && Int(countV) == expected.count)
-            #expect(Array(outV[..<expected.count]) == expected && Array(outP[..<expected.count]) == expected)
-            #expect(bitsV == bitsP && bitsV.map(\.nonzeroBitCount).reduce(0, +) == expected.count)
-            // Gathering those positions back, with the smallest above a bound.
-            var gatheredV = [Float](repeating: 0, count: n), gatheredP = [Float](repeating: 0, count: n)
-            let smallestV = hndd_gather(maps, Int32(n), bitsV, 1, &gatheredV)
-            let smallestP = hndd_gather_portable(maps, Int32(n), bitsV, 1, &gatheredP)
-            #expect(Array(gatheredV[..<expected.count]) == expected && Array(gatheredP[..<expected.count]) == expected)
-            #expect(smallestV == smallestP && smallestV == (expected.filter { $0 > 1 }.min() ?? .infinity))
+        for scans in VectorScans.runnable {
+            var vector = [Float](repeating: 0, count: 5), portable = [Float](repeating: 0, count: 5)
+            #expect(scans.maxima(maps, 5, Int32(n), &vector) == 1 && hndd_maxima_portable(maps, 5, Int32(n), &portable) == 1)
+            #expect(vector == portable, "\(scans.name)")
+            #expect(vector[4] == maps[(4 * n)...].max())
+            // A NaN or an infinity anywhere, the first and last positions included, is reported.
+            for bad in [Float.nan, .infinity, -.infinity] {
+                for at in [0, 5 * n - 1] {
+                    var broken = maps
+                    broken[at] = bad
+                    #expect(scans.maxima(broken, 5, Int32(n), &vector) == 0 && hndd_maxima_portable(broken, 5, Int32(n), &portable) == 0,
+                            "\(scans.name): \(bad) at \(at)")
+                }
+            }
+            let words = (n + 63) / 64
+            for bound: Float in [-3, 0.5, 1.9, 3] {
+                var outV = [Float](repeating: 0, count: n), outP = [Float](repeating: 0, count: n)
+                var bitsV = [UInt64](repeating: ~0, count: words), bitsP = [UInt64](repeating: ~0, count: words)
+                let countV = scans.above(maps, Int32(n), bound, &outV, &bitsV)
+                let countP = hndd_above_portable(maps, Int32(n), bound, &outP, &bitsP)
+                let expected = maps[..<n].filter { $0 > bound }
+                #expect(countV == countP && Int(countV) == expected.count, "\(scans.name)")
+                #expect(Array(outV[..<expected.count]) == expected && Array(outP[..<expected.count]) == expected, "\(scans.name)")
+                #expect(bitsV == bitsP && bitsV.map(\.nonzeroBitCount).reduce(0, +) == expected.count, "\(scans.name)")
+                var bitsOnly = [UInt64](repeating: ~0, count: words)
+                #expect(scans.above(maps, Int32(n), bound, nil, &bitsOnly) == countV && bitsOnly == bitsV)
+                // Gathering those positions back, with the smallest above a bound, into exactly
+                // the room they need: the guard value after them stays.
+                var gatheredV = [Float](repeating: 0, count: expected.count + 1), gatheredP = [Float](repeating: 0, count: n)
+                gatheredV[expected.count] = 42
+                let smallestV = scans.gather(maps, Int32(n), bitsV, 1, &gatheredV)
+                let smallestP = hndd_gather_portable(maps, Int32(n), bitsV, 1, &gatheredP)
+                #expect(Array(gatheredV[..<expected.count]) == expected && Array(gatheredP[..<expected.count]) == expected, "\(scans.name)")
+                #expect(gatheredV[expected.count] == 42, "\(scans.name) wrote past the gathered values")
+                #expect(smallestV == smallestP && smallestV == (expected.filter { $0 > 1 }.min() ?? .infinity), "\(scans.name)")
+            }
         }
     }
 }
 
 @Suite struct KeepLargestTests {
-    /// Both partitions keep exactly the k largest (as a multiset) and return the k-th largest,
-    /// with ties at the boundary and across sizes around the vector width.
-    @Test(arguments: [1, 2, 17, 100, 4099])
+    /// Every path's partitions keep exactly the k largest (as a multiset) and return the k-th
+    /// largest, with ties at the boundary and across sizes around the vector widths.
+    @Test(arguments: [1, 2, 7, 8, 9, 17, 100, 4099])
     func keepsTheLargest(count n: Int) {
         var g = SplitMix(seed: UInt64(n) + 11)
         // Few distinct values: ties everywhere.
         let values = (0..<n).map { _ in Float(Int(g.uniform() * 7)) - 2 }
         let sorted = values.sorted(by: >)
         for k in Set([1, n / 3 + 1, n / 2 + 1, n]) {
-            var vector = values, portable = values
+            var portable = values
             var spare = [Float](repeating: 0, count: n)
-            let kthV = hndd_keep_largest(&vector, Int64(n), Int64(k), &spare)
             let kthP = hndd_keep_largest_portable(&portable, Int64(n), Int64(k), &spare)
-            #expect(kthV == sorted[k - 1] && kthP == sorted[k - 1])
-            #expect(vector[..<k].sorted(by: >) == Array(sorted[..<k]) && portable[..<k].sorted(by: >) == Array(sorted[..<k]))
+            #expect(kthP == sorted[k - 1])
+            #expect(portable[..<k].sorted(by: >) == Array(sorted[..<k]) && portable.sorted(by: >) == sorted)
+            for scans in VectorScans.runnable {
+                var vector = values
+                let kthV = scans.keepLargest(&vector, Int64(n), Int64(k), &spare)
+                #expect(kthV == sorted[k - 1], "\(scans.name)")
+                #expect(vector[..<k].sorted(by: >) == Array(sorted[..<k]), "\(scans.name)")
+                #expect(vector.sorted(by: >) == sorted, "\(scans.name): the values are rearranged, none lost")
+            }
         }
     }
 }
-

@@ -1,3 +1,4 @@
+import CHNDCPU
 import Foundation
 import HNDTestSupport
 import Testing
@@ -204,6 +205,99 @@ private func decodeThroughBuffer(_ bits: [UInt16], dtype: Hndd_DType) -> [Float]
                 default:
                     #expect(abs(result - value) <= abs(value) * 0x1p-8, "bfloat16 of \(value)")
                 }
+            }
+        }
+    }
+}
+
+/// One way of decoding 16-bit elements: the portable Swift loop, the process's choice, or one
+/// vector path's C kernel called directly.
+private struct HalfDecoder {
+    let name: String
+    let decode: (UnsafeRawPointer, Int, UnsafeMutablePointer<Float>) -> Void
+
+    /// Every decoder of `dtype` (float16 or bfloat16) this CPU can run, but the portable one.
+    static func runnable(_ dtype: Hndd_DType) -> [HalfDecoder] {
+        let half = dtype == .float16
+        var all = [HalfDecoder(name: "the process's (\(String(cString: hndd_vector_path_name())))") { source, count, destination in
+            TensorConversion.decode(UnsafeRawBufferPointer(start: source, count: 2 * count), dtype: dtype,
+                                    into: UnsafeMutableBufferPointer(start: destination, count: count))
+        }]
+        if hndd_cpu_supports(HNDD_PATH_AVX2) != 0 {
+            all.append(HalfDecoder(name: "avx2") { half ? hndd_decode_float16_avx2($0, Int64($1), $2) : hndd_decode_bfloat16_avx2($0, Int64($1), $2) })
+        }
+        if hndd_cpu_supports(HNDD_PATH_AVX512) != 0 {
+            all.append(HalfDecoder(name: "avx512") { half ? hndd_decode_float16_avx512($0, Int64($1), $2) : hndd_decode_bfloat16_avx512($0, Int64($1), $2) })
+        }
+        return all
+    }
+
+    static func portable(_ dtype: Hndd_DType, _ source: UnsafeRawPointer, _ count: Int, _ destination: UnsafeMutablePointer<Float>) {
+        let input = UnsafeRawBufferPointer(start: source, count: 2 * count)
+        let output = UnsafeMutableBufferPointer(start: destination, count: count)
+        if dtype == .float16 { TensorConversion.decodeFloat16Portable(input, into: output) } else { TensorConversion.decodeBFloat16Portable(input, into: output) }
+    }
+}
+
+/// The vector decoders give the portable decoders' bits for every pattern — subnormals,
+/// infinities, signalling and quiet NaNs with their payloads — at any alignment and length.
+@Suite struct VectorDecodingTests {
+    /// Every 16-bit pattern, little-endian, from byte 1 of the buffer (odd alignment).
+    let patterns: [UInt8] = [0xAA] + (0...UInt16.max).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+
+    @Test(arguments: [Hndd_DType.float16, .bfloat16])
+    func everyPatternDecodesToThePortableBits(dtype: Hndd_DType) {
+        let count = 1 << 16
+        var expected = [Float](repeating: 0, count: count)
+        patterns.withUnsafeBytes { raw in
+            expected.withUnsafeMutableBufferPointer { HalfDecoder.portable(dtype, raw.baseAddress! + 1, count, $0.baseAddress!) }
+            for decoder in HalfDecoder.runnable(dtype) {
+                var output = [Float](repeating: 1, count: count)
+                output.withUnsafeMutableBufferPointer { decoder.decode(raw.baseAddress! + 1, count, $0.baseAddress!) }
+                let wrong = (0..<count).filter { output[$0].bitPattern != expected[$0].bitPattern }
+                #expect(wrong.isEmpty, "\(decoder.name): \(wrong.count) patterns differ, first \(wrong.prefix(4).map { String($0, radix: 16) })")
+            }
+        }
+    }
+
+    /// Lengths around the 8- and 16-lane blocks, each from every offset of a block: the tail is
+    /// converted and nothing past the destination is written.
+    @Test(arguments: [Hndd_DType.float16, .bfloat16])
+    func tailsAndOffsetsDecodeExactlyInPlace(dtype: Hndd_DType) {
+        patterns.withUnsafeBytes { raw in
+            for decoder in HalfDecoder.runnable(dtype) {
+                for count in 0...41 {
+                    for offset in [1, 2, 3, 17, 2 * 0x7C00 + 1, 2 * 0xFBF0 + 1] { // odd and even bytes; infinities and NaNs
+                        var expected = [Float](repeating: 0, count: count + 1), output = [Float](repeating: 0, count: count + 1)
+                        expected[count] = -7; output[count] = -7
+                        expected.withUnsafeMutableBufferPointer { HalfDecoder.portable(dtype, raw.baseAddress! + offset, count, $0.baseAddress!) }
+                        output.withUnsafeMutableBufferPointer { decoder.decode(raw.baseAddress! + offset, count, $0.baseAddress!) }
+                        #expect(output.map(\.bitPattern) == expected.map(\.bitPattern), "\(decoder.name): \(count) from byte \(offset)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rules themselves, by hand: the bits every path must give.
+    @Test func halfSpecialValuesByHand() {
+        let cases: [(UInt16, UInt32)] = [
+            (0x0000, 0x0000_0000), (0x8000, 0x8000_0000),       // ±0
+            (0x0001, 0x3380_0000), (0x83FF, 0xB87F_C000),       // subnormals: 2^-24, −(2^-14 − 2^-24)
+            (0x0400, 0x3880_0000), (0x7BFF, 0x477F_E000),       // smallest normal, 65504
+            (0x7C00, 0x7F80_0000), (0xFC00, 0xFF80_0000),       // ±∞
+            (0x7E00, 0x7FC0_0000), (0x7C01, 0x7F80_2000),       // quiet NaN; signalling stays signalling
+            (0xFDFF, 0xFFBF_E000), (0x7FFF, 0x7FFF_E000),       // payloads kept, sign kept
+        ]
+        let bytes = [UInt8](repeating: 0, count: 1) + cases.flatMap { [UInt8($0.0 & 0xFF), UInt8($0.0 >> 8)] }
+        bytes.withUnsafeBytes { raw in
+            var portable = [Float](repeating: 0, count: cases.count)
+            portable.withUnsafeMutableBufferPointer { HalfDecoder.portable(.float16, raw.baseAddress! + 1, cases.count, $0.baseAddress!) }
+            #expect(portable.map(\.bitPattern) == cases.map(\.1))
+            for decoder in HalfDecoder.runnable(.float16) {
+                var output = [Float](repeating: 0, count: cases.count)
+                output.withUnsafeMutableBufferPointer { decoder.decode(raw.baseAddress! + 1, cases.count, $0.baseAddress!) }
+                #expect(output.map(\.bitPattern) == cases.map(\.1), "\(decoder.name)")
             }
         }
     }

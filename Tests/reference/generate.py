@@ -7,7 +7,9 @@ present, a *global* unit fires more strongly for one subgroup (e.g. female), a *
 does both. The rest are noise or dead (constant) units. Options add the awkward cases SPEC §3
 must survive: negative activations, a category nobody is labelled for, a concept nobody has,
 images outside the local set, two annotation sources with different concept sets, and
-singular ellipses.
+singular ellipses. With ``rasters`` the dictionary is version 2 and its masks are rasters of any
+shape (raster_shapes.py): bilateral pairs, rings, three blobs a row, edge bands, empty present
+masks, striped images of more than 64 pieces; units then fire on those shapes.
 
 CLI example (the Done-when case):
     python3 Tests/reference/generate.py --images 2000 --units 64 --h 7 --w 7 --mask-size 112 \
@@ -24,6 +26,8 @@ from typing import Any, Optional, Sequence
 
 import h5py
 import numpy as np
+
+import raster_shapes
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
     # name, subgroups, how often each subgroup occurs
@@ -126,6 +130,11 @@ class GenerationOptions:
     singular_ellipses: int = 0  # present concepts whose covariance is made singular
     negative: bool = False  # pre-ReLU maps with many negative values instead of ReLU outputs
     dead_units: int = 0  # constant maps, alternately 0 and -1
+    rasters: bool = False  # version 2: /images/masks (raster_shapes) and /images/source
+    nan_ellipses: bool = False  # with rasters: /images/ellipse all NaN (it is only informative then)
+    edge_masks: int = 0  # with rasters: present masks replaced by bands on the grid's edges
+    empty_masks: int = 0  # with rasters: present concepts whose mask is empty
+    striped_images: int = 0  # with rasters: images whose every present mask is one-pixel stripes
 
 
 @dataclasses.dataclass
@@ -272,7 +281,22 @@ def make_dictionary(options: GenerationOptions, rng: np.random.Generator) -> tup
         mask_size=options.mask_size,
         ellipse_chi2=options.ellipse_chi2,
     )
+    if options.rasters:
+        dictionary.update(_raster_masks(options, local_label, latent))
+        if options.nan_ellipses:
+            dictionary["ellipse"] = np.full_like(ellipse, np.nan)
     return dictionary, latent
+
+
+def _raster_masks(options: GenerationOptions, local_label: np.ndarray, latent: LatentFaces) -> dict[str, Any]:
+    """Version 2 fields: the packed masks drawn around the latent ellipses, and image sources.
+    Its own random stream, so that the rest of the case is that of the same seed without rasters."""
+    rng = np.random.default_rng(options.seed + 7919)
+    awkward = raster_shapes.choose_awkward(local_label, options.edge_masks, options.empty_masks,
+                                           options.striped_images, rng)
+    masks = raster_shapes.draw(latent.ellipse, local_label, [c.name for c in CONCEPTS], options.mask_size,
+                               options.ellipse_chi2, awkward)
+    return {"version": 2, "masks": masks, "image_sources": [f"synthetic/{n:06d}.png" for n in range(options.n_images)]}
 
 
 def _gaussian_bumps(ellipse: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -333,7 +357,9 @@ def make_layer_maps(
             gain = gain * np.where(member, 1.0, 0.4 if role["kind"] == "global" else 0.35)
         if role["kind"] in ("local", "mixed"):
             concept = role["concept"]
-            response = _gaussian_bumps(latent.ellipse[:, concept], h, w) * (gain * latent.present[:, concept])[:, None, None]
+            parts = raster_shapes.sub_ellipses(CONCEPTS[concept].name) if options.rasters else [raster_shapes.SubEllipse(0.0)]
+            bumps = [_gaussian_bumps(raster_shapes.moved(latent.ellipse[:, concept], part), h, w) for part in parts if not part.hole]
+            response = np.max(bumps, axis=0) * (gain * latent.present[:, concept])[:, None, None]
         elif role["kind"] == "global":
             centre = latent.face_centre + np.asarray(role["centre_shift"]) + np.array([0.0, 0.05])
             broad = np.column_stack([centre, np.full(n_images, 0.03), np.zeros(n_images), np.full(n_images, 0.045)])
@@ -352,7 +378,7 @@ def write_dictionary(path: Path, dictionary: dict[str, Any]) -> None:
     text = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as file:
         file.attrs["format"] = "hndd-dictionary"
-        file.attrs["version"] = np.int32(1)
+        file.attrs["version"] = np.int32(dictionary.get("version", 1))
         file.attrs["mask_size"] = np.int32(dictionary["mask_size"])
         file.attrs["ellipse_chi2"] = np.float64(dictionary["ellipse_chi2"])
         file.create_dataset("global/categories", data=np.array(dictionary["categories"], dtype=object), dtype=text)
@@ -365,6 +391,12 @@ def write_dictionary(path: Path, dictionary: dict[str, Any]) -> None:
         file.create_dataset("images/global_label", data=np.asarray(dictionary["global_label"], np.int32))
         file.create_dataset("images/local_label", data=np.asarray(dictionary["local_label"], np.int8))
         file.create_dataset("images/ellipse", data=np.asarray(dictionary["ellipse"], np.float32))
+        if dictionary.get("masks") is not None:
+            masks = np.asarray(dictionary["masks"], np.uint8)
+            file.create_dataset("images/masks", data=masks, chunks=(min(64, len(masks)),) + masks.shape[1:],
+                                compression="gzip", compression_opts=1)
+        if dictionary.get("image_sources") is not None:
+            file.create_dataset("images/source", data=np.array(dictionary["image_sources"], dtype=object), dtype=text)
 
 
 def write_activations(path: Path, layers: dict[str, tuple[np.ndarray, Optional[np.ndarray]]], dtype: str) -> None:
@@ -442,6 +474,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--singular-ellipses", type=int, default=0)
     parser.add_argument("--negative", action="store_true", help="pre-ReLU maps with negative values")
     parser.add_argument("--dead-units", type=int, default=0)
+    parser.add_argument("--rasters", action="store_true", help="version 2: raster masks of any shape")
+    parser.add_argument("--nan-ellipses", action="store_true", help="with --rasters: /images/ellipse all NaN")
+    parser.add_argument("--edge-masks", type=int, default=0, help="with --rasters: masks on the grid's edges")
+    parser.add_argument("--empty-masks", type=int, default=0, help="with --rasters: empty present masks")
+    parser.add_argument("--striped-images", type=int, default=0, help="with --rasters: images of > 64 pieces")
     args = parser.parse_args(argv)
     options = GenerationOptions(
         n_images=args.images, mask_size=args.mask_size, seed=args.seed, dtype=args.dtype,
@@ -449,6 +486,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         local_fraction=args.local_fraction, mixed_annotation=not args.uniform_annotation,
         unlabelled_category=args.unlabelled_category, absent_concept=args.absent_concept,
         singular_ellipses=args.singular_ellipses, negative=args.negative, dead_units=args.dead_units,
+        rasters=args.rasters, nan_ellipses=args.nan_ellipses, edge_masks=args.edge_masks,
+        empty_masks=args.empty_masks, striped_images=args.striped_images,
     )
     try:
         layers = [_parse_layer(text, args.units, args.h, args.w) for text in (args.layer or ["layer4.2.conv1"])]

@@ -8,6 +8,9 @@ and upsamples every map it needs in full. Only the chunking over images (so that
 Entry point: :func:`dissect_reference`, returning one snapshot row keyed like SPEC §4.
 It accepts files (SPEC §1 dictionary, SPEC §2 activations) or in-memory arrays; passing only
 some images gives the *partial* snapshot over those images.
+
+Masks are SPEC §1's ellipses (version 1) or, when a version 2 file holds ``/images/masks``, its
+bit-packed rasters, kept packed and unpacked with ``np.unpackbits`` a chunk of images at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ PAIRING_FACTOR = 1.5
 #: Bytes of float32 upsampled maps processed at once in Stage II; a few MB stays in cache and
 #: is faster than big chunks (2,000 × 64 × 7×7 → 112² takes about 12 s, 260 MB).
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+#: SPEC §1 versions: 1 (ellipses), 2 (raster masks may be present, and then define every mask).
+SUPPORTED_VERSIONS = (1, 2)
+#: Images whose packed masks are read and checked at once.
+MASK_CHUNK_IMAGES = 256
 
 SNAPSHOT_ROW_KEYS = (
     "threshold",
@@ -67,6 +74,15 @@ class FaceDictionary:
     mask_size: int
     ellipse_chi2: float = DEFAULT_ELLIPSE_CHI2
     source: str = "<in-memory dictionary>"
+    version: int = 1
+    masks: Optional[np.ndarray] = None  # [N, L, S, ceil(S/8)] uint8, bit-packed rows (version 2)
+    image_sources: Optional[list[str]] = None  # /images/source, each image's path
+
+    def image_name(self, image: int) -> str:
+        """'image 17', with its /images/source path when known: for messages."""
+        if self.image_sources is not None and self.image_sources[image]:
+            return f"image {image} ({self.image_sources[image]})"
+        return f"image {image}"
 
     @property
     def n_images(self) -> int:
@@ -91,6 +107,9 @@ class FaceDictionary:
             mask_size=int(values["mask_size"]),
             ellipse_chi2=float(values.get("ellipse_chi2", DEFAULT_ELLIPSE_CHI2)),
             source=str(values.get("source", "<in-memory dictionary>")),
+            version=int(values.get("version", 1)),
+            masks=None if values.get("masks") is None else np.asarray(values["masks"], dtype=np.uint8),
+            image_sources=None if values.get("image_sources") is None else [str(s) for s in values["image_sources"]],
         )
         dictionary.validate()
         return dictionary
@@ -138,6 +157,13 @@ class FaceDictionary:
         if bad_local.any():
             image, concept = (int(i) for i in np.argwhere(bad_local)[0])
             fail("/images/local_label", f"image {image}, concept {concept}: {self.local_label[image, concept]} is not -1, 0 or 1")
+        if self.version not in SUPPORTED_VERSIONS:
+            fail("version", f"{self.version} is not one of {SUPPORTED_VERSIONS}")
+        if self.image_sources is not None and len(self.image_sources) != n_images:
+            fail("/images/source", f"{len(self.image_sources)} names for {n_images} images")
+        if self.masks is not None:
+            self.validate_masks(fail)
+            return  # rasters define the masks: the ellipses are only informative
         present = self.local_label == 1
         not_finite = present & ~np.isfinite(self.ellipse).all(axis=2)
         if not_finite.any():
@@ -145,6 +171,35 @@ class FaceDictionary:
             fail("/images/ellipse", f"image {image}, concept {self.concepts[concept]!r} is present but its ellipse is not finite")
         if self.mask_size < 1:
             fail("mask_size", f"{self.mask_size} is not a positive grid size")
+
+    def validate_masks(self, fail) -> None:
+        """SPEC §1 raster rules: version 2, shape [N, L, S, ceil(S/8)] uint8, padding bits 0, and
+        bits only where local_label = 1. Checked a chunk of images at a time."""
+        expected = (self.n_images, len(self.concepts), self.mask_size, (self.mask_size + 7) // 8)
+        if self.version < 2:
+            fail("/images/masks", f"raster masks in a version {self.version} dictionary; they need version 2")
+        if self.masks.shape != expected or self.masks.dtype != np.uint8:
+            fail("/images/masks", f"shape {self.masks.shape} {self.masks.dtype}, expected {expected} uint8")
+        for start in range(0, self.n_images, MASK_CHUNK_IMAGES):
+            bits = np.unpackbits(self.masks[start:start + MASK_CHUNK_IMAGES], axis=-1, bitorder="big")
+            padding = bits[..., self.mask_size:].any(axis=(2, 3))
+            if padding.any():
+                image, concept = (int(i) for i in np.argwhere(padding)[0])
+                fail("/images/masks", f"{self.image_name(start + image)}, concept {self.concepts[concept]!r}: padding bits are set")
+            labels = self.local_label[start:start + MASK_CHUNK_IMAGES]
+            stray = bits[..., :self.mask_size].any(axis=(2, 3)) & (labels != 1)
+            if stray.any():
+                image, concept = (int(i) for i in np.argwhere(stray)[0])
+                fail("/images/masks", f"{self.image_name(start + image)}, concept {self.concepts[concept]!r}: mask pixels set "
+                                      f"where local_label is {labels[image, concept]}")
+
+    def concept_masks(self, images: np.ndarray) -> np.ndarray:
+        """Boolean masks [B, L, S*S] of dictionary images ``images``: the rasters when present, else
+        the ellipses of the present concepts."""
+        if self.masks is not None:
+            bits = np.unpackbits(self.masks[images], axis=-1, bitorder="big")[..., :self.mask_size]
+            return bits.reshape(len(images), len(self.concepts), -1).astype(bool)
+        return concept_masks(self.ellipse[images], self.local_label[images], self.mask_size, self.ellipse_chi2)
 
 
 def _read_strings(file: h5py.File, name: str) -> list[str]:
@@ -165,6 +220,17 @@ def load_dictionary(path: Union[str, Path]) -> FaceDictionary:
                 raise ReferenceInputError(f"{path}: {name}: dataset missing")
         if "mask_size" not in file.attrs:
             raise ReferenceInputError(f"{path}: attribute mask_size missing on /")
+        version = int(file.attrs.get("version", 1))
+        if version not in SUPPORTED_VERSIONS:
+            raise ReferenceInputError(f"{path}: attribute version on /: {version} is not one of {SUPPORTED_VERSIONS}")
+        masks = None
+        if "/images/masks" in file:
+            dataset = file["/images/masks"]
+            if dataset.dtype != np.uint8:
+                raise ReferenceInputError(f"{path}: /images/masks: dtype {dataset.dtype}, expected uint8")
+            masks = np.empty(dataset.shape, np.uint8)
+            for start in range(0, dataset.shape[0], MASK_CHUNK_IMAGES):
+                masks[start:start + MASK_CHUNK_IMAGES] = dataset[start:start + MASK_CHUNK_IMAGES]
         dictionary = FaceDictionary(
             categories=_read_strings(file, "/global/categories"),
             subgroups=_read_strings(file, "/global/subgroups"),
@@ -180,6 +246,9 @@ def load_dictionary(path: Union[str, Path]) -> FaceDictionary:
             mask_size=int(file.attrs["mask_size"]),
             ellipse_chi2=float(file.attrs.get("ellipse_chi2", DEFAULT_ELLIPSE_CHI2)),
             source=str(path),
+            version=version,
+            masks=masks,
+            image_sources=_read_strings(file, "/images/source") if "/images/source" in file else None,
         )
     dictionary.validate()
     return dictionary
@@ -400,15 +469,18 @@ class OverlapCounts:
 def overlap_counts(
     local_maps: np.ndarray,
     local_label: np.ndarray,
-    ellipse: np.ndarray,
+    ellipse: Optional[np.ndarray],
     thresholds: np.ndarray,
     mask_size: int,
     chi2: float,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    masks_of: Optional[Any] = None,
 ) -> OverlapCounts:
     """Counts |M|, |L| and |M∩L| over the local set, a few images at a time.
 
-    local_maps [n, C, h, w] float32 with local_label [n, L] and ellipse [n, L, 5] of the same images.
+    local_maps [n, C, h, w] float32 with local_label [n, L] and ellipse [n, L, 5] of the same images;
+    or, instead of ellipses, ``masks_of(start, stop)`` giving the boolean masks [k, L, S*S] of rows
+    start..stop (raster dictionaries).
     """
     n_images, n_units = local_maps.shape[:2]
     n_concepts = local_label.shape[1]
@@ -423,7 +495,10 @@ def overlap_counts(
         active = (upsampled > thresholds[None, :, None, None]).reshape(stop - start, n_units, pixels)
         del upsampled
         activation_area[start:stop] = active.sum(axis=2)
-        concept = concept_masks(ellipse[start:stop], local_label[start:stop], mask_size, chi2)
+        if masks_of is not None:
+            concept = masks_of(start, stop)
+        else:
+            concept = concept_masks(ellipse[start:stop], local_label[start:stop], mask_size, chi2)
         concept_area += concept.sum(axis=(0, 2))
         for image in range(stop - start):
             # Only units with some active pixel and concepts with some mask pixel can overlap;
@@ -529,9 +604,11 @@ def dissect_arrays(
     local_rows = np.nonzero((local_label >= 0).any(axis=1))[0]
     local_maps = maps[local_rows]
     thresholds = activation_thresholds(local_maps, quantile)
+    local_images = image_ids[local_rows]
     counts = overlap_counts(
         local_maps, local_label[local_rows], ellipse[local_rows], thresholds,
         dictionary.mask_size, dictionary.ellipse_chi2, chunk_bytes,
+        masks_of=None if dictionary.masks is None else (lambda a, b: dictionary.concept_masks(local_images[a:b])),
     )
     iou = counts.iou()
     region, netdissect_concept = stage_two_labels(iou, dictionary.concept_region, iou_floor)

@@ -58,6 +58,22 @@ CASES = (
                 GenerationOptions(n_images=500, mask_size=56, seed=105), batch_size=128, quantile=0.01, iou_floor=0.02),
 )
 
+#: Version 2 dictionaries (SPEC §1 raster masks, raster_shapes.py): bilateral concepts as two
+#: ellipses, eyeglasses as two rings (holes, four runs a row), AU6 as three blobs (three runs a
+#: row), present masks on every edge of the grid and empty ones, striped images of more than 64
+#: pieces (the kernel counts them in groups).
+RASTER_CASES = (
+    DissectCase("raster_bilateral_rings_three_runs_edges_empty_striped_S112_shuffled_batch256",
+                (LayerShape("layer4.2.conv1", 48, 7, 7),),
+                GenerationOptions(n_images=1500, mask_size=112, seed=106, rasters=True, edge_masks=30,
+                                  empty_masks=20, striped_images=3), batch_size=256),
+    DissectCase("raster_float16_nan_ellipses_negative_nonsquare_S56_batch64",
+                (LayerShape("features.7", 16, 5, 9),),
+                GenerationOptions(n_images=500, mask_size=56, seed=107, dtype="float16", rasters=True, nan_ellipses=True,
+                                  negative=True, edge_masks=10, empty_masks=10, striped_images=4), batch_size=64),
+)
+CASES = CASES + RASTER_CASES
+
 
 def _dissect_arguments(dictionary: Path, activations: Path, out: Path, case: DissectCase) -> list[str]:
     arguments = ["dissect", "--dictionary", str(dictionary), "--activations", str(activations), "--out", str(out)]
@@ -210,3 +226,80 @@ def test_valid_inputs_of_the_bad_input_tests_are_accepted(valid_inputs, run_hndd
     assert result.returncode == 0, f"hndd dissect exited {result.returncode}: {result.stderr.strip()}"
     row = compare.read_snapshot_row(tmp_path / "snapshots.h5", BAD_INPUT_LAYER)
     assert row["images_seen"] == n_images
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad raster masks (SPEC §1 version 2): one line naming the file, the dataset, image and concept
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def valid_raster_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """A version 2 dictionary with S = 20, so that each packed row has four padding bits."""
+    directory = tmp_path_factory.mktemp("valid-rasters")
+    options = GenerationOptions(n_images=60, mask_size=20, seed=8, rasters=True, empty_masks=3)
+    generate.generate_case([LayerShape(BAD_INPUT_LAYER, 4, 7, 7)], options,
+                           directory / "dictionary.h5", directory / "activations.h5")
+    return directory / "dictionary.h5", directory / "activations.h5"
+
+
+def _first_with_label(dictionary: h5py.File, label: int) -> tuple[int, int]:
+    image, concept = np.argwhere(dictionary["/images/local_label"][...] == label)[0]
+    return int(image), int(concept)
+
+
+def _set_mask_byte(label: int, value: int, byte: int = 0):
+    """Sets a byte of row 3 of the first mask whose local label is `label`; returns its (image, concept)."""
+    def mutate(file: h5py.File) -> tuple[int, int]:
+        image, concept = _first_with_label(file, label)
+        _rewrite(file, "/images/masks", _set((image, concept, 3, byte), value))
+        return image, concept
+    return mutate
+
+
+# (case name, how to break the dictionary — returning the (image, concept) to name, or None —,
+# words stderr must all contain)
+RASTER_BAD_INPUTS = (
+    ("stray_bit_where_absent", _set_mask_byte(0, 0x10), ("/images/masks", "local_label is 0")),
+    ("stray_bit_where_not_annotated", _set_mask_byte(-1, 0x01), ("/images/masks", "local_label is -1")),
+    ("padding_bit", _set_mask_byte(1, 0x01, byte=2), ("/images/masks", "padding")),
+    ("wrong_shape", lambda f: _rewrite(f, "/images/masks", lambda d: d[:, :, :, :2]), ("/images/masks", "shape")),
+    ("masks_in_a_version_1_file", lambda f: f.attrs.__setitem__("version", np.int32(1)), ("/images/masks", "version 1")),
+    ("unknown_version", lambda f: f.attrs.__setitem__("version", np.int32(3)), ("version", "is 3")),
+)
+
+
+@pytest.mark.parametrize("name, mutate, words", RASTER_BAD_INPUTS, ids=[case[0] for case in RASTER_BAD_INPUTS])
+def test_bad_raster_masks_are_a_one_line_error(name, mutate, words, valid_raster_inputs, run_hndd, tmp_path: Path):
+    dictionary_source, activations = valid_raster_inputs
+    dictionary = tmp_path / f"bad_{name}_dictionary.h5"
+    shutil.copyfile(dictionary_source, dictionary)
+    with h5py.File(dictionary, "r+") as file:
+        concepts = [str(c) for c in file["/local/concepts"].asstr()[...]]
+        where = mutate(file)
+    for command in (["dissect", "--dictionary", dictionary, "--activations", activations, "--out", tmp_path / "s.h5"],
+                    ["dictionary", "check", dictionary]):
+        result = run_hndd(command)
+        _assert_clean_error(result, dictionary.name, words)
+        line = result.stderr.strip()
+        for word in words:
+            assert word in line, f"stderr should contain {word!r}: {line!r}"
+        if where is not None:
+            image, concept = where
+            assert f"image {image} (synthetic/{image:06d}.png)" in line and concepts[concept] in line, line
+    # The reference refuses it too, for the same reason.
+    with pytest.raises(ref.ReferenceInputError, match="masks|version"):
+        ref.load_dictionary(dictionary)
+
+
+def test_dictionary_check_reports_rasters_and_empty_masks(valid_raster_inputs, run_hndd):
+    dictionary, _ = valid_raster_inputs
+    result = run_hndd(["dictionary", "check", dictionary])
+    assert result.returncode == 0, result.stderr
+    assert "version 2" in result.stdout and "masks: rasters (/images/masks)" in result.stdout
+    loaded = ref.load_dictionary(dictionary)
+    area = loaded.concept_masks(np.arange(loaded.n_images)).sum(axis=2)
+    empty = np.argwhere((loaded.local_label == 1) & (area == 0))
+    assert len(empty) == 3
+    assert f"present concepts with empty masks: {len(empty)} (image, concept) pairs:" in result.stdout
+    for image, concept in empty:
+        assert f"  image {image} (synthetic/{image:06d}.png): {loaded.concepts[concept]}\n" in result.stdout + "\n"

@@ -7,6 +7,7 @@ that compare.py notices perturbed snapshots.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -282,6 +283,8 @@ def _naive_dissect(d: ref.FaceDictionary, maps: np.ndarray, quantile: float, flo
         thresholds.append(np.float32(values[k] + (upper - values[k]) * (position - k)))
 
     def in_mask(n: int, c: int, i: int, j: int) -> bool:
+        if d.masks is not None:  # SPEC §1 rasters: bit 7 - (j mod 8) of byte j // 8 of row i
+            return bool(int(d.masks[n, c, i, j // 8]) >> (7 - j % 8) & 1)
         if d.local_label[n, c] != 1:
             return False
         cx, cy, sxx, sxy, syy = (float(v) for v in d.ellipse[n, c])
@@ -359,9 +362,24 @@ def _random_tiny_case(seed: int):
     return dictionary, maps
 
 
+def _with_random_rasters(dictionary: ref.FaceDictionary, seed: int) -> ref.FaceDictionary:
+    """The same dictionary as version 2, with random raster masks (any shape) where present and an
+    empty present mask; S = 6, so each packed row has two padding bits."""
+    rng = np.random.default_rng(seed + 100)
+    n, l, size = dictionary.n_images, len(dictionary.concepts), dictionary.mask_size
+    bits = (rng.random((n, l, size, size)) < 0.4) & (dictionary.local_label == 1)[:, :, None, None]
+    bits[tuple(np.argwhere(dictionary.local_label == 1)[0])] = False
+    return dataclasses.replace(dictionary, version=2, masks=np.packbits(bits, axis=-1, bitorder="big"),
+                               ellipse=np.full_like(dictionary.ellipse, np.nan))
+
+
+@pytest.mark.parametrize("rasters", [False, True], ids=["ellipses", "rasters"])
 @pytest.mark.parametrize("seed", [3, 5, 8])
-def test_vectorised_reference_matches_plain_loops(seed):
+def test_vectorised_reference_matches_plain_loops(seed, rasters):
     dictionary, maps = _random_tiny_case(seed)
+    if rasters:
+        dictionary = _with_random_rasters(dictionary, seed)
+        dictionary.validate()
     quantile, floor = 0.1, 0.02
     naive = _naive_dissect(dictionary, maps, quantile, floor)
     fast = ref.dissect_arrays(dictionary, maps, quantile=quantile, iou_floor=floor)
@@ -457,6 +475,34 @@ def test_generated_files_follow_the_spec_and_read_back_identically(tmp_path: Pat
         file_maps, file_ids = ref.load_activations(activations_path, layer)
         np.testing.assert_array_equal(file_maps, maps)
         np.testing.assert_array_equal(file_ids, ids)
+    from_file = ref.dissect_reference(dictionary_path, activations_path, "layer3.0")
+    in_memory = ref.dissect_reference(case.dictionary, *case.layers["layer3.0"][:1], image_ids=case.layers["layer3.0"][1])
+    _assert_rows_close(from_file, in_memory, atol=0)
+
+
+def test_generated_raster_files_follow_the_spec_and_read_back_identically(tmp_path: Path):
+    dictionary_path, activations_path = tmp_path / "dict.h5", tmp_path / "acts.h5"
+    options = generate.GenerationOptions(n_images=150, mask_size=30, seed=10, rasters=True, nan_ellipses=True,
+                                         edge_masks=10, empty_masks=4, striped_images=2)
+    case = generate.generate_case([generate.LayerShape("layer3.0", 6, 5, 5)], options, dictionary_path, activations_path)
+    with h5py.File(dictionary_path, "r") as file:
+        assert int(file.attrs["version"]) == 2
+        masks = file["/images/masks"]
+        assert masks.shape == (150, len(generate.CONCEPTS), 30, 4) and masks.dtype == np.uint8
+        assert np.isnan(file["/images/ellipse"][...]).all()
+        assert file["/images/source"].asstr()[3] == "synthetic/000003.png"
+        bits = np.unpackbits(masks[...], axis=-1, bitorder="big")
+    labels = case.dictionary["local_label"]
+    assert not bits[..., 30:].any() and not bits[labels != 1].any()
+    pixels = bits[..., :30].reshape(150, len(generate.CONCEPTS), 30, 30)
+    assert ((labels == 1) & ~pixels.any(axis=(2, 3))).sum() >= 4  # empty present masks
+    assert pixels[:, :, :, 0].any() and pixels[:, :, 0, :].any() and pixels[:, :, :, -1].any() and pixels[:, :, -1, :].any()
+    runs = (np.diff(pixels.astype(np.int8), axis=-1, prepend=0) == 1).sum(axis=-1)  # runs a row
+    assert runs.max() == 15 and runs.max(axis=2).sum(axis=1).max() > 64  # striped images: > 64 pieces
+    bilateral = generate.taxonomy()["concepts"].index("arched_eyebrows")
+    assert (runs[:, bilateral] == 2).any()
+    loaded = ref.load_dictionary(dictionary_path)
+    np.testing.assert_array_equal(loaded.masks, case.dictionary["masks"])
     from_file = ref.dissect_reference(dictionary_path, activations_path, "layer3.0")
     in_memory = ref.dissect_reference(case.dictionary, *case.layers["layer3.0"][:1], image_ids=case.layers["layer3.0"][1])
     _assert_rows_close(from_file, in_memory, atol=0)
@@ -573,3 +619,26 @@ def _tiny_dictionary(local_label: np.ndarray, ellipse: np.ndarray, mask_size: in
         concept_type=np.zeros(n_concepts, np.int64), global_label=np.full((n_images, 1), -1),
         local_label=local_label, ellipse=ellipse, mask_size=mask_size,
     )
+
+
+def test_raster_bits_are_big_endian_rows_and_checked():
+    # S = 10: two bytes a row, six padding bits. Byte 1 = 0b1000_0000 is column 8 of its row.
+    labels = np.array([[1, 0]], np.int8)
+    packed = np.zeros((1, 2, 10, 2), np.uint8)
+    packed[0, 0, 3, 1] = 0x80
+    packed[0, 0, 0, 0] = 0x01  # column 7
+    d = dataclasses.replace(_tiny_dictionary(labels, np.full((1, 2, 5), np.nan, np.float32), mask_size=10),
+                            version=2, masks=packed, image_sources=["a/b.png"])
+    d.validate()
+    mask = d.concept_masks(np.array([0]))[0].reshape(2, 10, 10)
+    assert np.argwhere(mask[0]).tolist() == [[0, 7], [3, 8]] and not mask[1].any()
+    stray = packed.copy()
+    stray[0, 1, 5, 0] = 0x40  # concept 1, which image 0 does not have
+    padding = packed.copy()
+    padding[0, 0, 9, 1] = 0x20  # column 10 of a 10-wide grid
+    for broken, message in ((dict(masks=stray), r"image 0 \(a/b.png\), concept 'c1': mask pixels set where local_label is 0"),
+                            (dict(masks=padding), r"image 0 \(a/b.png\), concept 'c0': padding"),
+                            (dict(version=1), "version 2"),
+                            (dict(masks=packed[..., :1]), "shape")):
+        with pytest.raises(ref.ReferenceInputError, match=message):
+            dataclasses.replace(d, **broken).validate()

@@ -18,6 +18,13 @@ cycled with fresh image ids, so generation never limits the sender.
     python3 tools/bench/bench.py                 # all three workloads, paper-sized pass
     python3 tools/bench/bench.py --quick         # small pass, for a smoke run
     python3 tools/bench/bench.py --workload 512x7x7 --images 35632
+    python3 tools/bench/bench.py --rasters --rounds 2   # version 1 against version 2 (raster masks)
+
+With --rasters each workload (default: the paper's 512x7x7) is run with the version-1 dictionary
+and its version-2 twin — the same images and labels, every mask a raster, the bilateral concepts
+drawn as two ellipses — alternating (v1, v2, then v2, v1, …), `hndd dissect` and `hndd serve` each
+time; it reports both and their ratios (raw ZeroMQ and NumPy do not depend on the dictionary and
+are left out), plus the time and peak RSS of `hndd dictionary check` on each dictionary.
 """
 from __future__ import annotations
 
@@ -109,6 +116,50 @@ def write_dictionary(path: Path, n_global: int, n_local: int, seed: int) -> None
         f["images/ellipse"] = ellipse
 
 
+#: Concepts drawn as two ellipses, one per side, in the version-2 dictionary: as many as the
+#: published Face Dictionary's bilateral attributes (arched eyebrows and bags under the eyes in the
+#: eye region, rosy cheeks and high cheekbones in the cheek region).
+BILATERAL = ("eye_0", "eye_1", "cheek_0", "cheek_1")
+#: Each side's offset from the concept's centre and the scale of its variance along x.
+BILATERAL_OFFSET, BILATERAL_X_SCALE = 0.15, 0.2
+
+
+def write_raster_dictionary(source: Path, path: Path, block: int = 256) -> None:
+    """The version-2 twin of `source`: the same file plus `/images/masks`, SPEC §1's bit-packed
+    rasters, compressed (gzip 1) in chunks of 64 images. Each present concept's raster is its
+    ellipse's mask, except the `BILATERAL` concepts, drawn as two ellipses, one per side."""
+    shutil.copyfile(source, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["version"] = np.int32(2)
+        label, ellipse = f["images/local_label"][...], f["images/ellipse"][...].astype(np.float64)
+        concepts = list(f["local/concepts"].asstr()[...])
+        n, l = label.shape
+        masks = f.create_dataset("images/masks", (n, l, MASK, (MASK + 7) // 8), np.uint8,
+                                 chunks=(64, l, MASK, (MASK + 7) // 8), compression="gzip", compression_opts=1)
+        f["images/source"] = np.array([f"bench/{i:06d}.png" for i in range(n)], dtype=h5py.string_dtype())
+        centres = (np.arange(MASK) + 0.5) / MASK
+        for start in range(0, n, block):
+            present = label[start:start + block] == 1
+            if not present.any():
+                continue  # never written: HDF5 reads the chunks as zeros
+            bits = np.zeros(present.shape + (MASK, MASK), bool)
+            for c in range(l):
+                rows = np.flatnonzero(present[:, c])
+                if rows.size == 0:
+                    continue
+                e = ellipse[start + rows, c]
+                sides = [(0.0, 1.0)] if concepts[c] not in BILATERAL else [(-BILATERAL_OFFSET, BILATERAL_X_SCALE), (BILATERAL_OFFSET, BILATERAL_X_SCALE)]
+                for dx, scale in sides:
+                    cx, cy, sxx, syy = e[:, 0] + dx, e[:, 1], e[:, 2] * scale, e[:, 4]
+                    sxy = e[:, 3] * np.sqrt(scale)
+                    det = sxx * syy - sxy * sxy
+                    x = centres[None, None, :] - cx[:, None, None]
+                    y = centres[None, :, None] - cy[:, None, None]
+                    d = (syy[:, None, None] * x * x - 2 * sxy[:, None, None] * x * y + sxx[:, None, None] * y * y) / det[:, None, None]
+                    bits[rows, c] |= d <= 5.991
+            masks[start:start + len(present)] = np.packbits(bits, axis=-1)
+
+
 def batch_pool(units: int, h: int, w: int, batches: int, seed: int, batch: int) -> list[np.ndarray]:
     """ReLU-like maps: a negative-mean smooth field, so most positions are 0, with a few strong
     localised responses per unit — the statistics of a trained conv layer after ReLU."""
@@ -158,8 +209,25 @@ def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, 
     rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
     # dissect's own line: "... (N images/s; reading R s, engine E s, snapshot S s)".
     phases = dict(re.findall(r"(reading|engine|snapshot) ([0-9.]+) s", proc.stdout))
-    return {"engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
+    # "... in P s": the pass itself, after the dictionary is loaded and indexed.
+    passed = re.search(r" in ([0-9.]+) s \(", proc.stdout)
+    pass_seconds = float(passed.group(1)) if passed else float("nan")
+    kernels = re.search(r"kernels (\w+)", proc.stdout)
+    return {"kernels": kernels.group(1) if kernels else "?",
+            "engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
+            "dissect_pass_s": pass_seconds, "dissect_start_up_s": seconds - pass_seconds,
             **{f"dissect_{name}_s": float(value) for name, value in phases.items()}}
+
+
+def bench_dictionary_check(binary: str, dictionary: Path) -> dict:
+    """`hndd dictionary check`: loading (masks read in blocks), validating and indexing a dictionary."""
+    started = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "dictionary", "check", str(dictionary)],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench: dictionary check failed: {proc.stderr}")
+    return {"check_seconds": seconds, "check_peak_rss_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
 
 
 def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path,
@@ -311,9 +379,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                        help="element type of the messages (end to end and raw ZeroMQ); the maps are rounded to it, "
+                             "and dissect reads the rounded values from a float32 file (default float32)")
     parser.add_argument("--snapshot-interval", type=float, default=1.0,
                         help="hndd serve's partial snapshot interval during the end-to-end run (default 1 s)")
+    parser.add_argument("--rasters", action="store_true",
+                        help="version 1 against version 2 (raster masks, bilateral concepts as two ellipses), alternating")
+    parser.add_argument("--rounds", type=int, default=2, help="with --rasters: rounds of v1 and v2 (default 2)")
     args = parser.parse_args(argv)
+    if args.rasters:
+        return compare_versions(args)
     images = args.images or (4096 if args.quick else 35632)
     n_global = min(11000, images * 11000 // 35632)
     binary = hndd_binary()
@@ -326,21 +402,74 @@ def main(argv=None) -> int:
             units, h, w = WORKLOADS[name]
             batch = batch_size(units, h, w)
             pool = batch_pool(units, h, w, 8, args.seed, batch)
+            if args.dtype == "float16":
+                pool = [p.astype(np.float16) for p in pool]
             layer = f"bench{name}"
             activations = work / "activations.h5"
             write_activations(activations, layer, pool, images)
-            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch,
+            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch, "dtype": args.dtype,
                  "activations_mb": images * units * h * w * 4 / 2**20}
             r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
             print(f"{name}: dissect done: {r}", flush=True)
             activations.unlink()
             r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval))
             r.update(bench_raw_zmq(pool, images, work))
-            r.update(bench_numpy(dictionary, pool, images))
+            r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
             r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
             r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
             results[name] = r
             print(f"{name}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def compare_versions(args) -> int:
+    """--rasters: each workload with the version-1 dictionary and its version-2 twin, alternating."""
+    images = args.images or (4096 if args.quick else 35632)
+    n_global = min(11000, images * 11000 // 35632)
+    binary = hndd_binary()
+    work = Path(tempfile.mkdtemp(prefix="hndd-bench-"))
+    results: dict = {"dictionaries": {}, "runs": [], "ratios": []}
+    keys = ("engine_images_per_s", "end_to_end_images_per_s", "latency_last_batch_to_snapshot_s",
+            "complete_snapshot_cost_s", "dissect_peak_rss_mb", "serve_peak_rss_mb", "dissect_start_up_s")
+    try:
+        dictionaries = {1: work / "dictionary-v1.h5", 2: work / "dictionary-v2.h5"}
+        write_dictionary(dictionaries[1], n_global, images - n_global, args.seed)
+        write_raster_dictionary(dictionaries[1], dictionaries[2])
+        for version, path in dictionaries.items():
+            results["dictionaries"][f"v{version}"] = {"file_mb": path.stat().st_size / 2**20,
+                                                      **bench_dictionary_check(binary, path)}
+            print(f"dictionary v{version}: {results['dictionaries'][f'v{version}']}", flush=True)
+        for name in args.workload or ["512x7x7"]:
+            units, h, w = WORKLOADS[name]
+            batch = batch_size(units, h, w)
+            pool = batch_pool(units, h, w, 8, args.seed, batch)
+            layer = f"bench{name}"
+            activations = work / "activations.h5"
+            write_activations(activations, layer, pool, images)
+            for round_ in range(args.rounds):
+                measured = {}
+                for version in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                    r = {"workload": name, "version": version, "round": round_, "images": images}
+                    r.update(bench_dissect(binary, dictionaries[version], activations, layer, images, work, batch))
+                    r.update(bench_serve(binary, dictionaries[version], layer, pool, images, work, args.snapshot_interval))
+                    r["load_average"] = os.getloadavg()[0]
+                    measured[version] = r
+                    results["runs"].append(r)
+                    print(f"{name} v{version} round {round_}: " + ", ".join(
+                        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+                ratio = {"workload": name, "round": round_,
+                         **{f"{k}_v2_over_v1": measured[2][k] / measured[1][k] for k in keys}}
+                results["ratios"].append(ratio)
+                print(f"{name} round {round_} v2/v1: " + ", ".join(f"{k}={v:.3f}" for k, v in ratio.items() if isinstance(v, float)),
+                      flush=True)
+            activations.unlink()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,16 +4,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hndd_cpu.h"
+
 /// Native helpers of the engine: vector kernels for its hottest loops — Stage II's exact count of
 /// one map's upsampled pixels above a threshold and of their overlap with the image's concept
 /// masks; the ingest scans (maxima, values above a bound, a record's gather); the top-k's
 /// selection — and the memory of the candidate-map arena.
 ///
 /// Written in C because Swift cannot select instructions per function: its SIMD types compile to
-/// the baseline x86-64 (SSE2), while these loops are several times shorter in AVX-512. The kernels
-/// are compiled for AVX-512 and used only when the CPU has it and HNDD_NO_AVX512 is unset
-/// (`hndd_count_kernel_available`). Otherwise the scans and the selection take their plain C
-/// paths, and the engine counts with its Swift path, which computes the same numbers.
+/// the baseline x86-64 (SSE2), while these loops are several times shorter in AVX-512 or AVX2.
+/// Each kernel has an AVX-512 version (kernels.c), an AVX2 one (kernels_avx2.c) and a plain C
+/// one, and runs the process's vector path (`hndd_vector_path`, hndd_cpu.h: AVX-512, else AVX2,
+/// else portable; HNDD_NO_AVX512 and HNDD_PORTABLE rule paths out). On the portable path the
+/// scans and the selection take their plain C versions, and the engine counts with its Swift
+/// path, which computes the same numbers. Every path gives the same results, bit for bit.
 
 /// One present concept's mask on one image: its rows `firstRow ..< firstRow + rowCount`, whose
 /// column runs [runLo, runHi) start at index `runStart` of the run arrays, all within the columns
@@ -44,9 +48,14 @@ hndd_geometry *hndd_geometry_create(int32_t height, int32_t width, int32_t size,
                                     const float *colLowerWeight, const float *colUpperWeight);
 void hndd_geometry_free(hndd_geometry *geometry);
 
-/// 1 when the AVX-512 kernels run: the CPU has AVX-512 F and BW, and HNDD_NO_AVX512 is not set
-/// in the environment (which makes every kernel below take its portable path); else 0.
+/// 1 when `hndd_count_map` runs (the vector path is AVX-512 or AVX2), else 0 (portable: the
+/// engine counts in Swift).
 int hndd_count_kernel_available(void);
+
+/// Makes `hndd_count_map` count `geometry`'s maps with `path`'s kernel instead of the process's
+/// (for tests comparing the paths in one process). Returns 0, changing nothing, when the path
+/// has no count kernel (portable) or this CPU cannot run it; else 1.
+int hndd_geometry_select(hndd_geometry *geometry, hndd_path path);
 
 /// Number of row blocks and of column blocks.
 int32_t hndd_geometry_row_blocks(const hndd_geometry *geometry);
@@ -61,19 +70,20 @@ void hndd_mask_blocks(const hndd_geometry *geometry, const hndd_mask *masks, int
 /// 4-byte aligned — set when position p's value is among `values`, in position order; −∞
 /// elsewhere): returns |M|, the number of upsampled pixels above `threshold`, and adds
 /// |M ∩ mask m| to `overlap[m]` for each mask of the image (`rowBits`, `colBits` from
-/// `hndd_mask_blocks`). Same arithmetic, in the same order, as the engine's `forEachBlockRun`; a
-/// block with a corner above the threshold must have all four corners kept.
+/// `hndd_mask_blocks`). Same arithmetic, in the same order, as the engine's `forEachBlockRun` (no
+/// fused multiply-add); a block with a corner above the threshold must have all four corners
+/// kept. Only where `hndd_count_kernel_available()` (or a path was selected).
 int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);
 
 /// The maximum of each of `count` maps of `n` (≥ 1) values, stored one after another, into
 /// `peaks`; returns 1 when every value is finite, else 0 (and the maxima mean nothing).
-/// (AVX-512 where available, else plain C.)
 int hndd_maxima(const float *maps, int64_t count, int32_t n, float *peaks);
 
 /// The values of `map` (n values) above `bound`: sets bit p of `bits` ((n + 63) / 64 words) for
-/// each, writes them in position order to `out` unless it is NULL, and returns how many.
+/// each, writes them in position order to `out` unless it is NULL, and returns how many. `out`
+/// needs room for n values: those past the count returned may be overwritten.
 int32_t hndd_above(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
 
 /// Writes the values of `map` (n values) at the positions set in `kept` to `out`, in position
@@ -82,10 +92,19 @@ float hndd_gather(const float *map, int32_t n, const uint64_t *kept, float bound
 
 /// Rearranges `values` (n finite floats, 1 ≤ k ≤ n) so that the first k are the k largest (in
 /// no order) and returns the smallest of those, the k-th largest. `spare`: room for n floats.
-/// A quickselect whose partitions are branch-free (compress-stores under AVX-512).
+/// A quickselect whose partitions are branch-free (compress-stores under AVX-512, permutations
+/// from a table under AVX2). Which k values are kept is the same on every path; their order is
+/// not.
 float hndd_keep_largest(float *values, int64_t n, int64_t k, float *spare);
 
-/// The plain C versions the four above fall back to (exported for tests).
+/// The AVX2 versions of the four above, exported for tests (call only where
+/// `hndd_cpu_supports(HNDD_PATH_AVX2)`; the count's is chosen with `hndd_geometry_select`).
+int hndd_maxima_avx2(const float *maps, int64_t count, int32_t n, float *peaks);
+int32_t hndd_above_avx2(const float *map, int32_t n, float bound, float *out, uint64_t *bits);
+float hndd_gather_avx2(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
+float hndd_keep_largest_avx2(float *values, int64_t n, int64_t k, float *spare);
+
+/// The plain C versions the four scans above fall back to (exported for tests).
 float hndd_keep_largest_portable(float *values, int64_t n, int64_t k, float *spare);
 float hndd_gather_portable(const float *map, int32_t n, const uint64_t *kept, float bound, float *out);
 int hndd_maxima_portable(const float *maps, int64_t count, int32_t n, float *peaks);

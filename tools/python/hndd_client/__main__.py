@@ -6,7 +6,7 @@ COMMANDS = {
     "push": ("hndd_client.push", "replay an activations file to hndd serve, as a trainer would"),
     "synth-dictionary": ("hndd_client.synth", "render a synthetic Face Dictionary"),
     "synth-trainset": ("hndd_client.synth", "render a biased synthetic training set"),
-    "build-dictionary": ("hndd_client.build", "build a Face Dictionary from CelebA/UTKFace/AU files"),
+    "build-dictionary": ("hndd_client.build", "build a Face Dictionary from its authors' folder or CelebA/UTKFace/AU"),
 }
 
 

@@ -1,5 +1,11 @@
 """Build a Face Dictionary (SPEC §1) from public face datasets on disk (``build-dictionary``).
 
+    python3 -m hndd_client build-dictionary --hnd-folder DIR --out D.h5 [--mask-size S] [--size PX]
+        [--skip-missing]
+
+reads the Face Dictionary as its authors publish it (``hnd_folder.py``). Or, from datasets with
+labels but no masks, drawing each concept's mask from 68 face landmarks (``landmarks.py``):
+
     python3 -m hndd_client build-dictionary [--celeba-attrs list_attr_celeba.txt --celeba-images DIR]
         [--utkface DIR] [--au-csv F.csv [--au-images DIR] [--au-threshold T]]
         [--landmarks-csv L.csv] [--mediapipe] --size PX --out D.h5 [--mask-size 112]
@@ -25,7 +31,9 @@ file name or its path relative to the source folder) or detected with MediaPipe'
 (``--mediapipe``, needs ``pip install mediapipe``). An image without landmarks keeps its global
 labels and has every local label −1. Facial parts are present (1) on every image that has
 landmarks. Images are centre-cropped to a square and resized to ``--size``; a concept whose
-landmarks lie outside the crop is marked −1.
+landmarks lie outside the crop is marked −1. Masks are written as rasters (SPEC §1 version 2):
+bilateral concepts are one ellipse per side. ``/images/source`` is the source's name and the
+image's path relative to its folder: ``celeba/000001.jpg``, ``utkface/…``, ``au/…``.
 """
 from __future__ import annotations
 
@@ -42,8 +50,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .cli import positive_int
-from .dictionary_io import DictionaryHeader, DictionaryWriter
-from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, outline_ellipse
+from .dictionary_io import DEFAULT_MASK_SIZE, DictionaryHeader, DictionaryWriter
+from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, concept_ellipses, concept_masks
 from .taxonomy import PART, Taxonomy, load_taxonomy
 
 CELEBA_CONCEPTS = {
@@ -52,7 +60,7 @@ CELEBA_CONCEPTS = {
     "Double_Chin": "double_chin", "Eyeglasses": "eyeglasses", "Goatee": "goatee",
     "High_Cheekbones": "high_cheekbones", "Mouth_Slightly_Open": "mouth_slightly_open", "Mustache": "mustache",
     "Narrow_Eyes": "narrow_eyes", "No_Beard": "no_beard", "Pointy_Nose": "pointy_nose",
-    "Rosy_Cheeks": "rosy_cheeks", "Wearing_Lipstick": "wearing_lipstick",
+    "Rosy_Cheeks": "rosy_cheeks", "Wearing_Lipstick": "wearing_lipstick", "Smiling": "smiling", "Big_Lips": "big_lips",
 }
 CELEBA_GENDER_ATTRIBUTE = "Male"
 UTK_RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: None}
@@ -180,7 +188,8 @@ def read_utkface(directory: Path, skip_unparsable: bool = False, log=None) -> Li
     return records
 
 
-def _csv_rows(path: Path):
+def csv_rows(path: Path):
+    """(line number, stripped cells) of each non-blank row of a CSV file."""
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as error:
@@ -196,7 +205,7 @@ def _csv_rows(path: Path):
 
 def read_au_csv(path: Path, images_dir: Optional[Path], taxonomy: Taxonomy, threshold: float) -> List[ImageRecord]:
     """An action-unit table: one row per image, one column per AU (see the module doc)."""
-    rows = _csv_rows(path)
+    rows = csv_rows(path)
     try:
         _, header = next(rows)
     except StopIteration:
@@ -260,7 +269,7 @@ class LandmarkTable:
         self.by_key: Dict[str, np.ndarray] = {}
         self.line_of: Dict[str, int] = {}
         self.by_name: Dict[str, str] = {}  # base name -> key; "" when two keys share it
-        for number, row in _csv_rows(path):
+        for number, row in csv_rows(path):
             if number == 1 and len(row) > 1 and not _is_number(row[1]):
                 continue  # header
             if len(row) != 1 + 136:
@@ -337,18 +346,20 @@ def crop_and_resize(image: Image.Image, size: int):
     return np.asarray(square.resize((size, size), Image.BILINEAR)), left, top, side
 
 
-def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], pixels_size: int,
-               crop: tuple, taxonomy: Taxonomy, chi2: float):
-    """(global labels [Gc], local labels [L], ellipses [L, 5], normalised landmarks [68, 2])."""
+def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], crop: tuple, taxonomy: Taxonomy,
+               mask_size: int, chi2: float):
+    """(global labels [Gc], local labels [L], ellipses [L, 5], masks [L, S, S] bool, normalised
+    landmarks [68, 2]); bilateral concepts have one ellipse per side, so a NaN ellipse."""
     global_label = np.full(len(taxonomy.categories), -1, dtype=np.int32)
     for category, subgroup in record.global_labels.items():
         if category in taxonomy.category_names:
             global_label[taxonomy.category_index(category)] = taxonomy.subgroup_index(category, subgroup)
     local_label = np.full(len(taxonomy.concepts), -1, dtype=np.int8)
     ellipse = np.full((len(taxonomy.concepts), 5), np.nan, dtype=np.float32)
+    masks = np.zeros((len(taxonomy.concepts), mask_size, mask_size), dtype=bool)
     normalised = np.full((68, 2), np.nan, dtype=np.float32)
     if landmark_points is None:
-        return global_label, local_label, ellipse, normalised
+        return global_label, local_label, ellipse, masks, normalised
     left, top, side = crop
     points = (np.asarray(landmark_points, dtype=np.float64) + 0.5 - [left, top]) / side
     try:
@@ -362,14 +373,15 @@ def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], pixel
         if label != -1 and not np.all((centre >= 0) & (centre <= 1)):
             label = -1  # the region was cropped away
         local_label[index] = label
-        if label == 1:
-            ellipse[index] = outline_ellipse(points, concept.outline, chi2)
-    return global_label, local_label, ellipse, normalised
+    present = local_label == 1
+    ellipse = concept_ellipses(points, taxonomy, chi2, present)
+    masks = concept_masks(points, taxonomy, mask_size, chi2, present)
+    return global_label, local_label, ellipse, masks, normalised
 
 
 def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxonomy: Taxonomy,
                      landmark_table: Optional[LandmarkTable] = None, detector: Optional[MediaPipeLandmarks] = None,
-                     mask_size: int = 112, chi2: float = DEFAULT_CHI2, skip_missing: bool = False,
+                     mask_size: int = DEFAULT_MASK_SIZE, chi2: float = DEFAULT_CHI2, skip_missing: bool = False,
                      log=None) -> int:
     """Writes the dictionary; returns the number of images written. Notes go to ``log`` (stderr)."""
     log = log or sys.stderr
@@ -387,7 +399,7 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
 
     header = DictionaryHeader.from_taxonomy(taxonomy, mask_size, chi2)
     without_landmarks = 0
-    with DictionaryWriter(out, header, len(present), size, with_landmarks=True, with_names=True) as writer:
+    with DictionaryWriter(out, header, len(present), size, with_landmarks=True) as writer:
         for row, record in enumerate(present):
             try:
                 with Image.open(record.path) as opened:
@@ -400,19 +412,26 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
             if points is None:
                 without_landmarks += 1
             pixels, left, top, side = crop_and_resize(image, size)
-            global_label, local_label, ellipse, normalised = image_rows(record, points, size, (left, top, side),
-                                                                       taxonomy, chi2)
-            writer.write(row, global_label[None], local_label[None], ellipse[None], pixels[None], normalised[None],
-                         [f"{record.source}/{record.key}"])
+            global_label, local_label, ellipse, masks, normalised = image_rows(record, points, (left, top, side),
+                                                                              taxonomy, mask_size, chi2)
+            writer.write(row, global_label[None], local_label[None], ellipse[None], masks[None],
+                         [f"{record.source}/{record.key}"], pixels[None], normalised[None])
     if without_landmarks:
         print(f"build-dictionary: {without_landmarks} of {len(present)} images have no landmarks; their local "
               f"concepts are written as not annotated (-1)", file=log)
     return len(present)
 
 
+DATASET_OPTIONS = ("celeba_attrs", "celeba_images", "utkface", "au_csv", "au_images", "landmarks_csv", "mediapipe",
+                   "max_per_source", "skip_unparsable")
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m hndd_client build-dictionary",
-                                     description="Build a Face Dictionary from CelebA, UTKFace and AU files.")
+                                     description="Build a Face Dictionary from the authors' published folder, or "
+                                                 "from CelebA, UTKFace and AU files.")
+    parser.add_argument("--hnd-folder", type=Path,
+                        help="the Face Dictionary in its authors' layout (Parts.csv, …, non_localizable/)")
     parser.add_argument("--celeba-attrs", type=Path, help="CelebA list_attr_celeba.txt")
     parser.add_argument("--celeba-images", type=Path, help="folder of the CelebA images")
     parser.add_argument("--utkface", type=Path, help="folder of UTKFace images")
@@ -422,20 +441,28 @@ def main(argv: Sequence[str]) -> int:
                         help="AU value at or above which the AU is present (default 1; DISFA users often use 2)")
     parser.add_argument("--landmarks-csv", type=Path, help="image,x0,y0,...,x67,y67 in pixels")
     parser.add_argument("--mediapipe", action="store_true", help="detect landmarks with MediaPipe face mesh")
-    parser.add_argument("--size", type=positive_int, required=True, help="side of the stored square images")
+    parser.add_argument("--size", type=positive_int,
+                        help="side of the stored square images (with --hnd-folder: by default the mask size)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mask-size", type=positive_int, default=112)
+    parser.add_argument("--mask-size", type=positive_int, default=DEFAULT_MASK_SIZE)
     parser.add_argument("--max-per-source", type=positive_int, help="use at most N images of each source")
     parser.add_argument("--skip-missing", action="store_true", help="leave out listed images that are not on disk")
     parser.add_argument("--skip-unparsable", action="store_true",
                         help="leave out UTKFace files whose names do not read age_gender_race_date")
     options = parser.parse_args(argv)
+    if options.hnd_folder is not None:
+        given = [f"--{name.replace('_', '-')}" for name in DATASET_OPTIONS if getattr(options, name)]
+        if given:
+            parser.error(f"--hnd-folder builds the published dictionary on its own; drop {', '.join(given)}")
+        return _build_folder(options)
+    if options.size is None:
+        parser.error("--size is required (the side of the stored square images)")
     if (options.celeba_attrs is None) != (options.celeba_images is None):
         parser.error("--celeba-attrs and --celeba-images go together")
     if options.au_images is not None and options.au_csv is None:
         parser.error("--au-images needs --au-csv")
     if not (options.celeba_attrs or options.utkface or options.au_csv):
-        parser.error("give at least one source: --celeba-attrs/--celeba-images, --utkface or --au-csv")
+        parser.error("give at least one source: --hnd-folder, --celeba-attrs/--celeba-images, --utkface or --au-csv")
 
     try:
         taxonomy = load_taxonomy().without_optional()
@@ -451,6 +478,19 @@ def main(argv: Sequence[str]) -> int:
         detector = MediaPipeLandmarks() if options.mediapipe else None
         count = build_dictionary(records, options.out, options.size, taxonomy, table, detector, options.mask_size,
                                  skip_missing=options.skip_missing)
+    except (BuildError, OSError) as error:
+        print(f"build-dictionary: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} images to {options.out}", file=sys.stderr)
+    return 0
+
+
+def _build_folder(options) -> int:
+    from .hnd_folder import build_from_folder  # imported here: hnd_folder builds on this module
+
+    try:
+        count = build_from_folder(options.hnd_folder, options.out, options.mask_size, options.size,
+                                  options.skip_missing)
     except (BuildError, OSError) as error:
         print(f"build-dictionary: {error}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 A ``FaceSpec`` describes one face completely: who (age group, gender, ethnicity palette), how it
 looks (colours, hair, face shape), every local concept of the taxonomy as its own physical switch
 (glasses, brow shape, eye opening, cheek colour, stubble, beard, nose size and shape, mouth
-opening and corners, lipstick, double chin, the action units), and how it is photographed (pose,
+opening and corners, a smile, full lips, lipstick, double chin, the action units; two-sided
+features such as cheeks and brows are drawn on both sides), and how it is photographed (pose,
 scale, lighting, noise, grayscale). ``render(spec, size)`` is a pure function of the spec: the
 same spec always gives the same pixels, so one concept can be switched with ``with_concept`` and
 everything else stays identical.
@@ -115,6 +116,8 @@ class FaceSpec:
     lipstick: bool = False
     lip_corners: str = "neutral"  # up -> AU12, down -> AU15
     lip_stretch: bool = False  # AU20
+    smiling: bool = False  # a wider mouth curving up, dimples at its corners, more teeth when it is open
+    big_lips: bool = False  # fuller lips
     # chin region
     double_chin: bool = False
     chin_raiser: bool = False  # AU17
@@ -155,6 +158,8 @@ _CONCEPT_SWITCHES: Dict[str, Tuple[str, object, object]] = {
     "mouth_slightly_open": ("mouth_opening", "slight", "closed"),
     "mustache": ("mustache", True, False),
     "wearing_lipstick": ("lipstick", True, False),
+    "smiling": ("smiling", True, False),
+    "big_lips": ("big_lips", True, False),
     "AU12": ("lip_corners", "up", "neutral"),
     "AU15": ("lip_corners", "down", "neutral"),
     "AU20": ("lip_stretch", True, False),
@@ -293,15 +298,19 @@ def _build_geometry(spec: FaceSpec) -> _Geometry:
     mouth_half = 0.135 * (1.3 if spec.lip_stretch else 1.0) * (0.95 if spec.gender == "female" else 1.0)
     mouth_half *= 0.85 if child else 1.0
     lip_scale = (0.6 if spec.lip_stretch else 1.0) * (0.75 if old else 1.0) * (1.15 if spec.gender == "female" else 1)
+    lip_scale *= 1.75 if spec.big_lips else 1.0
     upper_thick, lower_thick = 0.027 * lip_scale, 0.036 * lip_scale * (1.25 if spec.chin_raiser else 1.0)
-    corner_dy = {"neutral": 0.0, "up": -0.05, "down": 0.042}[spec.lip_corners]
+    corner_dy = {"neutral": 0.0, "up": -0.05, "down": 0.042}[spec.lip_corners] - (0.03 if spec.smiling else 0.0)
     if spec.lip_corners == "up":
         mouth_half += 0.012
+    if spec.smiling:
+        mouth_half += 0.018
     gap = {"closed": 0.0, "slight": 0.03, "wide": 0.085}[spec.mouth_opening]
+    opening = gap
     raise_lower = 0.01 if spec.chin_raiser else 0.0
     upper_profile = lambda f: np.interp(np.abs(f), [0, 0.2, 0.55, 1], [0.8, 1.0, 0.8, 0.0])
     lower_profile = lambda f: np.interp(np.abs(f), [0, 0.55, 1], [1.0, 0.8, 0.0])
-    gap_shape = lambda f: gap * np.clip(1 - f ** 2, 0, 1) ** 0.7
+    gap_shape = lambda f: opening * np.clip(1 - f ** 2, 0, 1) ** 0.7
 
     def mouth_points(f, which):
         f = np.asarray(f, dtype=float)
@@ -695,12 +704,17 @@ def _draw_mouth(canvas, g: _Geometry, spec: FaceSpec):
     if m["gap"] > 0:
         opening = np.concatenate([m["inner_upper"], m["inner_lower"][::-1]])
         canvas.polygon(opening, (70, 25, 30))
-        teeth_depth = min(m["gap"] * 0.45, 0.022)
+        teeth_depth = min(m["gap"] * 0.45, 0.022) * (1.4 if spec.smiling else 1.0)  # a smile bares more teeth
         teeth = np.concatenate([m["inner_upper"][4:21], m["inner_upper"][4:21][::-1] + [0, teeth_depth]])
         canvas.polygon(teeth, (235, 232, 220))
     canvas.polygon(np.concatenate([m["outer_upper"], m["inner_upper"][::-1]]), _shade(lip, 0.92))
     canvas.polygon(np.concatenate([m["outer_lower"], m["inner_lower"][::-1]]), lip)
     canvas.line(m["inner_upper"] if m["gap"] == 0 else m["inner_upper"][1:-1], _shade(lip, 0.5) + (220,), 0.008)
+    if spec.smiling:  # dimples just outside the corners
+        for corner in (m["outer_upper"][0], m["outer_upper"][-1]):
+            side = np.sign(corner[0])
+            canvas.line([corner + [side * 0.012, -0.02], corner + [side * 0.024, 0.0], corner + [side * 0.014, 0.022]],
+                        _shade(a.skin, 0.5) + (220,), 0.012)
     if spec.lipstick:  # gloss highlight
         centre = m["outer_lower"][12]
         canvas.polygon(_ellipse(centre[0], centre[1] - m["lower_thick"] * 0.45, m["half"] * 0.25, 0.007, 12),
@@ -844,7 +858,7 @@ _PRIORS = {
     "eyeglasses": 0.3, "arched_eyebrows": (0.5, 0.2), "bushy_eyebrows": (0.2, 0.4), "inner_brow_raise": 0.3,
     "outer_brow_raise": 0.3, "brow_lowerer": 0.25, "high_cheekbones": 0.4, "rosy_cheeks": (0.4, 0.2),
     "bags_under_eyes": 0.3, "cheek_raiser": 0.3, "big_nose": 0.3, "pointy_nose": 0.3, "nose_wrinkler": 0.25,
-    "lipstick": (0.55, 0.03), "lip_stretch": 0.25, "double_chin": 0.25, "chin_raiser": 0.25,
+    "lipstick": (0.55, 0.03), "lip_stretch": 0.25, "smiling": 0.45, "big_lips": (0.3, 0.2), "double_chin": 0.25, "chin_raiser": 0.25,
     "stubble": (0.0, 0.4), "mustache": (0.0, 0.35),
 }
 
@@ -930,6 +944,6 @@ def sample_face_spec(rng: np.random.Generator, **fixed) -> FaceSpec:
         big_nose=chance("big_nose"), pointy_nose=chance("pointy_nose"), nose_wrinkler=chance("nose_wrinkler"),
         mouth_opening=str(rng.choice(MOUTH_OPENINGS, p=(0.5, 0.3, 0.2))), mustache=chance("mustache"),
         lipstick=chance("lipstick"), lip_corners=str(rng.choice(LIP_CORNERS, p=(0.55, 0.3, 0.15))),
-        lip_stretch=chance("lip_stretch"), double_chin=chance("double_chin"), chin_raiser=chance("chin_raiser"))
+        lip_stretch=chance("lip_stretch"), smiling=chance("smiling"), big_lips=chance("big_lips"), double_chin=chance("double_chin"), chin_raiser=chance("chin_raiser"))
     sampled.update(fixed)
     return FaceSpec(**sampled)

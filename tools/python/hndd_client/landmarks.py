@@ -21,6 +21,11 @@ least ``min_half_axis`` inter-ocular distances (the region's thickness). ``shift
 centre towards the chin for regions that sit just below their landmarks (bags under the eyes,
 double chin). Because Σ is scaled against the file's χ², the mask does not depend on the
 χ² value chosen.
+
+Bilateral concepts (an outline with ``sides``: high cheekbones, arched eyebrows, …) get one such
+ellipse per side, as the published Face Dictionary draws them, and their mask is the union
+(``concept_masks``): it does not cover the nose between two cheeks. A version-1 file can hold one
+ellipse per concept only, so ``concept_ellipses`` leaves bilateral concepts NaN.
 """
 from __future__ import annotations
 
@@ -75,7 +80,9 @@ def down_direction(landmarks: np.ndarray) -> np.ndarray:
 
 
 def outline_ellipse(landmarks: np.ndarray, outline: Outline, chi2: float = DEFAULT_CHI2) -> np.ndarray:
-    """``cx, cy, sxx, sxy, syy`` (float64) of one concept's mask ellipse; see the module doc."""
+    """``cx, cy, sxx, sxy, syy`` (float64) of a one-ellipse outline; see the module doc."""
+    if outline.sides:
+        raise ValueError("a bilateral outline has one ellipse per side: use outline_ellipses")
     points = landmarks[list(outline.landmarks)]
     scale = inter_ocular_distance(landmarks)
     centre = points.mean(axis=0)
@@ -97,18 +104,41 @@ def outline_ellipse(landmarks: np.ndarray, outline: Outline, chi2: float = DEFAU
     return np.array([centre[0], centre[1], sigma[0, 0], (sigma[0, 1] + sigma[1, 0]) / 2, sigma[1, 1]])
 
 
+def outline_ellipses(landmarks: np.ndarray, outline: Outline, chi2: float = DEFAULT_CHI2) -> np.ndarray:
+    """[pieces, 5] float64: one ellipse per side of a bilateral outline, else the one ellipse."""
+    return np.stack([outline_ellipse(landmarks, piece, chi2) for piece in outline.pieces])
+
+
+def _present_flags(taxonomy: Taxonomy, present) -> list:
+    flags = [True] * len(taxonomy.concepts) if present is None else list(present)
+    if len(flags) != len(taxonomy.concepts):
+        raise ValueError(f"present has {len(flags)} flags for {len(taxonomy.concepts)} concepts")
+    return flags
+
+
 def concept_ellipses(landmarks, taxonomy: Taxonomy, chi2: float = DEFAULT_CHI2,
                      present: Iterable[bool] = None, where: str = "landmarks") -> np.ndarray:
-    """[L, 5] float32 ellipses for every taxonomy concept; NaN rows where ``present`` is false."""
+    """[L, 5] float32 ellipses for every one-ellipse concept; NaN rows where ``present`` is false
+    and for bilateral concepts (several ellipses: their mask is in ``concept_masks``)."""
     points = check_landmarks(landmarks, where)
-    present = [True] * len(taxonomy.concepts) if present is None else list(present)
-    if len(present) != len(taxonomy.concepts):
-        raise ValueError(f"present has {len(present)} flags for {len(taxonomy.concepts)} concepts")
     ellipses = np.full((len(taxonomy.concepts), 5), np.nan, dtype=np.float32)
-    for index, (concept, is_present) in enumerate(zip(taxonomy.concepts, present)):
-        if is_present:
+    for index, (concept, is_present) in enumerate(zip(taxonomy.concepts, _present_flags(taxonomy, present))):
+        if is_present and not concept.outline.sides:
             ellipses[index] = outline_ellipse(points, concept.outline, chi2)
     return ellipses
+
+
+def concept_masks(landmarks, taxonomy: Taxonomy, size: int, chi2: float = DEFAULT_CHI2,
+                  present: Iterable[bool] = None, where: str = "landmarks") -> np.ndarray:
+    """[L, size, size] bool: each present concept's mask, the union of its ellipses' SPEC §1
+    masks (each by the exact pixel-centre test); empty where ``present`` is false."""
+    points = check_landmarks(landmarks, where)
+    masks = np.zeros((len(taxonomy.concepts), size, size), dtype=bool)
+    for index, (concept, is_present) in enumerate(zip(taxonomy.concepts, _present_flags(taxonomy, present))):
+        if is_present:
+            for ellipse in outline_ellipses(points, concept.outline, chi2):  # as a file stores it: float32
+                masks[index] |= ellipse_mask(ellipse.astype(np.float32), size, chi2)
+    return masks
 
 
 def ellipse_mask(ellipse, size: int, chi2: float = DEFAULT_CHI2) -> np.ndarray:

@@ -2,8 +2,13 @@
 
 ``python3 -m hndd_client synth-dictionary --images N --size PX --out D.h5 --seed S
 [--preview sheet.png] [--mask-size 112] [--grayscale-fraction F] [--workers W]``
-renders N faces (``face_renderer``) and writes a SPEC §1 dictionary with ``/images/pixels``
-and the ground-truth ``/images/landmarks``. Labels: every local concept is annotated (parts are
+renders N faces (``face_renderer``) and writes a SPEC §1 version-2 dictionary with
+``/images/pixels`` and the ground-truth ``/images/landmarks``. Masks are drawn as the published
+Face Dictionary draws them: one ellipse per side for bilateral concepts (the taxonomy's
+``sides``: high cheekbones, arched eyebrows, …), one ellipse for the others, each rasterised by
+SPEC §1's pixel-centre test and stored in ``/images/masks``; ``/images/ellipse`` keeps the
+ellipse of one-ellipse concepts (NaN for bilateral ones) and ``/images/source`` reads
+``synthetic/seed-S/I`` (face I of seed S). Labels: every local concept is annotated (parts are
 always visible, attributes and action units are 1/0 as drawn); global labels are −1 where a
 real dataset would lack them: 4 % of images have no age, 2 % no gender, ethnicity "other"
 (6 %) and a further 3 % have none, and skin tone is only labelled when the skin colour is clearly
@@ -40,9 +45,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cli import positive_int
-from .dictionary_io import STRING, DictionaryHeader, DictionaryWriter, read_dictionary, replace_when_done
+from .dictionary_io import (DEFAULT_MASK_SIZE, STRING, DictionaryHeader, DictionaryWriter, FaceDictionary,
+                            read_dictionary, replace_when_done)
 from .face_renderer import FaceSpec, concept_presence, render, sample_face_spec, skin_luminance
-from .landmarks import DEFAULT_CHI2, concept_ellipses, ellipse_mask
+from .landmarks import DEFAULT_CHI2, concept_ellipses, concept_masks
+from .masks import pack, packed_width
 from .taxonomy import Taxonomy, load_taxonomy
 
 UNLABELLED_AGE, UNLABELLED_GENDER, UNLABELLED_ETHNICITY = 0.04, 0.02, 0.03
@@ -85,16 +92,22 @@ def global_labels(spec: FaceSpec, taxonomy: Taxonomy, rng: np.random.Generator) 
     return labels
 
 
+def synthetic_source(seed: int, index: int) -> str:
+    """``/images/source`` of a rendered face: what regenerates it."""
+    return f"synthetic/seed-{seed}/{index}"
+
+
 def _render_dictionary_chunk(task):
-    """Worker: renders images [start, stop) of a synthetic dictionary."""
-    seed, start, stop, size, grayscale_fraction, chi2 = task
+    """Worker: renders images [start, stop) of a synthetic dictionary (masks packed, to stay small)."""
+    seed, start, stop, size, mask_size, grayscale_fraction, chi2 = task
     taxonomy = dictionary_taxonomy(grayscale_fraction)
-    count = stop - start
+    count, concepts = stop - start, len(taxonomy.concepts)
     pixels = np.empty((count, size, size, 3), dtype=np.uint8)
     landmarks = np.empty((count, 68, 2), dtype=np.float32)
     global_label = np.empty((count, len(taxonomy.categories)), dtype=np.int32)
-    local_label = np.empty((count, len(taxonomy.concepts)), dtype=np.int8)
-    ellipse = np.empty((count, len(taxonomy.concepts), 5), dtype=np.float32)
+    local_label = np.empty((count, concepts), dtype=np.int8)
+    ellipse = np.empty((count, concepts, 5), dtype=np.float32)
+    masks = np.empty((count, concepts, mask_size, packed_width(mask_size)), dtype=np.uint8)
     for row, index in enumerate(range(start, stop)):
         rng = np.random.default_rng([seed, index])
         spec = sample_face_spec(rng, grayscale=bool(rng.random() < grayscale_fraction))
@@ -104,8 +117,11 @@ def _render_dictionary_chunk(task):
         landmarks[row] = points
         global_label[row] = global_labels(spec, taxonomy, rng)
         local_label[row] = present
-        ellipse[row] = concept_ellipses(points, taxonomy, chi2, present, where=f"synthetic image {index}")
-    return start, pixels, landmarks, global_label, local_label, ellipse
+        where = f"synthetic image {index}"
+        ellipse[row] = concept_ellipses(points, taxonomy, chi2, present, where=where)
+        masks[row] = pack(concept_masks(points, taxonomy, mask_size, chi2, present, where=where))
+    sources = [synthetic_source(seed, index) for index in range(start, stop)]
+    return start, pixels, landmarks, global_label, local_label, ellipse, masks, sources
 
 
 def _chunks(count: int, seed: int, *rest):
@@ -121,16 +137,16 @@ def _run(worker, tasks, workers: int):
         yield from pool.map(worker, tasks)
 
 
-def generate_dictionary(path, images: int, size: int, seed: int, mask_size: int = 112,
+def generate_dictionary(path, images: int, size: int, seed: int, mask_size: int = DEFAULT_MASK_SIZE,
                         grayscale_fraction: float = 0.0, workers: int = 1, chi2: float = DEFAULT_CHI2) -> None:
     """Renders and writes a synthetic dictionary (see the module doc)."""
     taxonomy = dictionary_taxonomy(grayscale_fraction)
     header = DictionaryHeader.from_taxonomy(taxonomy, mask_size, chi2)
-    tasks = _chunks(images, seed, size, grayscale_fraction, chi2)
+    tasks = _chunks(images, seed, size, mask_size, grayscale_fraction, chi2)
     with DictionaryWriter(path, header, images, size, with_landmarks=True) as writer:
-        for start, pixels, landmarks, global_label, local_label, ellipse in _run(_render_dictionary_chunk, tasks,
-                                                                                  workers):
-            writer.write(start, global_label, local_label, ellipse, pixels, landmarks)
+        for start, pixels, landmarks, global_label, local_label, ellipse, masks, sources in _run(
+                _render_dictionary_chunk, tasks, workers):
+            writer.write(start, global_label, local_label, ellipse, masks, sources, pixels, landmarks)
 
 
 def _tile_font(size: int):
@@ -140,10 +156,12 @@ def _tile_font(size: int):
         return ImageFont.load_default()
 
 
-def write_preview(path, pixels: np.ndarray, header: DictionaryHeader, global_label: np.ndarray,
-                  local_label: np.ndarray, ellipse: np.ndarray, tile: int = 176, columns: int = 8) -> None:
+def write_preview(path, dictionary: FaceDictionary, tile: int = 176, columns: int = 8) -> None:
     """Contact sheet: one tile per local concept (an image showing it, its SPEC §1 mask outlined)
-    and one per global subgroup. Concepts present in no image get an empty tile saying so."""
+    and one per global subgroup. Concepts present in no image get an empty tile saying so.
+    ``dictionary`` is read with its pixels and masks."""
+    header, pixels = dictionary.header, dictionary.pixels
+    global_label, local_label = dictionary.global_label, dictionary.local_label
     caption = 16
     font = _tile_font(12)
     entries = []
@@ -174,7 +192,7 @@ def write_preview(path, pixels: np.ndarray, header: DictionaryHeader, global_lab
         else:
             image = Image.fromarray(pixels[n]).resize((tile, tile), Image.BILINEAR)
             if concept is not None:
-                mask = ellipse_mask(ellipse[n, concept], header.mask_size, header.ellipse_chi2)
+                mask = dictionary.mask(n, concept)
                 big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((tile, tile), Image.NEAREST)) > 0
                 inner = big.copy()
                 inner[1:-1, 1:-1] = big[1:-1, 1:-1] & big[:-2, 1:-1] & big[2:, 1:-1] & big[1:-1, :-2] & big[1:-1, 2:]
@@ -189,9 +207,7 @@ def write_preview(path, pixels: np.ndarray, header: DictionaryHeader, global_lab
 
 
 def preview_dictionary(dictionary_path, preview_path) -> None:
-    dictionary = read_dictionary(dictionary_path)
-    write_preview(preview_path, dictionary.pixels, dictionary.header, dictionary.global_label,
-                  dictionary.local_label, dictionary.ellipse)
+    write_preview(preview_path, read_dictionary(dictionary_path, with_masks=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +300,8 @@ def main_synth_dictionary(argv: Sequence[str]) -> int:
     parser.add_argument("--out", required=True, help="dictionary file to write (.h5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", help="also write a contact sheet PNG with mask outlines")
-    parser.add_argument("--mask-size", type=positive_int, default=112, help="mask grid side S (default 112)")
+    parser.add_argument("--mask-size", type=positive_int, default=DEFAULT_MASK_SIZE,
+                        help=f"mask grid side S (default {DEFAULT_MASK_SIZE})")
     parser.add_argument("--grayscale-fraction", type=_fraction, default=0.0,
                         help="fraction of grayscale images; > 0 adds the colour_scheme category")
     parser.add_argument("--workers", type=positive_int, default=_default_workers())

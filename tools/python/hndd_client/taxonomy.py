@@ -2,8 +2,8 @@
 
 The taxonomy fixes the names and the order of everything a dictionary file indexes: global
 categories and their subgroups, local regions, local concepts with their region and type, and
-for each local concept the landmark outline its mask ellipse is computed from (see
-``landmarks.py``). Keeping it as data means the synthetic generator, the real-dataset builder and
+for each local concept the landmark outline its mask is computed from: one ellipse, or one per
+side for a bilateral concept (see ``landmarks.py``). Keeping it as data means the synthetic generator, the real-dataset builder and
 the tests all agree on one list.
 """
 from __future__ import annotations
@@ -26,11 +26,24 @@ class TaxonomyError(ValueError):
 
 @dataclass(frozen=True)
 class Outline:
-    """How a local concept's ellipse is derived from the 68 iBUG landmarks."""
+    """How a local concept's mask is derived from the 68 iBUG landmarks.
+
+    One ellipse around ``landmarks``, or, for a concept with ``sides`` (a bilateral one: both
+    cheeks, both brows), one ellipse per side, the mask being their union. ``landmarks`` is then
+    every side's points, subject's right side first (``side_convention`` in the taxonomy file).
+    """
 
     landmarks: Tuple[int, ...]
     min_half_axis: float  # in inter-ocular distances
     shift_down: float = 0.0  # in inter-ocular distances, towards the chin
+    sides: Tuple[Tuple[int, ...], ...] = ()
+
+    @property
+    def pieces(self) -> Tuple["Outline", ...]:
+        """One single-ellipse outline per side (the outline itself when it has no sides)."""
+        if not self.sides:
+            return (self,)
+        return tuple(Outline(side, self.min_half_axis, self.shift_down) for side in self.sides)
 
 
 @dataclass(frozen=True)
@@ -118,27 +131,47 @@ class Taxonomy:
     def concept(self, name: str) -> LocalConcept:
         return self.concepts[self.concept_index(name)]
 
+    def with_concepts(self, names) -> "Taxonomy":
+        """Keeps only the named local concepts, in taxonomy order (regions stay as they are)."""
+        unknown = set(names) - set(self.concept_names)
+        if unknown:
+            raise TaxonomyError(f"unknown local concepts: {', '.join(sorted(unknown))}")
+        return Taxonomy(self.categories, self.regions, tuple(c for c in self.concepts if c.name in names))
+
 
 def _require(condition: bool, source: str, message: str) -> None:
     if not condition:
         raise TaxonomyError(f"{source}: {message}")
 
 
-def _parse_outline(raw, source: str, where: str) -> Outline:
-    _require(isinstance(raw, dict), source, f"{where}: 'outline' must be an object")
-    points = raw.get("landmarks")
+def _parse_points(points, source: str, where: str) -> Tuple[int, ...]:
     _require(isinstance(points, list) and len(points) >= 2, source,
-             f"{where}: outline.landmarks must list at least 2 landmark indices")
+             f"{where} must list at least 2 landmark indices")
     for p in points:
         _require(isinstance(p, int) and 0 <= p < LANDMARK_COUNT, source,
                  f"{where}: landmark index {p!r} is not in 0..{LANDMARK_COUNT - 1}")
+    return tuple(points)
+
+
+def _parse_outline(raw, source: str, where: str) -> Outline:
+    _require(isinstance(raw, dict), source, f"{where}: 'outline' must be an object")
+    _require(("landmarks" in raw) != ("sides" in raw), source,
+             f"{where}: an outline has either 'landmarks' (one ellipse) or 'sides' (one ellipse per side)")
+    sides: Tuple[Tuple[int, ...], ...] = ()
+    if "sides" in raw:
+        _require(isinstance(raw["sides"], list) and len(raw["sides"]) == 2, source,
+                 f"{where}: outline.sides must list two point sets, the subject's right side first")
+        sides = tuple(_parse_points(side, source, f"{where}: outline.sides[{k}]") for k, side in enumerate(raw["sides"]))
+        points = [p for side in sides for p in side]
+    else:
+        points = list(_parse_points(raw["landmarks"], source, f"{where}: outline.landmarks"))
     _require(len(set(points)) == len(points), source, f"{where}: repeated landmark index")
     half_axis = raw.get("min_half_axis")
     _require(isinstance(half_axis, (int, float)) and half_axis > 0, source,
              f"{where}: outline.min_half_axis must be a positive number")
     shift = raw.get("shift_down", 0.0)
     _require(isinstance(shift, (int, float)), source, f"{where}: outline.shift_down must be a number")
-    return Outline(tuple(points), float(half_axis), float(shift))
+    return Outline(tuple(points), float(half_axis), float(shift), sides)
 
 
 def parse_taxonomy(document: dict, source: str = "<taxonomy>") -> Taxonomy:

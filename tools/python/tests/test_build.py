@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from hndd_client.build import main as build_main
 from hndd_client.dictionary_io import read_dictionary
+from hndd_client.landmarks import ellipse_mask
 from hndd_client.taxonomy import PART, load_taxonomy
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -21,7 +23,7 @@ CELEBA_TO_CONCEPT = {"Eyeglasses": "eyeglasses", "Arched_Eyebrows": "arched_eyeb
                      "5_o_Clock_Shadow": "five_o_clock_shadow", "Bags_Under_Eyes": "bags_under_eyes",
                      "Big_Nose": "big_nose", "Pointy_Nose": "pointy_nose", "Mustache": "mustache",
                      "Mouth_Slightly_Open": "mouth_slightly_open", "Wearing_Lipstick": "wearing_lipstick",
-                     "Double_Chin": "double_chin"}
+                     "Double_Chin": "double_chin", "Smiling": "smiling", "Big_Lips": "big_lips"}
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def celeba_truth(data):
 def built(data, tmp_path):
     out = tmp_path / "dictionary.h5"
     assert build_main(arguments(data, out)) == 0
-    return read_dictionary(out)  # read_dictionary checks every SPEC §1 rule
+    return read_dictionary(out, with_masks=True)  # read_dictionary checks every SPEC §1 rule
 
 
 def test_built_dictionary_passes_hndd_dictionary_check(data, tmp_path, hndd_binary):
@@ -68,7 +70,7 @@ def test_built_dictionary_passes_hndd_dictionary_check(data, tmp_path, hndd_bina
 
 def test_images_from_every_source_in_order(built, data):
     utk = sorted(p.name for p in (data / "utkface").glob("*.jpg"))
-    assert built.names == ([f"celeba/{n:06d}.jpg" for n in range(1, 5)] + [f"utkface/{name}" for name in utk]
+    assert built.sources == ([f"celeba/{n:06d}.jpg" for n in range(1, 5)] + [f"utkface/{name}" for name in utk]
                            + [f"au/images/frame_{k:03d}.png" for k in range(3)])
     assert built.pixels.shape == (10, 64, 64, 3)
     assert built.header.categories == ["age", "gender", "ethnicity", "skin_tone"]
@@ -79,7 +81,7 @@ def test_celeba_attributes_and_gender(built, data):
     truth = celeba_truth(data)
     gender = built.header.categories.index("gender")
     for row in range(4):
-        values = truth[built.names[row].split("/")[1]]
+        values = truth[built.sources[row].split("/")[1]]
         expected_gender = "male" if values["Male"] == 1 else "female"
         assert built.header.subgroups[built.global_label[row, gender]] == expected_gender
         assert (built.global_label[row, [0, 2, 3]] == -1).all()  # CelebA has no age bins, ethnicity, skin tone
@@ -95,7 +97,7 @@ def test_celeba_attributes_and_gender(built, data):
 def test_utkface_names_give_age_gender_ethnicity(built):
     header = built.header
     for row in range(4, 7):
-        age, gender, race = (int(v) for v in built.names[row].split("/")[1].split("_")[:3])
+        age, gender, race = (int(v) for v in built.sources[row].split("/")[1].split("_")[:3])
         labels = [header.subgroups[i] if i >= 0 else None for i in built.global_label[row]]
         bins = ["0-20", "20-40", "40-60", "60+"]
         assert labels[0] == bins[min(age // 20, 3)]
@@ -108,7 +110,7 @@ def test_utkface_names_give_age_gender_ethnicity(built):
 
 def test_image_without_landmarks_keeps_global_labels_only(built, data):
     table = landmark_table(data)
-    missing = [row for row, name in enumerate(built.names) if name.split("/", 1)[1] not in table]
+    missing = [row for row, name in enumerate(built.sources) if name.split("/", 1)[1] not in table]
     assert len(missing) == 1
     row = missing[0]
     assert (built.local_label[row] == -1).all()
@@ -136,7 +138,7 @@ def test_action_units_from_the_csv(built, data, tmp_path):
 def test_ellipses_come_from_the_csv_landmarks_through_the_crop(built, data):
     table = landmark_table(data)
     nose = TAXONOMY.concept("nose")
-    for row, name in enumerate(built.names):
+    for row, name in enumerate(built.sources):
         key = name.split("/", 1)[1]
         if key not in table:
             continue
@@ -153,10 +155,26 @@ def test_ellipses_come_from_the_csv_landmarks_through_the_crop(built, data):
         np.testing.assert_array_equal(built.pixels[row], np.asarray(crop.resize((64, 64), Image.BILINEAR)))
 
 
+def test_masks_are_the_ellipses_one_per_side_for_bilateral_concepts(built):
+    assert built.version == 2 and built.has_masks and built.empty_masks == 0
+    checked = 0
+    for row in range(len(built)):
+        for c, concept in enumerate(TAXONOMY.concepts):
+            mask = built.mask(row, c)
+            if built.local_label[row, c] != 1:
+                assert not mask.any()
+            elif concept.outline.sides:
+                assert np.isnan(built.ellipse[row, c]).all() and ndimage.label(mask)[1] == 2, (row, concept.name)
+                checked += 1
+            else:
+                np.testing.assert_array_equal(mask, ellipse_mask(built.ellipse[row, c], built.header.mask_size))
+    assert checked > 0
+
+
 def test_max_per_source(data, tmp_path):
     out = tmp_path / "few.h5"
     assert build_main(arguments(data, out, "--max-per-source", "1")) == 0
-    assert [name.split("/")[0] for name in read_dictionary(out).names] == ["celeba", "utkface", "au"]
+    assert [name.split("/")[0] for name in read_dictionary(out).sources] == ["celeba", "utkface", "au"]
 
 
 def _replace_line(path, number, text):

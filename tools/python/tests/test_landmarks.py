@@ -1,9 +1,12 @@
-"""Landmarks -> concept ellipses -> SPEC §1 masks, on hand-made landmark sets."""
+"""Landmarks -> concept ellipses (one per side for bilateral concepts) -> SPEC §1 masks, on hand-made
+landmark sets."""
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from hndd_client.landmarks import (DEFAULT_CHI2, MARGIN, LandmarkError, check_landmarks, concept_ellipses,
-                                   down_direction, ellipse_mask, inter_ocular_distance, outline_ellipse)
+                                   concept_masks, down_direction, ellipse_mask, inter_ocular_distance,
+                                   outline_ellipse, outline_ellipses)
 from hndd_client.taxonomy import Outline, load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -127,8 +130,7 @@ def test_every_concept_mask_covers_its_points_and_not_far_beyond(roll):
     size = 448
     centres = grid_centres(size).reshape(-1, 2)
     scale = inter_ocular_distance(face)
-    for concept in TAXONOMY.concepts:
-        outline = concept.outline
+    for concept, outline in ((c, piece) for c in TAXONOMY.concepts for piece in c.outline.pieces):
         points = face[list(outline.landmarks)]
         ellipse = outline_ellipse(face, outline)
         if outline.shift_down == 0:
@@ -164,9 +166,9 @@ def test_rotating_the_landmarks_rotates_the_ellipses():
     straight, rolled = hand_made_face(roll=0.0), hand_made_face(roll=0.6)
     c, s = np.cos(0.6), np.sin(0.6)
     rotation = np.array([[c, -s], [s, c]])  # hand_made_face rotates row vectors by its transpose
-    for concept in TAXONOMY.concepts:
-        a = outline_ellipse(straight, concept.outline)
-        b = outline_ellipse(rolled, concept.outline)
+    for concept, outline in ((c, piece) for c in TAXONOMY.concepts for piece in c.outline.pieces):
+        a = outline_ellipse(straight, outline)
+        b = outline_ellipse(rolled, outline)
         centre = rotation @ (a[:2] - 0.5) + 0.5
         np.testing.assert_allclose(b[:2], centre, atol=1e-12, err_msg=concept.name)
         sigma = rotation @ np.array([[a[2], a[3]], [a[3], a[4]]]) @ rotation.T
@@ -199,8 +201,43 @@ def test_empty_masks_for_absent_and_singular_ellipses():
     assert not ellipse_mask([0.5, 0.5, 0.0, 0.0, 0.0], 112).any()
     present = [c.name != "eyeglasses" for c in TAXONOMY.concepts]
     ellipses = concept_ellipses(hand_made_face(), TAXONOMY, present=present)
+    one_ellipse = np.array([not c.outline.sides for c in TAXONOMY.concepts])
     assert np.isnan(ellipses[TAXONOMY.concept_index("eyeglasses")]).all()
-    assert np.isfinite(np.delete(ellipses, TAXONOMY.concept_index("eyeglasses"), axis=0)).all()
+    assert np.isfinite(np.delete(ellipses[one_ellipse], TAXONOMY.concept_index("eyeglasses"), axis=0)).all()
+    assert np.isnan(ellipses[~one_ellipse]).all()  # bilateral: several ellipses, none stored
+    masks = concept_masks(hand_made_face(), TAXONOMY, 64, present=present)
+    assert not masks[TAXONOMY.concept_index("eyeglasses")].any()
+    assert np.delete(masks, TAXONOMY.concept_index("eyeglasses"), axis=0).any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize("roll", [0.0, 0.3])
+def test_bilateral_masks_are_one_ellipse_per_side(roll):
+    """(That they stay off the nose is tested on rendered faces, test_synth: this face is not one.)"""
+    face = hand_made_face(roll=roll)
+    size = 112
+    masks = concept_masks(face, TAXONOMY, size)
+    bilateral = [c for c in TAXONOMY.concepts if c.outline.sides]
+    assert len(bilateral) >= 4
+    for concept in bilateral:
+        mask = masks[TAXONOMY.concept_index(concept.name)]
+        right, left = (ellipse_mask(e.astype(np.float32), size) for e in outline_ellipses(face, concept.outline))
+        np.testing.assert_array_equal(mask, right | left)  # the union of the sides' SPEC §1 masks
+        labels, count = ndimage.label(mask)
+        assert count == 2, concept.name
+        assert not (right & left).any(), concept.name
+        # subject's right side first: on a frontal face it is on the image's left
+        assert np.nonzero(right)[1].mean() < size / 2 < np.nonzero(left)[1].mean(), concept.name
+
+
+def test_one_ellipse_masks_are_the_stored_float32_ellipse_by_the_spec_test():
+    face = hand_made_face(roll=0.2)
+    size = 96
+    ellipses, masks = concept_ellipses(face, TAXONOMY), concept_masks(face, TAXONOMY, size)
+    for index, concept in enumerate(TAXONOMY.concepts):
+        if not concept.outline.sides:  # a reader of /images/ellipse alone draws the same mask, bit for bit
+            np.testing.assert_array_equal(masks[index], ellipse_mask(ellipses[index], size), err_msg=concept.name)
+    with pytest.raises(ValueError, match="outline_ellipses"):
+        outline_ellipse(face, TAXONOMY.concept("high_cheekbones").outline)
 
 
 def test_mask_does_not_depend_on_the_chi2_chosen():

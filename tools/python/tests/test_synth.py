@@ -6,13 +6,15 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from hndd_client.dictionary_io import read_dictionary
 from hndd_client.face_renderer import (SWITCHABLE_CONCEPTS, FaceSpec, Lighting, concept_presence, render,
                                        sample_face_spec, with_concept)
-from hndd_client.landmarks import concept_ellipses, ellipse_mask
+from hndd_client.landmarks import concept_masks, ellipse_mask
+from hndd_client.masks import packed_width, unpack
 from hndd_client.synth import (generate_dictionary, generate_trainset, main_synth_dictionary, main_synth_trainset,
-                               trainset_plan)
+                               synthetic_source, trainset_plan)
 from hndd_client.taxonomy import PART, load_taxonomy
 
 TAXONOMY = load_taxonomy()
@@ -50,10 +52,30 @@ def test_each_concept_is_visible_inside_its_own_mask(concept):
         pixels_on, landmarks = render(on, size)
         difference = np.abs(pixels_on.astype(int) - pixels_off.astype(int)).sum(axis=2)
         assert (difference > 30).sum() >= 40, f"{concept} changes too few pixels to be seen"
-        ellipse = concept_ellipses(landmarks, TAXONOMY)[TAXONOMY.concept_index(concept)]
-        near_mask = dilate(ellipse_mask(ellipse, size), 3)
+        mask = concept_masks(landmarks, TAXONOMY, size)[TAXONOMY.concept_index(concept)]
+        near_mask = dilate(mask, 3)
         share = difference[near_mask].sum() / difference.sum()
         assert share >= 0.7, f"{concept}: only {share:.0%} of the change is at its mask"
+
+
+def test_smiling_widens_and_lifts_the_mouth_and_big_lips_are_fuller():
+    size = 112
+    for seed in range(4):
+        plain = replace(plain_face(seed, "smiling"), big_lips=False, lip_corners="neutral")
+        for concept in ("smiling", "big_lips"):
+            assert concept_presence(with_concept(plain, concept, True))[concept]
+            assert not concept_presence(plain)[concept]
+        _, points = render(plain, size)
+        _, smile = render(with_concept(plain, "smiling", True), size)
+        width = lambda p: np.linalg.norm(p[54] - p[48])
+        lift = lambda p: (p[57, 1] + p[51, 1]) / 2 - (p[48, 1] + p[54, 1]) / 2  # corners above the lips' middle
+        assert width(smile) > 1.08 * width(points) and lift(smile) > lift(points) + 0.01, seed
+        open_mouth = replace(plain, mouth_opening="wide")
+        teeth = lambda spec: (render(spec, size)[0].astype(int) > 205).all(axis=2).sum()
+        assert teeth(with_concept(open_mouth, "smiling", True)) > teeth(open_mouth), seed  # a smile bares more teeth
+        _, full = render(with_concept(plain, "big_lips", True), size)
+        lips = lambda p: concept_masks(p, TAXONOMY, size)[TAXONOMY.concept_index("big_lips")].sum()
+        assert lips(full) > 1.3 * lips(points), seed  # the outer lip landmarks move out
 
 
 def test_rendering_is_a_pure_function_of_the_spec():
@@ -108,7 +130,7 @@ def small_dictionary(tmp_path_factory):
 def test_dictionary_follows_spec_section_1(small_dictionary):
     with h5py.File(small_dictionary, "r") as file:
         assert file.attrs["format"] == "hndd-dictionary"
-        assert file.attrs["version"] == 1 and file.attrs["mask_size"] == 56
+        assert file.attrs["version"] == 2 and file.attrs["mask_size"] == 56
         assert abs(file.attrs["ellipse_chi2"] - 5.991) < 1e-12
         for name in ("global/categories", "global/subgroups", "local/regions", "local/concepts"):
             string_type = h5py.check_string_dtype(file[name].dtype)
@@ -116,7 +138,13 @@ def test_dictionary_follows_spec_section_1(small_dictionary):
         assert file["images/pixels"].shape == (150, 64, 64, 3) and file["images/pixels"].dtype == np.uint8
         assert file["images/global_label"].dtype == np.int32 and file["images/local_label"].dtype == np.int8
         assert file["images/ellipse"].dtype == np.float32
-    dictionary = read_dictionary(small_dictionary)  # checks every SPEC §1 rule
+        masks = file["images/masks"]
+        assert masks.shape == (150, len(TAXONOMY.concepts), 56, packed_width(56)) and masks.dtype == np.uint8
+        assert masks.chunks == (1,) + masks.shape[1:] and masks.compression == "gzip"
+        assert h5py.check_string_dtype(file["images/source"].dtype).encoding == "utf-8"
+    dictionary = read_dictionary(small_dictionary, with_masks=True)  # checks every SPEC §1 rule
+    assert dictionary.sources == [synthetic_source(4, n) for n in range(150)] == [f"synthetic/seed-4/{n}"
+                                                                               for n in range(150)]
     header = dictionary.header
     assert header.categories == ["age", "gender", "ethnicity", "skin_tone", "colour_scheme"]
     assert header.concepts == TAXONOMY.concept_names
@@ -124,9 +152,33 @@ def test_dictionary_follows_spec_section_1(small_dictionary):
     assert (dictionary.local_label[:, parts] == 1).all()
     assert set(np.unique(dictionary.local_label)) <= {0, 1}
     present = dictionary.local_label == 1
-    assert np.isfinite(dictionary.ellipse[present]).all() and np.isnan(dictionary.ellipse[~present]).all()
+    one_ellipse = np.array([not c.outline.sides for c in TAXONOMY.concepts])
+    assert np.isfinite(dictionary.ellipse[present & one_ellipse]).all()
+    assert np.isnan(dictionary.ellipse[~present | ~one_ellipse]).all()  # bilateral: several ellipses
+    drawn = unpack(dictionary.masks, 56).any(axis=(2, 3))
+    np.testing.assert_array_equal(drawn, present)  # every present concept drawn, nothing else
+    assert dictionary.empty_masks == 0
     for c in range(len(header.concepts)):  # every concept is present in some images and absent in others
         assert 0 < present[:, c].sum() < len(dictionary) or c in parts, header.concepts[c]
+
+
+def test_one_ellipse_masks_are_their_ellipse_and_bilateral_ones_two_ellipses_off_the_nose(small_dictionary):
+    dictionary = read_dictionary(small_dictionary, with_masks=True)
+    nose = TAXONOMY.concept_index("nose")
+    bilateral = [i for i, c in enumerate(TAXONOMY.concepts) if c.outline.sides]
+    assert {TAXONOMY.concepts[i].name for i in bilateral} >= {"high_cheekbones", "arched_eyebrows",
+                                                              "bags_under_eyes", "rosy_cheeks"}
+    checked = 0
+    for n in range(len(dictionary)):
+        for c in np.flatnonzero(dictionary.local_label[n] == 1):
+            mask = dictionary.mask(n, c)
+            if c not in bilateral:  # the stored ellipse by the SPEC §1 test, bit for bit
+                np.testing.assert_array_equal(mask, ellipse_mask(dictionary.ellipse[n, c], 56))
+                continue
+            assert ndimage.label(mask)[1] == 2, (n, TAXONOMY.concepts[c].name)
+            assert not (mask & dictionary.mask(n, nose)).any(), (n, TAXONOMY.concepts[c].name)
+            checked += 1
+    assert checked > 150
 
 
 def test_dictionary_passes_hndd_dictionary_check(small_dictionary, hndd_binary):
@@ -142,7 +194,7 @@ def test_dictionary_ellipses_cover_their_landmarks(small_dictionary):
     checked = 0
     for n in range(len(dictionary)):
         for c, concept in enumerate(TAXONOMY.concepts):
-            if dictionary.local_label[n, c] != 1 or concept.outline.shift_down:
+            if dictionary.local_label[n, c] != 1 or concept.outline.shift_down or concept.outline.sides:
                 continue
             cx, cy, sxx, sxy, syy = dictionary.ellipse[n, c].astype(np.float64)
             offsets = dictionary.landmarks[n, list(concept.outline.landmarks)] - [cx, cy]
@@ -175,7 +227,8 @@ def test_worker_count_does_not_change_the_dictionary(tmp_path):
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     generate_dictionary(one, images=70, size=48, seed=8, workers=1)
     generate_dictionary(two, images=70, size=48, seed=8, workers=2)
-    a, b = read_dictionary(one), read_dictionary(two)
+    a, b = read_dictionary(one, with_masks=True), read_dictionary(two, with_masks=True)
+    np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_array_equal(a.pixels, b.pixels)
     np.testing.assert_array_equal(a.local_label, b.local_label)
     np.testing.assert_array_equal(a.global_label, b.global_label)
