@@ -47,6 +47,17 @@ public struct MergedPass: Sendable {
     public let snapshot: LayerSnapshot
     public let sources: [String]
     public let duplicates: [Int64]
+    /// Where the merge's time went (the README's scaling model uses them).
+    public let timings: MergeTimings
+}
+
+/// Seconds `ShardMerge` spent on one pass: decoding the shards' states, merging them, and the
+/// merged pass's snapshot.
+public struct MergeTimings: Sendable, CustomStringConvertible {
+    public var decode = 0.0, merge = 0.0, snapshot = 0.0
+    public var description: String {
+        String(format: "decoding %.3f s, merging %.3f s, snapshot %.3f s", decode, merge, snapshot)
+    }
 }
 
 /// Merges the image shards of passes into one state per pass (`LayerAccumulator.merge`), after
@@ -84,21 +95,27 @@ public struct ShardMerge: Sendable {
             try checkDictionary(shard, options: options, fail: fail)
         }
         var merged: LayerAccumulator?
+        var timings = MergeTimings(), clock = ContinuousClock.now
+        func lap() -> Double { let now = ContinuousClock.now; defer { clock = now }; return Double((now - clock) / .seconds(1)) }
         for shard in shards {
             let state: LayerAccumulator
             do { state = try LayerAccumulator(decoding: shard.state, index: index, options: options) } catch {
                 throw fail("\(shard.source): \(error)")
             }
+            timings.decode += lap()
             guard merged != nil else { merged = state; continue }
             do { try merged!.merge(state) } catch {
                 throw fail("\(shard.source) cannot join \(shards.prefix { $0.source != shard.source }.map(\.source).joined(separator: ", ")): \(error)")
             }
+            timings.merge += lap()
         }
         var snapshot = merged!.snapshot()
+        timings.snapshot = lap()
         snapshot.run = key.run
         snapshot.step = key.step
         snapshot.timeUnix = now
-        return MergedPass(key: key, snapshot: snapshot, sources: shards.map(\.source), duplicates: shards.flatMap(\.duplicates))
+        return MergedPass(key: key, snapshot: snapshot, sources: shards.map(\.source), duplicates: shards.flatMap(\.duplicates),
+                          timings: timings)
     }
 
     func checkDictionary(_ shard: PassShard, options: DissectionOptions, fail: (String) -> DaemonError) throws {

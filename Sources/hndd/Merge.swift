@@ -36,8 +36,15 @@ struct Merge: HNDDCommand {
     func execute() async throws {
         let dictionary = try DictionaryFile.load(self.dictionary)
         let selection = PassSelection(layer: layer, run: run, step: step)
+        let started = ContinuousClock.now
         let (shards, sourceCount) = try collect(selection)
+        let collected = Double((ContinuousClock.now - started) / .seconds(1))
         let merged = try ShardMerge(index: DictionaryIndex(dictionary)).merge(shards, now: Date().timeIntervalSince1970)
+        for pass in merged {
+            let bytes = shards.filter { $0.key == pass.key }.reduce(0) { $0 + $1.state.count }
+            let read = String(format: "%.1f MB of state read in %.3f s (all sources)", Double(bytes) / 1e6, collected)
+            FileHandle.standardError.write(Data("hndd merge: pass (\(pass.key)): \(pass.sources.count) shards, \(read); \(pass.timings)\n".utf8))
+        }
         for pass in merged where pass.sources.count < sourceCount {
             FileHandle.standardError.write(Data("hndd: warning: pass (\(pass.key)) was found in \(pass.sources.count) of \(sourceCount) sources\n".utf8))
         }

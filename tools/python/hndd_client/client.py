@@ -220,12 +220,20 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         for state in self._senders.values():
             with state.condition:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                drained = state.condition.wait_for(
-                    lambda: state.drained() or state.error is not None or state.is_unreachable(), remaining)
+                # Long enough to tell an unreachable daemon (then given up) from a slow one.
+                until = deadline if deadline is None or state.unreachable_after is None else \
+                    max(deadline, time.monotonic() + state.unreachable_after)
+                while not (state.drained() or state.error is not None or state.is_unreachable()):
+                    left = None if until is None else until - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    # Unreachability comes with time, not with a notification: look again soon.
+                    state.condition.wait(FLUSH_POLL_SECONDS if left is None else min(FLUSH_POLL_SECONDS, left))
                 if state.error is not None:
                     raise RuntimeError(f"hndd client: sending to {state.endpoint} failed: {state.error}")
-                if not drained:
+                if state.is_unreachable():
+                    state.give_up_waiting()
+                elif not state.drained():
                     return False
         return True
 
@@ -269,6 +277,8 @@ class Client:
 
 #: A cluster's daemon that takes nothing for this long while a batch waits is unreachable.
 DEFAULT_UNREACHABLE_AFTER = 5.0
+#: How often `flush` looks whether a daemon has become unreachable.
+FLUSH_POLL_SECONDS = 0.1
 
 
 def _credential(key):

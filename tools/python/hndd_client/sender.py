@@ -190,6 +190,18 @@ class SenderState:
                            "(the other daemons still get theirs) until it takes one again",
                            self.name, self.endpoint, self.unreachable_after)
 
+    def give_up_waiting(self) -> None:
+        """The daemon is unreachable: drops (counted, logged) every waiting batch but the one in
+        ZeroMQ's hands, which the sender thread gives up at close (caller holds the lock)."""
+        head = 1 if self.sending_since is not None and self.queue else 0
+        waiting = list(self.queue)[head:]
+        for _, nbytes in waiting:
+            self.queued_bytes -= nbytes
+            self.note_unreachable_drop(nbytes)
+        for _ in waiting:
+            self.queue.pop()
+        self.condition.notify_all()
+
     def _note_reachable(self) -> None:
         if self.was_unreachable:
             self.was_unreachable = False
