@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,10 +54,15 @@ def control(endpoint: str, request: "hndd_pb2.ControlRequest", timeout: float = 
 
 
 def pass_entry(endpoint: str):
-    """The status entry of the benchmark's pass on a daemon, or None."""
+    """The status entry of the benchmark's pass on a daemon, or None (none yet, or a daemon too
+    busy to answer within the timeout: asked again)."""
     request = hndd_pb2.ControlRequest()
     request.status.SetInParent()
-    for layer in control(endpoint, request).status.layers:
+    try:
+        reply = control(endpoint, request)
+    except zmq.Again:
+        return None
+    for layer in reply.status.layers:
         for p in layer.passes:
             if p.run == "bench":
                 return p
@@ -179,11 +185,38 @@ def bench_shards(binary: str, dictionary: Path, pool, images: int, work: Path, n
     return result
 
 
+def bench_raw_tcp(pool, images: int, curve: bool) -> dict:
+    """The pass's messages PUSH → PULL over loopback tcp://, with or without CURVE, the receiver
+    only counting: what the encryption costs ZeroMQ alone (one I/O thread each side)."""
+    context = zmq.Context()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    if curve:
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        pull.curve_server, pull.curve_secretkey, pull.curve_publickey = True, server_secret, server_public
+        push.curve_serverkey, push.curve_publickey, push.curve_secretkey = server_public, client_public, client_secret
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push.connect(f"tcp://127.0.0.1:{port}")
+    payloads = [p.tobytes() for p in pool]
+    batch = pool[0].shape[0]
+    count = (images + batch - 1) // batch
+    receiver = threading.Thread(target=lambda: [pull.recv(copy=False) for _ in range(count)])
+    started = time.perf_counter()
+    receiver.start()
+    for k in range(count):
+        push.send(payloads[k % len(payloads)], copy=False)
+    receiver.join()
+    seconds = time.perf_counter() - started
+    push.close(0), pull.close(0), context.term()
+    return {"images_per_s": count * batch / seconds, "gb_per_s": count * len(payloads[0]) / seconds / 1e9}
+
+
 def bench_curve(binary: str, dictionary: Path, pool, images: int, work: Path, rounds: int) -> list[dict]:
     runs = []
     for round_ in range(rounds):
         for transport in (("tcp", "curve") if round_ % 2 == 0 else ("curve", "tcp")):
             r = bench.bench_serve(binary, dictionary, LAYER, pool, images, work, transport=transport)
+            r.update({f"raw_zmq_{k}": v for k, v in bench_raw_tcp(pool, images, transport == "curve").items()})
             r.update(round=round_, load_average=os.getloadavg()[0])
             runs.append(r)
             print(f"{transport} round {round_}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
