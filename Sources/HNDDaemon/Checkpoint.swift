@@ -3,37 +3,53 @@ import HNDEngine
 
 /// The open passes of a daemon on disk, so a restart on the same run directory resumes them with
 /// exact numbers. Written whole to a temporary file, synced and renamed: a `kill -9` leaves the
-/// previous checkpoint or the new one.
+/// previous checkpoint or the new one. The same format holds the kept passes of an image shard
+/// (`ShardStates`), and `hndd merge` reads both.
 public enum Checkpoint {
     static let magic = Array("HNDDCKP1".utf8)
 
-    /// Identifies the dictionary (and options) a checkpoint belongs to.
+    /// Identifies the dictionary and options a checkpoint belongs to.
     public static func fingerprint(_ index: DictionaryIndex, _ options: DissectionOptions) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix<T>(_ values: [T]) {
-            values.withUnsafeBytes { for b in $0 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01B3 } }
-        }
-        let d = index.dictionary
-        mix(d.localLabel); mix(d.globalLabel); mix(d.ellipse)
-        if let rasters = d.rasters { mix([rasters.fingerprint]) } // v1 fingerprints unchanged
-        mix(Array((d.concepts + d.subgroups + d.regions + d.categories).joined(separator: "\u{0}").utf8))
-        mix([options.quantile, options.iouFloor, Double(d.maskSize), d.ellipseChi2])
-        return hash
+        var hash = FNV1a(contentHash(index.dictionary))
+        hash.mix([options.quantile, options.iouFloor, Double(index.dictionary.maskSize), index.dictionary.ellipseChi2])
+        return hash.value
+    }
+
+    /// Identifies a dictionary by what it holds, not by its name: daemons whose shards are merged
+    /// must serve the same one.
+    public static func dictionaryFingerprint(_ index: DictionaryIndex) -> UInt64 {
+        var hash = FNV1a(contentHash(index.dictionary))
+        hash.mix([Double(index.dictionary.maskSize), index.dictionary.ellipseChi2])
+        return hash.value
+    }
+
+    /// The labels, masks and names, as both fingerprints begin.
+    static func contentHash(_ d: FaceDictionary) -> UInt64 {
+        var hash = FNV1a()
+        hash.mix(d.localLabel); hash.mix(d.globalLabel); hash.mix(d.ellipse)
+        if let rasters = d.rasters { hash.mix([rasters.fingerprint]) } // v1 fingerprints unchanged
+        hash.mix(Array((d.concepts + d.subgroups + d.regions + d.categories).joined(separator: "\u{0}").utf8))
+        return hash.value
     }
 
     public static func write(_ book: PassBook, to path: String) throws {
+        try write(passes: Array(book.open.values), finished: Array(book.finished), index: book.index, options: book.options, to: path)
+    }
+
+    public static func write(passes: [OpenPass], finished: [PassKey], index: DictionaryIndex, options: DissectionOptions,
+                             to path: String) throws {
         var w = ByteWriter()
         w.bytes += magic
-        w.put(fingerprint(book.index, book.options))
-        w.put(Int64(book.open.count))
-        for pass in book.open.values {
+        w.put(fingerprint(index, options))
+        w.put(Int64(passes.count))
+        for pass in passes {
             w.put(pass.key.run); w.put(pass.key.layer); w.put(pass.key.step)
             w.put(pass.startedAt); w.put(pass.updatedAt)
             w.put(pass.duplicates)
             w.put(pass.accumulator.encodedState())
         }
-        w.put(Int64(book.finished.count))
-        for key in book.finished { w.put(key.run); w.put(key.layer); w.put(key.step) }
+        w.put(Int64(finished.count))
+        for key in finished { w.put(key.run); w.put(key.layer); w.put(key.step) }
         let temporary = path + ".writing"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(w.bytes)) else {
             throw StateError("cannot write checkpoint \(temporary)")
@@ -43,35 +59,76 @@ public enum Checkpoint {
         guard rename(temporary, path) == 0 else { throw StateError("cannot rename checkpoint into \(path): \(String(cString: strerror(errno)))") }
     }
 
-    /// Reads a checkpoint into `book`; returns the number of passes resumed.
-    public static func read(_ path: String, into book: inout PassBook) throws(StateError) -> Int {
-        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+    /// One pass of a checkpoint, its state still bytes.
+    public struct Entry: Sendable {
+        public let key: PassKey
+        public let startedAt: Double, updatedAt: Double
+        public let duplicates: [Int64]
+        public let state: [UInt8]
+    }
+
+    /// What a checkpoint file holds, read without the dictionary (so `hndd merge` can say what
+    /// disagrees before restoring anything).
+    public struct Contents: Sendable {
+        public let fingerprint: UInt64
+        public let passes: [Entry]
+        public let finished: [PassKey]
+    }
+
+    /// Reads a checkpoint file; nil when there is none.
+    public static func contents(_ path: String) throws(StateError) -> Contents? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
         var r = ByteReader(Array(data))
         for byte in magic { guard try r.get(UInt8.self) == byte else { throw StateError("\(path) is not an hndd checkpoint") } }
-        guard try r.get(UInt64.self) == fingerprint(book.index, book.options) else {
-            throw StateError("\(path) was written for another dictionary or other options; move it away to start afresh")
-        }
-        let count = try r.get(Int64.self)
-        var passes: [OpenPass] = []
-        for _ in 0..<count {
+        let fingerprint = try r.get(UInt64.self)
+        var passes: [Entry] = []
+        for _ in 0..<(try r.get(Int64.self)) {
             let key = PassKey(run: try r.getString(), layer: try r.getString(), step: try r.get(Int64.self))
-            let started = try r.get(Double.self), updated = try r.get(Double.self)
-            let duplicates = try r.getArray(Int64.self)
-            let state = try r.getArray(UInt8.self)
-            let accumulator = try LayerAccumulator(decoding: state, index: book.index, options: book.options)
-            var pass = OpenPass(key: key, accumulator: accumulator, startedAt: started, updatedAt: updated, duplicates: duplicates)
-            pass.imagesCheckpointed = accumulator.imagesSeen
-            passes.append(pass)
+            passes.append(Entry(key: key, startedAt: try r.get(Double.self), updatedAt: try r.get(Double.self),
+                                duplicates: try r.getArray(Int64.self), state: try r.getArray(UInt8.self)))
         }
-        let finishedCount = try r.get(Int64.self)
         var finished: [PassKey] = []
-        for _ in 0..<finishedCount {
+        for _ in 0..<(try r.get(Int64.self)) {
             finished.append(PassKey(run: try r.getString(), layer: try r.getString(), step: try r.get(Int64.self)))
         }
         guard r.isAtEnd else { throw StateError("\(path): trailing bytes") }
+        return Contents(fingerprint: fingerprint, passes: passes, finished: finished)
+    }
+
+    /// The passes of a checkpoint file restored for `index` and `options`, which it must have been
+    /// written for.
+    public static func passes(_ path: String, index: DictionaryIndex, options: DissectionOptions)
+        throws(StateError) -> (passes: [OpenPass], finished: [PassKey])? {
+        guard let contents = try contents(path) else { return nil }
+        guard contents.fingerprint == fingerprint(index, options) else {
+            throw StateError("\(path) was written for another dictionary or other options; move it away to start afresh")
+        }
+        var passes: [OpenPass] = []
+        for entry in contents.passes {
+            let accumulator = try LayerAccumulator(decoding: entry.state, index: index, options: options)
+            var pass = OpenPass(key: entry.key, accumulator: accumulator, startedAt: entry.startedAt, updatedAt: entry.updatedAt,
+                                duplicates: entry.duplicates)
+            pass.imagesCheckpointed = accumulator.imagesSeen
+            passes.append(pass)
+        }
+        return (passes, contents.finished)
+    }
+
+    /// Reads a checkpoint into `book`; returns the number of passes resumed.
+    public static func read(_ path: String, into book: inout PassBook) throws(StateError) -> Int {
+        guard let (passes, finished) = try passes(path, index: book.index, options: book.options) else { return 0 }
         for pass in passes { book.restore(pass) }
         book.restoreFinished(finished)
         return passes.count
+    }
+}
+
+/// 64-bit FNV-1a over the bytes of arrays: a fingerprint against mix-ups, not an adversary.
+struct FNV1a {
+    private(set) var value: UInt64
+    init(_ seed: UInt64 = 0xCBF2_9CE4_8422_2325) { value = seed }
+    mutating func mix<T>(_ values: [T]) {
+        values.withUnsafeBytes { for b in $0 { value = (value ^ UInt64(b)) &* 0x100_0000_01B3 } }
     }
 }
 

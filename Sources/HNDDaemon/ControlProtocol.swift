@@ -5,7 +5,7 @@ import HNDWire
 /// Answered between batches on the engine thread, never blocking it.
 extension Daemon {
     /// Answers every request waiting on the control socket.
-    func serveControl(_ socket: ZMQSocket) {
+    func serveControl(_ socket: ZMQSocket, security: EndpointSecurity) {
         while true {
             let message: ZMQMultipart?
             do { message = try socket.receive(maxFrames: 4, dontWait: true) } catch { return }
@@ -19,21 +19,27 @@ extension Daemon {
             let envelope: [[UInt8]] = message.frameCount == 3 ? [identity, []] : [identity]
             var reply = Hndd_ControlReply()
             reply.protocolVersion = WireProtocol.version
-            do {
-                let request = try WireCodec.deserialize(Hndd_ControlRequest.self, from: message.frames[message.frameCount - 1])
-                reply.requestID = request.requestID
-                answer(request, into: &reply)
-            } catch {
-                counters.rejected[.controlMalformed, default: 0] += 1
-                reply.error.message = "\(error)"
+            var more: [[UInt8]] = []
+            if !admits(message, security: security, what: "control request") {
+                reply.error.message = "this credential is no longer authorised"
+            } else {
+                do {
+                    let request = try WireCodec.deserialize(Hndd_ControlRequest.self, from: message.frames[message.frameCount - 1])
+                    reply.requestID = request.requestID
+                    more = answer(request, into: &reply)
+                } catch {
+                    counters.rejected[.controlMalformed, default: 0] += 1
+                    reply.error.message = "\(error)"
+                }
             }
             if let bytes = try? WireCodec.serialize(reply) {
-                _ = try? socket.send(envelope + [bytes], dontWait: true)
+                _ = try? socket.send(envelope + [bytes] + more, dontWait: true)
             }
         }
     }
 
-    func answer(_ request: Hndd_ControlRequest, into reply: inout Hndd_ControlReply) {
+    /// Fills `reply`; returns the frames that follow it (a pass state's bytes), if any.
+    func answer(_ request: Hndd_ControlRequest, into reply: inout Hndd_ControlReply) -> [[UInt8]] {
         switch request.request {
         case .status:
             reply.status = status()
@@ -53,9 +59,12 @@ extension Daemon {
             }
             checkpoint()
             reply.ack.message = "checkpoint written; \(book.open.count) open passes"
+        case .passState(let passRequest):
+            return answerPassState(passRequest, into: &reply)
         case nil:
             reply.error.message = "empty control request"
         }
+        return []
     }
 
     /// The latest state of a layer: the most recently updated open pass, else the last published.

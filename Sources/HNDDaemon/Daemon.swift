@@ -24,6 +24,14 @@ public final class Daemon: @unchecked Sendable {
     let stopRequested = StopFlag()
     let startedAt = Date().timeIntervalSince1970
 
+    let security: TransportSecurity
+    /// The CURVE parts, when any endpoint uses CURVE.
+    let access: DaemonAccess?
+    /// Where an image-shard daemon keeps its finished passes.
+    let shardStates: ShardStates?
+    /// Identifies the dictionary served, for `hndd merge` (`Checkpoint.dictionaryFingerprint`).
+    let dictionaryFingerprint: UInt64
+
     var counters = DaemonCounters()
     var schedule: SnapshotSchedule
     /// The last snapshot published per layer, for late subscribers.
@@ -36,13 +44,20 @@ public final class Daemon: @unchecked Sendable {
         dictionary = try DictionaryFile.load(configuration.dictionaryPath)
         taxonomy = Hndd_Taxonomy(dictionary)
         book = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
-                        passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter)
-        try configuration.runDirectory.create()
-        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary)
+                        passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter,
+                        shard: configuration.shard)
+        dictionaryFingerprint = Checkpoint.dictionaryFingerprint(book.index)
         let defaults = Endpoints(runDirectory: configuration.runDirectory.path)
         endpoints = Endpoints(ingest: resolveEndpoint(configuration.ingest, default: defaults.ingest),
                               publish: resolveEndpoint(configuration.publish, default: defaults.publish),
                               control: resolveEndpoint(configuration.control, default: defaults.control))
+        // Refused before anything is made.
+        let keys = KeyDirectory(runDirectory: configuration.runDirectory)
+        security = try TransportSecurity(endpoints, insecureTCP: configuration.insecureTCP, keys: keys)
+        access = security.usesCurve ? try DaemonAccess(keys: keys, logger: logger) : nil
+        try configuration.runDirectory.create()
+        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary)
+        shardStates = configuration.shard.map { _ in ShardStates(runDirectory: configuration.runDirectory, keep: configuration.keptShardPasses) }
         context = try ZMQContext()
         queue = IngestQueue(budgetBytes: Int(configuration.queueBudgetMB * 1_048_576))
         schedule = SnapshotSchedule(interval: configuration.snapshotInterval)
@@ -58,11 +73,18 @@ public final class Daemon: @unchecked Sendable {
         defer { close(lock) }
         try resumeFromCheckpoint()
         let maxBytes = Int64(configuration.maxMessageMB * 1_048_576)
-        let sockets = try DaemonSockets.bind(endpoints, context: context, maxMessageBytes: maxBytes)
+        for warning in security.warnings { logger.warning("\(warning)") }
+        var sockets = try DaemonSockets(endpoints, security: security, serverKey: access?.serverKeys.pair.secretKey,
+                                        context: context, maxMessageBytes: maxBytes)
+        let guardian = try access?.startGuard(context: context, monitorEndpoints: sockets.monitorEndpoints)
+        defer { guardian?.stop() }
+        try sockets.bind()
         try configuration.runDirectory.writeEndpoints(sockets.bound)
         logger.info("serving", metadata: ["ingest": "\(sockets.bound.ingest)", "publish": "\(sockets.bound.publish)",
                                            "control": "\(sockets.bound.control)", "snapshots": "\(configuration.snapshotPath)",
-                                           "images": "\(dictionary.imageCount)", "kernels": "\(EngineKernels.path)"])
+                                           "images": "\(dictionary.imageCount)", "security": "\(security.summary)",
+                                           "shard": "\(configuration.shard.map(\.description) ?? "every image")",
+                                           "kernels": "\(EngineKernels.path)"])
         let receiver = IngestReceiver(socket: sockets.ingest, queue: queue, logger: logger)
         receiver.start()
         var loop = EngineLoop(decoder: BatchDecoder(maximumValueCount: Int(maxBytes / 2)))
@@ -70,6 +92,7 @@ public final class Daemon: @unchecked Sendable {
 
         receiver.cancelAndWait()
         while let message = queue.pop(timeout: 0) {
+            guard admits(message, security: sockets.security.ingest, what: "batch") else { continue }
             ingestBatch(message, loop: &loop)
             writeDuePasses(now: Date().timeIntervalSince1970, publish: sockets.publish)
         }
@@ -88,8 +111,11 @@ public final class Daemon: @unchecked Sendable {
 
     /// One turn: control requests, at most one batch, due passes, partial snapshots, checkpoint.
     func serveOnce(_ loop: inout EngineLoop, sockets: DaemonSockets) {
-        serveControl(sockets.control)
-        if let message = queue.pop(timeout: 0.02) { ingestBatch(message, loop: &loop) }
+        dropRevokedSubscribers(sockets)
+        serveControl(sockets.control, security: sockets.security.control)
+        if let message = queue.pop(timeout: 0.02), admits(message, security: sockets.security.ingest, what: "batch") {
+            ingestBatch(message, loop: &loop)
+        }
         let now = Date().timeIntervalSince1970
         writeDuePasses(now: now, publish: sockets.publish)
         if schedule.isRoundDue(now: now, batchesWaiting: !queue.isDrained) {

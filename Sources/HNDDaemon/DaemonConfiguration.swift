@@ -15,6 +15,8 @@ public struct DaemonConfiguration: Sendable {
         /// side (the client), and every batch waiting here delays the complete snapshot — 64 MiB
         /// is two to three paper-scale batches.
         public static let queueBudgetMB = 64.0
+        /// Finished passes an image-shard daemon keeps per layer for `hndd merge` (on disk).
+        public static let keptShardPasses = 4
     }
 
     public var dictionaryPath: String
@@ -31,6 +33,11 @@ public struct DaemonConfiguration: Sendable {
     /// marks push back on the trainers.
     public var queueBudgetMB = Defaults.queueBudgetMB
     public var options = DissectionOptions()
+    /// Serve TCP endpoints without CURVE (plaintext), warning at every start.
+    public var insecureTCP = false
+    /// The share of the images this daemon holds, when a layer is split by image over several.
+    public var shard: ImageShard?
+    public var keptShardPasses = Defaults.keptShardPasses
 
     public init(dictionaryPath: String, runDirectory: RunDirectory, snapshotPath: String? = nil) {
         self.dictionaryPath = dictionaryPath

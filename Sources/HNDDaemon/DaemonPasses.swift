@@ -41,28 +41,49 @@ extension Daemon {
         let due = book.due(now: now)
         guard !due.isEmpty else { return }
         var rows: [LayerSnapshot] = []
+        var written: [OpenPass] = []
         for key in due {
             let started = Date().timeIntervalSince1970
             guard let (pass, snapshot) = book.finish(key, now: now) else { continue }
             publishSnapshot(snapshot, duplicates: pass.duplicates, on: publish)
             let published = Date().timeIntervalSince1970
             rows.append(snapshot)
+            written.append(pass)
             var status = passStatus(pass)
             status.open = false
             status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
             recentlyFinished[key.layer, default: []].append(status)
             if recentlyFinished[key.layer]!.count > 8 { recentlyFinished[key.layer]!.removeFirst() }
-            logger.info(snapshot.complete ? "pass complete" : "pass written incomplete",
-                        metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(snapshot.imagesTotal)",
+            let shareComplete = pass.accumulator.imagesSeen == book.expectedImages
+            logger.info(shardStates != nil ? (shareComplete ? "shard pass complete" : "shard pass ended incomplete")
+                            : (snapshot.complete ? "pass complete" : "pass written incomplete"),
+                        metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(book.expectedImages)",
                                    "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
                                    "snapshot_s": "\(String(format: "%.3f", published - started))"])
         }
-        do {
-            try output.append(rows)
-        } catch {
-            logger.critical("cannot append to the snapshot file: \(error)")
+        if let shardStates {
+            keep(written, in: shardStates)
+        } else {
+            do {
+                try output.append(rows)
+            } catch {
+                logger.critical("cannot append to the snapshot file: \(error)")
+            }
         }
         checkpoint()
+    }
+
+    /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state
+    /// for `hndd merge`.
+    func keep(_ passes: [OpenPass], in states: ShardStates) {
+        for pass in passes {
+            do {
+                try states.save(pass, index: book.index, options: book.options)
+                logger.info("shard state kept for hndd merge", metadata: ["pass": "\(pass.key)", "file": "\(states.path(of: pass.key))"])
+            } catch {
+                logger.critical("cannot keep the state of \(pass.key) for hndd merge: \(error)")
+            }
+        }
     }
 
     /// Publishes a partial snapshot of each open pass with new images that the schedule wants.

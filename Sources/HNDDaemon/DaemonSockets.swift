@@ -1,12 +1,16 @@
+import Foundation
 import HNDWire
 
-/// The daemon's three sockets, bound, and the endpoints they actually bound (a `tcp://…:*`
-/// request gets its port here).
+/// The daemon's three sockets and the endpoints they actually bound (a `tcp://…:*` request gets
+/// its port here). Made and configured first — CURVE, monitors — and bound only once the ZAP
+/// handler runs, so that no peer connects unexamined.
 struct DaemonSockets {
     let ingest: ZMQSocket
     let publish: ZMQSocket
     let control: ZMQSocket
-    let bound: Endpoints
+    let requested: Endpoints
+    let security: TransportSecurity
+    private(set) var bound: Endpoints
 
     /// How long the ingest socket waits for a message: how soon the receiver notices a stop.
     static let ingestReceiveTimeoutMilliseconds: Int32 = 100
@@ -16,23 +20,59 @@ struct DaemonSockets {
     static let publishHighWaterMark: Int32 = 64
     /// Largest control request accepted.
     static let maxControlMessageBytes: Int64 = 1 << 20
+    /// The ZAP domain of the CURVE sockets (in the ZAP requests; one daemon, one domain).
+    static let zapDomain = "hndd"
 
-    static func bind(_ endpoints: Endpoints, context: ZMQContext, maxMessageBytes: Int64) throws -> DaemonSockets {
-        let ingest = try ZMQSocket(context, type: .pull)
+    /// Makes the sockets, unbound; `serverKey` is the CURVE secret key when any endpoint uses CURVE.
+    init(_ endpoints: Endpoints, security: TransportSecurity, serverKey: CurveKey?, context: ZMQContext,
+         maxMessageBytes: Int64) throws {
+        requested = endpoints
+        bound = endpoints
+        self.security = security
+        ingest = try ZMQSocket(context, type: .pull)
         try ingest.setMaxMessageSize(bytes: maxMessageBytes)
-        try ingest.setReceiveHighWaterMark(ingestHighWaterMark)
-        try ingest.setReceiveTimeout(milliseconds: ingestReceiveTimeoutMilliseconds)
+        try ingest.setReceiveHighWaterMark(Self.ingestHighWaterMark)
+        try ingest.setReceiveTimeout(milliseconds: Self.ingestReceiveTimeoutMilliseconds)
         try ingest.setLinger(milliseconds: 0)
-        try ingest.bind(endpoints.ingest)
-        let publish = try ZMQSocket(context, type: .pub)
-        try publish.setSendHighWaterMark(publishHighWaterMark)
+        publish = try ZMQSocket(context, type: .pub)
+        try publish.setSendHighWaterMark(Self.publishHighWaterMark)
         try publish.setLinger(milliseconds: 0)
-        try publish.bind(endpoints.publish)
-        let control = try ZMQSocket(context, type: .router)
-        try control.setMaxMessageSize(bytes: maxControlMessageBytes)
+        control = try ZMQSocket(context, type: .router)
+        try control.setMaxMessageSize(bytes: Self.maxControlMessageBytes)
         try control.setLinger(milliseconds: 0)
-        try control.bind(endpoints.control)
-        let bound = Endpoints(ingest: try ingest.lastEndpoint, publish: try publish.lastEndpoint, control: try control.lastEndpoint)
-        return DaemonSockets(ingest: ingest, publish: publish, control: control, bound: bound)
+        for (name, socket) in named where security.byEndpoint[name] == .curve {
+            try socket.setCurveServer(secret: serverKey!, zapDomain: Self.zapDomain)
+            try socket.monitor(endpoint: AccessGuard.monitorEndpoint(name), events: AccessGuard.monitoredEvents)
+        }
+    }
+
+    var named: [(String, ZMQSocket)] { [("ingest", ingest), ("publish", publish), ("control", control)] }
+
+    /// The monitor endpoints of the CURVE sockets, for the `AccessGuard`.
+    var monitorEndpoints: [String] {
+        named.filter { security.byEndpoint[$0.0] == .curve }.map { AccessGuard.monitorEndpoint($0.0) }
+    }
+
+    mutating func bind() throws {
+        try ingest.bind(requested.ingest)
+        try publish.bind(requested.publish)
+        try control.bind(requested.control)
+        bound = Endpoints(ingest: try ingest.lastEndpoint, publish: try publish.lastEndpoint, control: try control.lastEndpoint)
+    }
+
+    /// Drops every subscriber by binding the publish endpoint anew: they reconnect, and each goes
+    /// through ZAP again — how a revoked key stops receiving snapshots. (ZeroMQ cannot close one
+    /// peer of a bound socket; ingest and control instead check every message's key.)
+    func rebindPublish() throws {
+        try publish.unbind(bound.publish)
+        var attempts = 0
+        while true {
+            do { return try publish.bind(bound.publish) } catch {
+                // The listener closes on the I/O thread, a moment after unbind.
+                attempts += 1
+                if attempts >= 50 { throw error }
+                usleep(20_000)
+            }
+        }
     }
 }

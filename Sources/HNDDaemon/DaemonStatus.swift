@@ -22,6 +22,7 @@ extension Daemon {
         s.startedUnix = pass.startedAt
         s.updatedUnix = pass.updatedAt
         s.imagesCheckpointed = Int64(pass.imagesCheckpointed)
+        s.imagesExpected = Int64(book.expectedImages)
         return s
     }
 
@@ -36,6 +37,13 @@ extension Daemon {
         let depth = queue.depth
         s.queueDepth = UInt64(depth.messages)
         s.queueBytes = UInt64(depth.bytes)
+        let denials = access?.denials.byReason ?? Dictionary(uniqueKeysWithValues: AuthDenial.allCases.map { ($0, UInt64(0)) })
+        s.authDeniedByReason = Dictionary(uniqueKeysWithValues: denials.map { ($0.key.rawValue, $0.value) })
+        s.authDenied = denials.values.reduce(0, +)
+        s.endpointSecurity = security.byEndpoint.mapValues(\.rawValue)
+        s.credentialWarnings = UInt64(access?.credentialWarnings ?? 0)
+        s.shard = configuration.shard?.description ?? ""
+        s.dictionaryFingerprint = dictionaryFingerprint
         let layers = Set(book.unitsOfLayer.keys).union(recentlyFinished.keys).union(book.open.keys.map(\.layer))
         for name in layers.sorted() {
             var layer = Hndd_LayerStatus()

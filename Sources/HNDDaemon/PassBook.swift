@@ -24,13 +24,15 @@ public struct OpenPass: Sendable {
     public var imagesCheckpointed = 0
     /// Images covered by the last published snapshot.
     public var imagesPublished = -1
+    /// Images the pass waits for, when not every image (a shard's share).
+    public var expectedImages: Int?
 
     /// Seconds until the pass has every image, at the rate it has received them so far; nil
     /// while it has no rate yet.
     public var expectedSecondsToComplete: Double? {
         let seen = accumulator.imagesSeen, elapsed = updatedAt - startedAt
         guard seen > 0, elapsed > 0 else { return nil }
-        return Double(accumulator.index.imageCount - seen) / (Double(seen) / elapsed)
+        return Double((expectedImages ?? accumulator.index.imageCount) - seen) / (Double(seen) / elapsed)
     }
 }
 
@@ -52,12 +54,19 @@ public struct PassBook: Sendable {
     /// Passes already written, so late batches are refused instead of opening a new pass.
     public private(set) var finished: Set<PassKey> = []
     public private(set) var finishedCount: [String: Int] = [:]
+    /// The images this daemon holds, when it serves one share of them (nil: every image).
+    public let shard: ImageShard?
+    /// Images a pass waits for: the dictionary's, or the shard's share of them.
+    public let expectedImages: Int
 
-    public init(index: DictionaryIndex, options: DissectionOptions, passTimeout: Double, supersededAfter: Double) {
+    public init(index: DictionaryIndex, options: DissectionOptions, passTimeout: Double, supersededAfter: Double,
+                shard: ImageShard? = nil) {
         self.index = index
         self.options = options
         self.passTimeout = passTimeout
         self.supersededAfter = supersededAfter
+        self.shard = shard
+        expectedImages = shard?.size(of: index.imageCount) ?? index.imageCount
     }
 
     /// Applies a batch to its pass, opening the pass if needed. Throws without changing any
@@ -68,13 +77,17 @@ public struct PassBook: Sendable {
         if finished.contains(key) {
             throw Rejection(reason: .passFinished, description: "\(key): this pass was already written; late batch ignored")
         }
+        if let shard, let outside = imageIDs.firstIndex(where: { !shard.holds($0) }) {
+            throw Rejection(reason: .notInShard, description: "\(key): image \(imageIDs[outside]) (position \(outside) in the batch) "
+                            + "is not in this daemon's shard \(shard) (ids with id mod \(shard.count) = \(shard.index - 1))")
+        }
         if let expected = shapeOfLayer[key.layer]?.units, expected != units {
             throw Rejection(reason: .unitCountChanged, description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")
         }
         let isNew = open[key] == nil
         if isNew {
             open[key] = OpenPass(key: key, accumulator: LayerAccumulator(layer: key.layer, index: index, options: options),
-                                 startedAt: now, updatedAt: now)
+                                 startedAt: now, updatedAt: now, expectedImages: expectedImages)
         }
         // Mutated in place: a copy taken out of the dictionary would share the accumulator's
         // buffers, and its first write would copy all of them — every batch.
@@ -94,6 +107,7 @@ public struct PassBook: Sendable {
     /// Restores a checkpointed pass.
     public mutating func restore(_ pass: OpenPass) {
         open[pass.key] = pass
+        open[pass.key]!.expectedImages = expectedImages
         let a = pass.accumulator
         if a.units > 0 { shapeOfLayer[pass.key.layer] = (a.units, a.height, a.width) }
     }
@@ -101,7 +115,7 @@ public struct PassBook: Sendable {
     /// Passes to write now: complete ones, and incomplete ones timed out or superseded.
     public func due(now: Double) -> [PassKey] {
         open.values.filter { pass in
-            if pass.accumulator.imagesSeen == index.imageCount { return true }
+            if pass.accumulator.imagesSeen == expectedImages { return true }
             if now - pass.updatedAt >= passTimeout { return true }
             return open.values.contains { newer in
                 newer.key.run == pass.key.run && newer.key.layer == pass.key.layer

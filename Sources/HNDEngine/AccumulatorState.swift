@@ -25,25 +25,20 @@ extension LayerAccumulator {
     /// Restores a state written by `encodedState` for the same dictionary and options.
     public init(decoding bytes: [UInt8], index: DictionaryIndex, options: DissectionOptions) throws(StateError) {
         var r = ByteReader(bytes)
-        let magic = try r.get(UInt32.self)
-        guard magic != 0x484E_4431 else { // "HND1": tail histograms, before candidate maps
-            throw StateError("a layer state of an earlier hndd (format HND1), which this version cannot resume; "
-                             + "move the checkpoint away to start afresh")
-        }
-        guard magic == Self.stateMagic else { throw StateError("not a layer state") }
-        let layer = try r.getString()
+        let header = try LayerStateHeader(reading: &r)
+        let layer = header.layer
         self.init(layer: layer, index: index, options: options)
-        guard try r.get(Int64.self) == Int64(index.imageCount), try r.get(Int64.self) == Int64(index.conceptCount) else {
+        guard header.imageCount == index.imageCount, header.conceptCount == index.conceptCount else {
             throw StateError("the state of layer \(layer) belongs to another dictionary")
         }
-        let (q, floor, k) = (try r.get(Double.self), try r.get(Double.self), try r.get(Int64.self))
-        guard q == options.quantile, floor == options.iouFloor, Int(k) == options.topImages else {
-            throw StateError("the state of layer \(layer) was made with other options (quantile \(q), IoU floor \(floor))")
+        guard header.options == options else {
+            throw StateError("the state of layer \(layer) was made with other options "
+                             + "(quantile \(header.options.quantile), IoU floor \(header.options.iouFloor))")
         }
-        let (c, h, w) = (Int(try r.get(Int64.self)), Int(try r.get(Int64.self)), Int(try r.get(Int64.self)))
+        let (c, h, w) = (header.units, header.height, header.width)
         if c > 0 { start(units: c, height: h, width: w) }
-        imagesSeen = Int(try r.get(Int64.self))
-        localImagesSeen = Int(try r.get(Int64.self))
+        imagesSeen = header.imagesSeen
+        localImagesSeen = header.localImagesSeen
         seen = try r.getArray(UInt8.self).map { $0 == 1 }
         guard seen.count == index.imageCount else { throw StateError("seen-image set has the wrong size") }
         maxima = try r.getArray(Float.self)
@@ -71,6 +66,38 @@ extension LayerAccumulator {
             }
         }
         guard r.isAtEnd else { throw StateError("trailing bytes after the state") }
+    }
+}
+
+/// The leading fields of a layer state: what it is of (layer, dictionary size, options, shape)
+/// and how much it has seen, readable without the dictionary — so that states from several
+/// daemons can be compared before any is restored.
+public struct LayerStateHeader: Sendable, Equatable {
+    public var layer: String
+    public var imageCount: Int, conceptCount: Int
+    public var options: DissectionOptions
+    public var units: Int, height: Int, width: Int
+    public var imagesSeen: Int, localImagesSeen: Int
+
+    public init(_ bytes: [UInt8]) throws(StateError) {
+        var r = ByteReader(bytes)
+        try self.init(reading: &r)
+    }
+
+    init(reading r: inout ByteReader) throws(StateError) {
+        let magic = try r.get(UInt32.self)
+        guard magic != 0x484E_4431 else { // "HND1": tail histograms, before candidate maps
+            throw StateError("a layer state of an earlier hndd (format HND1), which this version cannot resume; "
+                             + "move the checkpoint away to start afresh")
+        }
+        guard magic == LayerAccumulator.stateMagic else { throw StateError("not a layer state") }
+        layer = try r.getString()
+        imageCount = Int(try r.get(Int64.self)); conceptCount = Int(try r.get(Int64.self))
+        let (q, floor, k) = (try r.get(Double.self), try r.get(Double.self), try r.get(Int64.self))
+        options = DissectionOptions(quantile: q, iouFloor: floor, topImages: Int(k))
+        units = Int(try r.get(Int64.self)); height = Int(try r.get(Int64.self)); width = Int(try r.get(Int64.self))
+        imagesSeen = Int(try r.get(Int64.self))
+        localImagesSeen = Int(try r.get(Int64.self))
     }
 }
 

@@ -91,7 +91,8 @@ public struct CandidateMaps: Sendable, Equatable {
         }
     }
 
-    private var arena: Arena
+    /// Internal, not private: merging appends other stores' records (CandidateMapsMerge.swift).
+    var arena: Arena
 
     /// Arena bytes after the last `discard`: the next is due when they have grown by half.
     private var bytesAfterDiscard = 0
@@ -118,7 +119,7 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Bytes the kept maps take.
     public var bytes: Int { arena.used }
 
-    private mutating func makeUnique() {
+    mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&arena) { arena = arena.copy() }
     }
 

@@ -19,6 +19,8 @@ public enum RejectionReason: String, CaseIterable, Sendable, Hashable {
     case nonFinite = "non_finite"
     /// A late batch of a pass already written.
     case passFinished = "pass_finished"
+    /// An image outside this daemon's image shard (`hndd serve --shard K/N`).
+    case notInShard = "not_in_shard"
     /// A control request that is not a valid ControlRequest (not an ingest batch, counted beside them).
     case controlMalformed = "control_malformed"
 }

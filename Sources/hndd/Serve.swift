@@ -30,9 +30,18 @@ struct Serve: HNDDCommand {
     var maxMessageMB: Double = Defaults.maxMessageMB
     @Option(name: .customLong("queue-mb"), help: "Received batches held for the engine, in MiB; beyond it trainers are pushed back.")
     var queueMB: Double = Defaults.queueBudgetMB
+    @Flag(name: .customLong("insecure-tcp"),
+          help: "Serve TCP endpoints without CURVE (no encryption, no authentication); warned at every start.")
+    var insecureTCP = false
+    @Option(help: "Hold image share K/N of a layer split by image over N daemons (ids with id mod N = K − 1); finished passes are kept for `hndd merge` instead of written.")
+    var shard: String?
+    @Option(name: .customLong("keep-shard-passes"), help: "With --shard: finished passes kept per layer.")
+    var keepShardPasses: Int = Defaults.keptShardPasses
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
+        if let shard { do { _ = try ImageShard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") } }
+        guard keepShardPasses > 0 else { throw ValidationError("--keep-shard-passes must be at least 1") }
         for (name, value) in [("--snapshot-interval", snapshotInterval), ("--checkpoint-interval", checkpointInterval),
                               ("--pass-timeout", passTimeout), ("--max-message-mb", maxMessageMB), ("--queue-mb", queueMB)]
         where !(value > 0) {
@@ -51,6 +60,9 @@ struct Serve: HNDDCommand {
         configuration.maxMessageMB = maxMessageMB
         configuration.queueBudgetMB = queueMB
         configuration.options = engine.dissection
+        configuration.insecureTCP = insecureTCP
+        configuration.shard = shard.flatMap { try? ImageShard(parsing: $0) }
+        configuration.keptShardPasses = keepShardPasses
         return configuration
     }
 

@@ -14,18 +14,35 @@ struct Subscribe: HNDDCommand {
     @Option(help: "Publish endpoint, instead of the run directory's.") var endpoint: String?
     @Option(name: .customLong("control-endpoint"), help: "Control endpoint, for the current state when joining.")
     var controlEndpoint: String?
+    @Option(help: "Cluster file: subscribe to the daemon that serves the layer.") var cluster: String?
     @Flag(help: "Print one JSON object per snapshot (JSON Lines).") var json = false
     @Flag(help: "Exit after the first snapshot.") var once = false
     @Option(help: "With --once: seconds to wait for a snapshot before failing.") var timeout: Double = 30
 
+    /// The daemon to watch: its publish and control endpoints and the credential for them.
+    func daemon() throws -> (publish: String, control: String, credential: ClientCredential?) {
+        guard let cluster else {
+            let endpoints = location.endpoints
+            return (endpoint ?? endpoints.publish, controlEndpoint ?? endpoints.control, try location.credential())
+        }
+        let file = try ClusterFile(cluster)
+        let serving = try file.daemons(serving: layer)
+        guard serving.count == 1 else {
+            throw UserError("\(cluster): layer \(layer) is split by image over \(serving.map(\.name).joined(separator: ", ")); each daemon "
+                            + "sees only its share: `hndd merge --cluster \(cluster) --layer \(layer) …` makes the pass's snapshot")
+        }
+        return (serving[0].endpoints.publish, serving[0].endpoints.control, try file.credential(of: serving[0]))
+    }
+
     func execute() async throws {
-        let endpoints = location.endpoints
+        let daemon = try daemon()
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, type: .sub)
         try socket.setLinger(milliseconds: 0)
         try socket.setReceiveTimeout(milliseconds: 200)
+        if let credential = daemon.credential { try socket.setCurveClient(server: credential.serverKey, pair: credential.pair) }
         try socket.subscribe(PublishTopic.topic(forLayer: layer))
-        try socket.connect(endpoint ?? endpoints.publish)
+        try socket.connect(daemon.publish)
         var view = SubscriberView(json: json)
 
         // A late subscriber first gets the current state.
@@ -33,7 +50,7 @@ struct Subscribe: HNDDCommand {
         var snapshotRequest = Hndd_SnapshotRequest()
         snapshotRequest.layer = layer
         request.snapshot = snapshotRequest
-        if let reply = try? ControlClient(endpoint: controlEndpoint ?? endpoints.control).request(request, timeout: 2),
+        if let reply = try? ControlClient(endpoint: daemon.control, credential: daemon.credential).request(request, timeout: 2),
            case .snapshot(let current) = reply.reply {
             view.show(current)
             if once { return }

@@ -38,6 +38,6 @@ import HNDWire
         // The names are the protocol's (proto/hndd.proto: Status.rejected_batches), which clients read.
         #expect(names == ["frame_count", "malformed_header", "bad_version", "bad_dtype", "bad_name", "bad_shape",
                           "size_mismatch", "empty_shape", "unit_count_changed", "map_size_changed",
-                          "image_id_out_of_range", "non_finite", "pass_finished", "control_malformed"])
+                          "image_id_out_of_range", "non_finite", "pass_finished", "not_in_shard", "control_malformed"])
     }
 }

@@ -56,9 +56,10 @@ def run_dir(new_run_dir) -> Path:
 
 @pytest.fixture
 def start_daemon(hndd_binary, dataset, processes):
-    """start_daemon(run_dir, *options, dictionary=the dataset's) -> Daemon, up and answering."""
-    def start(run_dir: Path, *options: Any, dictionary: Path = None) -> Daemon:
-        return Daemon(hndd_binary, run_dir, dictionary or dataset.dictionary, processes, options)
+    """start_daemon(run_dir, *options, dictionary=the dataset's, key=None) -> Daemon, up and answering
+    (its own control requests with the CURVE credential `key`, for a daemon on TCP)."""
+    def start(run_dir: Path, *options: Any, dictionary: Path = None, key: Path = None) -> Daemon:
+        return Daemon(hndd_binary, run_dir, dictionary or dataset.dictionary, processes, options, key=key)
     return start
 
 

@@ -33,6 +33,7 @@ for directory in (REFERENCE_DIR, CLIENT_DIR):
 import compare  # noqa: E402  (Tests/reference)
 import generate  # noqa: E402
 import hnd_reference  # noqa: E402
+from hndd_client.curve import load_credential  # noqa: E402
 from hndd_client.wire import Endpoints, hndd_pb2  # noqa: E402
 
 #: The probe pass every test pushes: one layer, modest so the directory runs in minutes on 2 cores.
@@ -140,14 +141,18 @@ def client_environment() -> dict[str, str]:
 # Talking to a daemon
 # ------------------------------------------------------------------------------------------------
 
-def control_request(endpoint: str, request: "hndd_pb2.ControlRequest", timeout: float = 5.0) -> "hndd_pb2.ControlReply":
-    """One REQ/REP exchange with the control endpoint; raises TimeoutError when nobody answers."""
+def control_request(endpoint: str, request: "hndd_pb2.ControlRequest", timeout: float = 5.0,
+                    key: Optional[Path] = None) -> "hndd_pb2.ControlReply":
+    """One REQ/REP exchange with the control endpoint (with the CURVE credential `key` for a daemon
+    on TCP); raises TimeoutError when nobody answers."""
     request.protocol_version = 1
     context = zmq.Context.instance()
     sock = context.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
     sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+    if key is not None:
+        load_credential(key).apply(sock)
     try:
         sock.connect(endpoint)
         sock.send(request.SerializeToString())
@@ -171,12 +176,18 @@ def status_as_dict(status: "hndd_pb2.Status") -> dict[str, Any]:
         "rejected_batches": {key: int(value) for key, value in status.rejected_batches.items()},
         "queue_depth": int(status.queue_depth),
         "queue_bytes": int(status.queue_bytes),
+        "auth_denied": int(status.auth_denied),
+        "auth_denied_by_reason": {key: int(value) for key, value in status.auth_denied_by_reason.items()},
+        "endpoint_security": dict(status.endpoint_security),
+        "credential_warnings": int(status.credential_warnings),
+        "shard": status.shard,
         "layers": [
             {
                 "layer": layer.layer, "units": int(layer.units), "passes_finished": int(layer.passes_finished),
                 "passes": [
                     {"run": p.run, "step": int(p.step), "images_seen": int(p.images_seen),
-                     "images_total": int(p.images_total), "images_checkpointed": int(p.images_checkpointed),
+                     "images_total": int(p.images_total), "images_expected": int(p.images_expected),
+                     "images_checkpointed": int(p.images_checkpointed),
                      "complete": bool(p.complete), "open": bool(p.open), "duplicates": int(p.duplicates)}
                     for p in layer.passes
                 ],
@@ -212,7 +223,9 @@ class Daemon:
     """One `hndd serve` process on a run directory."""
 
     def __init__(self, binary: Path, run_dir: Path, dictionary: Path, registry: ProcessRegistry,
-                 options: Sequence[str] = ()):
+                 options: Sequence[str] = (), key: Optional[Path] = None):
+        #: The credential its control requests use (a daemon on TCP with CURVE).
+        self.key = key
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.endpoints = Endpoints.from_run_dir(self.run_dir)
@@ -234,6 +247,7 @@ class Daemon:
                 pytest.fail(f"hndd serve exited with status {self.process.returncode} at start:\n{self.log()}",
                             pytrace=False)
             if (self.run_dir / "endpoints.json").exists():
+                self.endpoints = Endpoints.from_run_dir(self.run_dir)
                 try:
                     self.status(timeout=1.0)
                     return
@@ -252,14 +266,14 @@ class Daemon:
     def status(self, timeout: float = 5.0) -> dict[str, Any]:
         request = hndd_pb2.ControlRequest()
         request.status.SetInParent()
-        reply = control_request(self.endpoints.control, request, timeout)
+        reply = control_request(self.endpoints.control, request, timeout, key=self.key)
         assert reply.WhichOneof("reply") == "status", f"status request answered with {reply}"
         return status_as_dict(reply.status)
 
     def flush(self) -> str:
         request = hndd_pb2.ControlRequest()
         request.flush.SetInParent()
-        reply = control_request(self.endpoints.control, request)
+        reply = control_request(self.endpoints.control, request, key=self.key)
         assert reply.WhichOneof("reply") == "ack", f"flush answered with {reply}"
         return reply.ack.message
 

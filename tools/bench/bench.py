@@ -49,6 +49,7 @@ import zmq
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "python"))
 from hndd_client import Client  # noqa: E402
+from hndd_client.curve import load_credential  # noqa: E402
 from hndd_client.wire import hndd_pb2  # noqa: E402
 
 WORKLOADS = {"512x7x7": (512, 7, 7), "2048x7x7": (2048, 7, 7), "1024x14x14": (1024, 14, 14)}
@@ -230,23 +231,43 @@ def bench_dictionary_check(binary: str, dictionary: Path) -> dict:
     return {"check_seconds": seconds, "check_peak_rss_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
 
 
+#: --transport: the endpoints `hndd serve` gets. "tcp" is loopback TCP without CURVE (it needs
+#: --insecure-tcp), "curve" the same with CURVE and a client credential (`hndd keys client`).
+TRANSPORTS = {"ipc": [], "tcp": ["--ingest", "tcp", "--publish", "tcp", "--control", "tcp", "--insecure-tcp"],
+              "curve": ["--ingest", "tcp", "--publish", "tcp", "--control", "tcp"]}
+
+
+def transport_credential(binary: str, run_dir: Path, transport: str) -> Path | None:
+    """For "curve": the server's keys and a client credential made in `run_dir`, else None."""
+    if transport != "curve":
+        return None
+    made = subprocess.run([binary, "keys", "client", "--run-dir", str(run_dir), "--name", "bench"],
+                          capture_output=True, text=True, check=True)
+    return Path(made.stdout.strip())
+
+
 def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path,
-                snapshot_interval: float = 1.0, queue_mb: float | None = None) -> dict:
+                snapshot_interval: float = 1.0, queue_mb: float | None = None, transport: str = "ipc") -> dict:
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(mode=0o700)
+    key = transport_credential(binary, run_dir, transport)
     log = open(work / "serve.log", "w")
     proc = subprocess.Popen([binary, "serve", "--dictionary", str(dictionary), "--run-dir", str(run_dir),
                              "--snapshot-interval", str(snapshot_interval), "--checkpoint-interval", "3600"]
-                            + (["--queue-mb", str(queue_mb)] if queue_mb else []), stderr=log)
+                            + (["--queue-mb", str(queue_mb)] if queue_mb else []) + TRANSPORTS[transport], stderr=log)
     try:
         deadline = time.time() + 30
         while not (run_dir / "endpoints.json").exists():
             if proc.poll() is not None or time.time() > deadline:
                 sys.exit(f"bench: hndd serve did not start; see {work / 'serve.log'}")
             time.sleep(0.05)
+        endpoints = json.loads((run_dir / "endpoints.json").read_text())
         context = zmq.Context()
         sub = context.socket(zmq.SUB)
-        sub.connect(f"ipc://{run_dir}/publish.sock")
+        if key is not None:
+            load_credential(key).apply(sub)
+        sub.connect(endpoints["publish"])
         sub.setsockopt(zmq.SUBSCRIBE, layer.encode() + b"\0")
         time.sleep(0.3)
         done = threading.Event()
@@ -263,7 +284,8 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
-        client = Client(run_dir=str(run_dir), run="bench", max_queue_mb=1024, on_full="block", block_timeout=3600)
+        client = Client(endpoint=endpoints["ingest"], key=key, run="bench", max_queue_mb=1024, on_full="block",
+                        block_timeout=3600)
         started = time.perf_counter()
         batch = pool[0].shape[0]
         for k, start in enumerate(range(0, images, batch)):
@@ -279,7 +301,7 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
         log.flush()
         # The daemon's own figure for the complete snapshot (compute and publish).
         cost = re.findall(r"snapshot_s=([0-9.]+)", (work / "serve.log").read_text())
-        return {"end_to_end_images_per_s": images / (received["at"] - started),
+        return {"transport": transport, "end_to_end_images_per_s": images / (received["at"] - started),
                 "end_to_end_seconds": received["at"] - started,
                 "latency_last_batch_to_snapshot_s": received["at"] - last_sent,
                 "complete_snapshot_cost_s": float(cost[-1]) if cost else float("nan"),
@@ -387,6 +409,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rasters", action="store_true",
                         help="version 1 against version 2 (raster masks, bilateral concepts as two ellipses), alternating")
     parser.add_argument("--rounds", type=int, default=2, help="with --rasters: rounds of v1 and v2 (default 2)")
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="ipc",
+                        help="end to end over ipc:// (default), loopback tcp:// without CURVE (--insecure-tcp), or with "
+                             "CURVE (a client credential); tools/bench/cluster.py --curve alternates the last two")
     args = parser.parse_args(argv)
     if args.rasters:
         return compare_versions(args)
@@ -412,7 +437,8 @@ def main(argv=None) -> int:
             r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
             print(f"{name}: dissect done: {r}", flush=True)
             activations.unlink()
-            r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval))
+            r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval,
+                                 transport=args.transport))
             r.update(bench_raw_zmq(pool, images, work))
             r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
             r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]

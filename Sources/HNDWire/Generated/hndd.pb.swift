@@ -26,6 +26,11 @@
 //            "layer1\0" never matches "layer10\0"; layer names therefore must not contain 0x00.
 //   frame 1: Snapshot.
 //
+// Over tcp:// every endpoint speaks CURVE (ZeroMQ's encryption and authentication; keys made by
+// `hndd keys`) unless the daemon was started with --insecure-tcp: a client sets the daemon's
+// public key and its own key pair, and the daemon's ZAP handler admits only authorised keys.
+// ipc:// endpoints need nothing: the run directory's mode 0700 is their access control.
+//
 // Every top-level message carries protocol_version; the current version is 1. A receiver rejects
 // versions it does not know. Fields may be added in later versions of the same number (unknown
 // fields are ignored); changing the meaning of a field needs a new version.
@@ -350,6 +355,25 @@ public nonisolated struct Hndd_FlushRequest: Sendable {
   public init() {}
 }
 
+/// Asks for the state of one probe pass — open, or a finished pass of an image shard, which the
+/// daemon keeps for `hndd merge`. Answered by a PassState, in a reply of one more frame: the
+/// state's bytes (the engine's layer state, as checkpoints hold it).
+public nonisolated struct Hndd_PassStateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var run: String = String()
+
+  public var layer: String = String()
+
+  public var step: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Hndd_ControlRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -386,12 +410,21 @@ public nonisolated struct Hndd_ControlRequest: Sendable {
     set {request = .flush(newValue)}
   }
 
+  public var passState: Hndd_PassStateRequest {
+    get {
+      if case .passState(let v)? = request {return v}
+      return Hndd_PassStateRequest()
+    }
+    set {request = .passState(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Request: Equatable, Sendable {
     case status(Hndd_StatusRequest)
     case snapshot(Hndd_SnapshotRequest)
     case flush(Hndd_FlushRequest)
+    case passState(Hndd_PassStateRequest)
 
   }
 
@@ -426,6 +459,9 @@ public nonisolated struct Hndd_PassStatus: Sendable {
 
   /// images covered by the last checkpoint (survive a kill -9)
   public var imagesCheckpointed: Int64 = 0
+
+  /// images this daemon waits for: images_total, or its shard's share
+  public var imagesExpected: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -481,6 +517,58 @@ public nonisolated struct Hndd_Status: Sendable {
 
   public var queueBytes: UInt64 = 0
 
+  /// connections and messages refused by CURVE/ZAP
+  public var authDenied: UInt64 = 0
+
+  /// e.g. "unknown_key" -> 2, every reason listed
+  public var authDeniedByReason: Dictionary<String,UInt64> = [:]
+
+  /// "ingest" -> "curve" | "plaintext" | "ipc"
+  public var endpointSecurity: Dictionary<String,String> = [:]
+
+  /// key files readable by group or others
+  public var credentialWarnings: UInt64 = 0
+
+  /// "K/N": this daemon holds image share K of N
+  public var shard: String = String()
+
+  /// identifies the dictionary served (not its name)
+  public var dictionaryFingerprint: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The state of one probe pass (see PassStateRequest); its bytes follow in the next frame.
+public nonisolated struct Hndd_PassState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var run: String = String()
+
+  public var layer: String = String()
+
+  public var step: Int64 = 0
+
+  public var dictionaryFingerprint: UInt64 = 0
+
+  public var imagesSeen: Int64 = 0
+
+  public var imagesTotal: Int64 = 0
+
+  /// still accepting batches
+  public var `open`: Bool = false
+
+  /// "K/N", or "" for a daemon of every image
+  public var shard: String = String()
+
+  /// size of the state frame
+  public var stateBytes: UInt64 = 0
+
+  public var duplicatesReported: [Int64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -511,47 +599,65 @@ public nonisolated struct Hndd_Error: Sendable {
   public init() {}
 }
 
-public nonisolated struct Hndd_ControlReply: Sendable {
+public nonisolated struct Hndd_ControlReply: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var protocolVersion: UInt32 = 0
+  public var protocolVersion: UInt32 {
+    get {_storage._protocolVersion}
+    set {_uniqueStorage()._protocolVersion = newValue}
+  }
 
-  public var requestID: UInt64 = 0
+  public var requestID: UInt64 {
+    get {_storage._requestID}
+    set {_uniqueStorage()._requestID = newValue}
+  }
 
-  public var reply: Hndd_ControlReply.OneOf_Reply? = nil
+  public var reply: OneOf_Reply? {
+    get {return _storage._reply}
+    set {_uniqueStorage()._reply = newValue}
+  }
 
   public var status: Hndd_Status {
     get {
-      if case .status(let v)? = reply {return v}
+      if case .status(let v)? = _storage._reply {return v}
       return Hndd_Status()
     }
-    set {reply = .status(newValue)}
+    set {_uniqueStorage()._reply = .status(newValue)}
   }
 
   public var snapshot: Hndd_Snapshot {
     get {
-      if case .snapshot(let v)? = reply {return v}
+      if case .snapshot(let v)? = _storage._reply {return v}
       return Hndd_Snapshot()
     }
-    set {reply = .snapshot(newValue)}
+    set {_uniqueStorage()._reply = .snapshot(newValue)}
   }
 
   public var ack: Hndd_Ack {
     get {
-      if case .ack(let v)? = reply {return v}
+      if case .ack(let v)? = _storage._reply {return v}
       return Hndd_Ack()
     }
-    set {reply = .ack(newValue)}
+    set {_uniqueStorage()._reply = .ack(newValue)}
   }
 
   public var error: Hndd_Error {
     get {
-      if case .error(let v)? = reply {return v}
+      if case .error(let v)? = _storage._reply {return v}
       return Hndd_Error()
     }
-    set {reply = .error(newValue)}
+    set {_uniqueStorage()._reply = .error(newValue)}
+  }
+
+  /// followed by the state frame
+  public var passState: Hndd_PassState {
+    get {
+      if case .passState(let v)? = _storage._reply {return v}
+      return Hndd_PassState()
+    }
+    set {_uniqueStorage()._reply = .passState(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -561,10 +667,14 @@ public nonisolated struct Hndd_ControlReply: Sendable {
     case snapshot(Hndd_Snapshot)
     case ack(Hndd_Ack)
     case error(Hndd_Error)
+    /// followed by the state frame
+    case passState(Hndd_PassState)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -997,9 +1107,49 @@ nonisolated extension Hndd_FlushRequest: SwiftProtobuf.Message, SwiftProtobuf._M
   }
 }
 
+nonisolated extension Hndd_PassStateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PassStateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}layer\0\u{1}step\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.run) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.layer) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.step) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.run.isEmpty {
+      try visitor.visitSingularStringField(value: self.run, fieldNumber: 1)
+    }
+    if !self.layer.isEmpty {
+      try visitor.visitSingularStringField(value: self.layer, fieldNumber: 2)
+    }
+    if self.step != 0 {
+      try visitor.visitSingularInt64Field(value: self.step, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hndd_PassStateRequest, rhs: Hndd_PassStateRequest) -> Bool {
+    if lhs.run != rhs.run {return false}
+    if lhs.layer != rhs.layer {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Hndd_ControlRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ControlRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{1}status\0\u{1}snapshot\0\u{1}flush\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{1}status\0\u{1}snapshot\0\u{1}flush\0\u{3}pass_state\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1048,6 +1198,19 @@ nonisolated extension Hndd_ControlRequest: SwiftProtobuf.Message, SwiftProtobuf.
           self.request = .flush(v)
         }
       }()
+      case 6: try {
+        var v: Hndd_PassStateRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .passState(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .passState(v)
+        }
+      }()
       default: break
       }
     }
@@ -1077,6 +1240,10 @@ nonisolated extension Hndd_ControlRequest: SwiftProtobuf.Message, SwiftProtobuf.
       guard case .flush(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
+    case .passState?: try {
+      guard case .passState(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1093,7 +1260,7 @@ nonisolated extension Hndd_ControlRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Hndd_PassStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PassStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{1}open\0\u{1}duplicates\0\u{3}started_unix\0\u{3}updated_unix\0\u{3}images_checkpointed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{1}open\0\u{1}duplicates\0\u{3}started_unix\0\u{3}updated_unix\0\u{3}images_checkpointed\0\u{3}images_expected\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1111,6 +1278,7 @@ nonisolated extension Hndd_PassStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 8: try { try decoder.decodeSingularDoubleField(value: &self.startedUnix) }()
       case 9: try { try decoder.decodeSingularDoubleField(value: &self.updatedUnix) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.imagesCheckpointed) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.imagesExpected) }()
       default: break
       }
     }
@@ -1147,6 +1315,9 @@ nonisolated extension Hndd_PassStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.imagesCheckpointed != 0 {
       try visitor.visitSingularInt64Field(value: self.imagesCheckpointed, fieldNumber: 10)
     }
+    if self.imagesExpected != 0 {
+      try visitor.visitSingularInt64Field(value: self.imagesExpected, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1161,6 +1332,7 @@ nonisolated extension Hndd_PassStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.startedUnix != rhs.startedUnix {return false}
     if lhs.updatedUnix != rhs.updatedUnix {return false}
     if lhs.imagesCheckpointed != rhs.imagesCheckpointed {return false}
+    if lhs.imagesExpected != rhs.imagesExpected {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1223,7 +1395,7 @@ nonisolated extension Hndd_LayerStatus: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Hndd_Status: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Status"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}uptime_seconds\0\u{3}time_unix\0\u{1}layers\0\u{3}batches_accepted\0\u{3}images_seen\0\u{3}rejected_batches\0\u{3}queue_depth\0\u{3}queue_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}uptime_seconds\0\u{3}time_unix\0\u{1}layers\0\u{3}batches_accepted\0\u{3}images_seen\0\u{3}rejected_batches\0\u{3}queue_depth\0\u{3}queue_bytes\0\u{3}auth_denied\0\u{3}auth_denied_by_reason\0\u{3}endpoint_security\0\u{3}credential_warnings\0\u{1}shard\0\u{3}dictionary_fingerprint\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1240,6 +1412,12 @@ nonisolated extension Hndd_Status: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.rejectedBatches) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.queueDepth) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.queueBytes) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.authDenied) }()
+      case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.authDeniedByReason) }()
+      case 12: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.endpointSecurity) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.credentialWarnings) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.shard) }()
+      case 15: try { try decoder.decodeSingularFixed64Field(value: &self.dictionaryFingerprint) }()
       default: break
       }
     }
@@ -1273,6 +1451,24 @@ nonisolated extension Hndd_Status: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.queueBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.queueBytes, fieldNumber: 9)
     }
+    if self.authDenied != 0 {
+      try visitor.visitSingularUInt64Field(value: self.authDenied, fieldNumber: 10)
+    }
+    if !self.authDeniedByReason.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.authDeniedByReason, fieldNumber: 11)
+    }
+    if !self.endpointSecurity.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.endpointSecurity, fieldNumber: 12)
+    }
+    if self.credentialWarnings != 0 {
+      try visitor.visitSingularUInt64Field(value: self.credentialWarnings, fieldNumber: 13)
+    }
+    if !self.shard.isEmpty {
+      try visitor.visitSingularStringField(value: self.shard, fieldNumber: 14)
+    }
+    if self.dictionaryFingerprint != 0 {
+      try visitor.visitSingularFixed64Field(value: self.dictionaryFingerprint, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1286,6 +1482,87 @@ nonisolated extension Hndd_Status: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.rejectedBatches != rhs.rejectedBatches {return false}
     if lhs.queueDepth != rhs.queueDepth {return false}
     if lhs.queueBytes != rhs.queueBytes {return false}
+    if lhs.authDenied != rhs.authDenied {return false}
+    if lhs.authDeniedByReason != rhs.authDeniedByReason {return false}
+    if lhs.endpointSecurity != rhs.endpointSecurity {return false}
+    if lhs.credentialWarnings != rhs.credentialWarnings {return false}
+    if lhs.shard != rhs.shard {return false}
+    if lhs.dictionaryFingerprint != rhs.dictionaryFingerprint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Hndd_PassState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PassState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}layer\0\u{1}step\0\u{3}dictionary_fingerprint\0\u{3}images_seen\0\u{3}images_total\0\u{1}open\0\u{1}shard\0\u{3}state_bytes\0\u{3}duplicates_reported\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.run) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.layer) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.step) }()
+      case 4: try { try decoder.decodeSingularFixed64Field(value: &self.dictionaryFingerprint) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.imagesSeen) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.imagesTotal) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.`open`) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.shard) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.stateBytes) }()
+      case 10: try { try decoder.decodeRepeatedInt64Field(value: &self.duplicatesReported) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.run.isEmpty {
+      try visitor.visitSingularStringField(value: self.run, fieldNumber: 1)
+    }
+    if !self.layer.isEmpty {
+      try visitor.visitSingularStringField(value: self.layer, fieldNumber: 2)
+    }
+    if self.step != 0 {
+      try visitor.visitSingularInt64Field(value: self.step, fieldNumber: 3)
+    }
+    if self.dictionaryFingerprint != 0 {
+      try visitor.visitSingularFixed64Field(value: self.dictionaryFingerprint, fieldNumber: 4)
+    }
+    if self.imagesSeen != 0 {
+      try visitor.visitSingularInt64Field(value: self.imagesSeen, fieldNumber: 5)
+    }
+    if self.imagesTotal != 0 {
+      try visitor.visitSingularInt64Field(value: self.imagesTotal, fieldNumber: 6)
+    }
+    if self.`open` != false {
+      try visitor.visitSingularBoolField(value: self.`open`, fieldNumber: 7)
+    }
+    if !self.shard.isEmpty {
+      try visitor.visitSingularStringField(value: self.shard, fieldNumber: 8)
+    }
+    if self.stateBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.stateBytes, fieldNumber: 9)
+    }
+    if !self.duplicatesReported.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.duplicatesReported, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Hndd_PassState, rhs: Hndd_PassState) -> Bool {
+    if lhs.run != rhs.run {return false}
+    if lhs.layer != rhs.layer {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.dictionaryFingerprint != rhs.dictionaryFingerprint {return false}
+    if lhs.imagesSeen != rhs.imagesSeen {return false}
+    if lhs.imagesTotal != rhs.imagesTotal {return false}
+    if lhs.`open` != rhs.`open` {return false}
+    if lhs.shard != rhs.shard {return false}
+    if lhs.stateBytes != rhs.stateBytes {return false}
+    if lhs.duplicatesReported != rhs.duplicatesReported {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1353,110 +1630,167 @@ nonisolated extension Hndd_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension Hndd_ControlReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ControlReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{1}status\0\u{1}snapshot\0\u{1}ack\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{1}status\0\u{1}snapshot\0\u{1}ack\0\u{1}error\0\u{3}pass_state\0")
+
+  fileprivate class _StorageClass {
+    var _protocolVersion: UInt32 = 0
+    var _requestID: UInt64 = 0
+    var _reply: Hndd_ControlReply.OneOf_Reply?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _protocolVersion = source._protocolVersion
+      _requestID = source._requestID
+      _reply = source._reply
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
-      case 3: try {
-        var v: Hndd_Status?
-        var hadOneofValue = false
-        if let current = self.reply {
-          hadOneofValue = true
-          if case .status(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocolVersion) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._requestID) }()
+        case 3: try {
+          var v: Hndd_Status?
+          var hadOneofValue = false
+          if let current = _storage._reply {
+            hadOneofValue = true
+            if case .status(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reply = .status(v)
+          }
+        }()
+        case 4: try {
+          var v: Hndd_Snapshot?
+          var hadOneofValue = false
+          if let current = _storage._reply {
+            hadOneofValue = true
+            if case .snapshot(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reply = .snapshot(v)
+          }
+        }()
+        case 5: try {
+          var v: Hndd_Ack?
+          var hadOneofValue = false
+          if let current = _storage._reply {
+            hadOneofValue = true
+            if case .ack(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reply = .ack(v)
+          }
+        }()
+        case 6: try {
+          var v: Hndd_Error?
+          var hadOneofValue = false
+          if let current = _storage._reply {
+            hadOneofValue = true
+            if case .error(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reply = .error(v)
+          }
+        }()
+        case 7: try {
+          var v: Hndd_PassState?
+          var hadOneofValue = false
+          if let current = _storage._reply {
+            hadOneofValue = true
+            if case .passState(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reply = .passState(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reply = .status(v)
-        }
-      }()
-      case 4: try {
-        var v: Hndd_Snapshot?
-        var hadOneofValue = false
-        if let current = self.reply {
-          hadOneofValue = true
-          if case .snapshot(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reply = .snapshot(v)
-        }
-      }()
-      case 5: try {
-        var v: Hndd_Ack?
-        var hadOneofValue = false
-        if let current = self.reply {
-          hadOneofValue = true
-          if case .ack(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reply = .ack(v)
-        }
-      }()
-      case 6: try {
-        var v: Hndd_Error?
-        var hadOneofValue = false
-        if let current = self.reply {
-          hadOneofValue = true
-          if case .error(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reply = .error(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.protocolVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 1)
-    }
-    if self.requestID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 2)
-    }
-    switch self.reply {
-    case .status?: try {
-      guard case .status(let v)? = self.reply else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    }()
-    case .snapshot?: try {
-      guard case .snapshot(let v)? = self.reply else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case .ack?: try {
-      guard case .ack(let v)? = self.reply else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    }()
-    case .error?: try {
-      guard case .error(let v)? = self.reply else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._protocolVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._protocolVersion, fieldNumber: 1)
+      }
+      if _storage._requestID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._requestID, fieldNumber: 2)
+      }
+      switch _storage._reply {
+      case .status?: try {
+        guard case .status(let v)? = _storage._reply else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      }()
+      case .snapshot?: try {
+        guard case .snapshot(let v)? = _storage._reply else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
+      case .ack?: try {
+        guard case .ack(let v)? = _storage._reply else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      }()
+      case .error?: try {
+        guard case .error(let v)? = _storage._reply else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      }()
+      case .passState?: try {
+        guard case .passState(let v)? = _storage._reply else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Hndd_ControlReply, rhs: Hndd_ControlReply) -> Bool {
-    if lhs.protocolVersion != rhs.protocolVersion {return false}
-    if lhs.requestID != rhs.requestID {return false}
-    if lhs.reply != rhs.reply {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._protocolVersion != rhs_storage._protocolVersion {return false}
+        if _storage._requestID != rhs_storage._requestID {return false}
+        if _storage._reply != rhs_storage._reply {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -12,36 +12,43 @@ a background thread owns the ZeroMQ socket (sockets are not thread-safe) and sen
 bounded in bytes: when it is full, batches are dropped and counted (`on_full="drop"`, the default)
 or `send` waits up to `block_timeout` seconds (`on_full="block"`). torch is never imported: torch
 tensors are read through `.detach().cpu()` and numpy, other arrays through `__array__` or DLPack.
+
+A daemon on another host listens on tcp:// with CURVE: give the credential `hndd keys client`
+made, `Client(endpoint="tcp://host:5555", key="gpu1.secret")`. Several daemons: `Client(cluster=
+"cluster.json")` sends each layer to the daemon(s) serving it (`hndd_client.cluster`), with one
+sender thread and queue per daemon; a daemon that stops taking batches is reported and skipped
+while the others keep theirs.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import numbers
 import os
 import socket
 import sys
-import threading
 import time
 import warnings
 import weakref
 from dataclasses import dataclass
+from typing import Dict
 
 import numpy as np
 import zmq
 
+from .cluster import load_cluster
+from .curve import check_curve_available, load_credential
+from .sender import SEND_HIGH_WATER_MARK, SenderState  # noqa: F401  (SEND_HIGH_WATER_MARK re-exported)
 from .wire import DTYPES, PROTOCOL_VERSION, Endpoints, check_endpoint, hndd_pb2
 
 logger = logging.getLogger("hndd_client")
 
-#: Messages libzmq may hold per connection beyond our queue: keeps memory bounded by the queue.
-SEND_HIGH_WATER_MARK = 2
-
-
 @dataclass(frozen=True)
 class ClientStats:
-    """Counters of a Client. "sent" means handed to ZeroMQ (at most SEND_HIGH_WATER_MARK batches
-    may still be in flight to the daemon); bytes count header and tensor."""
+    """Counters of a Client (summed over its daemons; `Client.daemon_stats` has each one's).
+    "sent" means handed to ZeroMQ (at most SEND_HIGH_WATER_MARK batches may still be in flight to
+    the daemon); bytes count header and tensor. `unreachable_batches` were dropped because their
+    daemon took nothing for `unreachable_after` s; `auth_refusals` counts the daemon refusing the
+    credential (or its absence); `credential_warnings`, credential files others may read."""
 
     sent_batches: int = 0
     sent_bytes: int = 0
@@ -49,125 +56,38 @@ class ClientStats:
     dropped_bytes: int = 0
     queued_batches: int = 0
     queued_bytes: int = 0
-
-
-class _SenderState:
-    """What the client and its sender thread share; holds no reference to the Client, so the
-    Client can be garbage-collected (and its finalizer close the thread)."""
-
-    def __init__(self, endpoint, max_queue_bytes):
-        self.endpoint = endpoint
-        self.max_queue_bytes = max_queue_bytes
-        self.condition = threading.Condition()
-        self.queue = collections.deque()  # (frames, nbytes)
-        self.queued_bytes = 0
-        self.sending = False  # the head of the queue is being handed to ZeroMQ
-        self.sent_batches = self.sent_bytes = 0
-        self.dropped_batches = self.dropped_bytes = 0
-        self.closing = False  # no new batches
-        self.abort_at = None  # monotonic time after which unsent batches are given up
-        self.error = None
-        self.thread = None
-
-    def run(self):
-        context = zmq.Context(io_threads=1)
-        sock = context.socket(zmq.PUSH)
-        linger_ms = 0
-        try:
-            sock.setsockopt(zmq.SNDHWM, SEND_HIGH_WATER_MARK)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing in ZeroMQ while no daemon is connected
-            sock.connect(self.endpoint)
-            while True:
-                with self.condition:
-                    while not self.queue and not self.closing:
-                        self.condition.wait()
-                    if not self.queue:
-                        break
-                    frames, nbytes = self.queue[0]
-                    self.sending = True
-                delivered = self._send(sock, frames)
-                with self.condition:
-                    self.queue.popleft()
-                    self.queued_bytes -= nbytes
-                    self.sending = False
-                    if delivered:
-                        self.sent_batches += 1
-                        self.sent_bytes += nbytes
-                    else:
-                        self.dropped_batches += 1
-                        self.dropped_bytes += nbytes
-                    self.condition.notify_all()
-            with self.condition:
-                if self.abort_at is not None:
-                    linger_ms = max(0, int((self.abort_at - time.monotonic()) * 1000))
-        except Exception as error:  # noqa: BLE001 - reported to the caller by send/flush/close
-            logger.error("hndd client: sender thread failed: %s", error)
-            with self.condition:
-                self.error = error
-                for _, nbytes in self.queue:
-                    self.dropped_batches += 1
-                    self.dropped_bytes += nbytes
-                self.queue.clear()
-                self.queued_bytes = 0
-                self.sending = False
-                self.condition.notify_all()
-        finally:
-            # Batches already inside ZeroMQ get until the close deadline to reach the daemon.
-            sock.close(linger=linger_ms)
-            context.term()
-
-    def _send(self, sock, frames):
-        """Waits until ZeroMQ takes the message, or the close deadline passes (returns False)."""
-        while True:
-            with self.condition:
-                deadline = self.abort_at
-            wait_ms = 100
-            if deadline is not None:
-                remaining_ms = (deadline - time.monotonic()) * 1000
-                if remaining_ms <= 0:
-                    return False
-                wait_ms = max(1, min(wait_ms, int(remaining_ms)))
-            if sock.poll(wait_ms, zmq.POLLOUT):
-                try:
-                    sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                    return True
-                except zmq.Again:
-                    pass
-
-    def drained(self):
-        return not self.queue and not self.sending
-
-    def shut_down(self, timeout):
-        """Waits up to `timeout` s for pending batches, then stops the thread."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self.condition:
-            self.closing = True
-            self.abort_at = deadline
-            self.condition.notify_all()
-        if self.thread is not None:
-            self.thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    unreachable_batches: int = 0
+    auth_refusals: int = 0
+    credential_warnings: int = 0
 
 
 class Client:
-    """Sends activation batches to an hndd daemon.
+    """Sends activation batches to an hndd daemon, or to the daemons of a cluster.
 
     Args:
-        run_dir: the daemon's run directory (uses its ipc:// ingest socket); or
-        endpoint: an explicit ingest endpoint, e.g. "tcp://127.0.0.1:5555".
+        run_dir: the daemon's run directory (uses its ipc:// ingest socket, or what its
+            endpoints.json records); or
+        endpoint: an explicit ingest endpoint, e.g. "tcp://gpu-box:5555"; or
+        cluster: a cluster file (`hndd_client.cluster`): each batch goes to the daemon(s) serving
+            its layer, split by image for a layer split over shards.
+        key: a CURVE credential file (`hndd keys client`) for a daemon on TCP (with run_dir or
+            endpoint; a cluster file names one per daemon).
         run: the training run's name; (run, layer, step) names a probe pass.
-        max_queue_mb: bound of the send queue, in MiB (batches waiting for the sender thread).
+        max_queue_mb: bound of the send queue of each daemon, in MiB.
         on_full: "drop" (count and warn once) or "block" (wait up to `block_timeout` s, then drop).
         dtype: None keeps float16/bfloat16 inputs and sends everything else as float32;
             "float32", "float16" or "bfloat16" converts (round to nearest even).
         block_timeout: seconds `send` may wait for queue space when on_full="block".
         rank: this process's data-parallel rank, sent along for the daemon's logs.
+        unreachable_after: a daemon that has taken nothing for this many seconds while a batch
+            waits is unreachable: its batches are dropped at once (counted, logged) and the other
+            daemons keep getting theirs. Default: 5 s with a cluster, never otherwise.
     """
 
     def __init__(self, run_dir=None, endpoint=None, run="run", max_queue_mb=256, on_full="drop", dtype=None,
-                 block_timeout=10.0, rank=None):
-        if (run_dir is None) == (endpoint is None):
-            raise ValueError("give exactly one of run_dir (the daemon's run directory) or endpoint")
-        self.endpoint = check_endpoint(Endpoints.from_run_dir(run_dir).ingest if endpoint is None else endpoint)
+                 block_timeout=10.0, rank=None, key=None, cluster=None, unreachable_after=None):
+        if sum(x is not None for x in (run_dir, endpoint, cluster)) != 1:
+            raise ValueError("give exactly one of run_dir (the daemon's run directory), endpoint or cluster")
         if not isinstance(run, str) or not run:
             raise ValueError(f"run must be a non-empty string, not {run!r}")
         if on_full not in ("drop", "block"):
@@ -178,6 +98,8 @@ class Client:
             raise ValueError(f"max_queue_mb must be a positive number, not {max_queue_mb!r}")
         if rank is not None and (not isinstance(rank, numbers.Integral) or not 0 <= rank < 2**32):
             raise ValueError(f"rank must be None or a non-negative integer, not {rank!r}")
+        if cluster is not None and key is not None:
+            raise ValueError("a cluster file names each daemon's credential ('key'); do not give key= as well")
         self.run = run
         self.on_full = on_full
         self.dtype = dtype
@@ -187,19 +109,35 @@ class Client:
         self._sender_name = f"{socket.gethostname()}:{os.getpid()}"
         self._warned_full = False
         self._closed = False
-        self._state = _SenderState(self.endpoint, self.max_queue_bytes)
-        self._state.thread = threading.Thread(target=self._state.run, name="hndd-client-sender", daemon=True)
-        self._state.thread.start()
+        self.cluster = None if cluster is None else load_cluster(cluster)
+        if unreachable_after is None and self.cluster is not None:
+            unreachable_after = DEFAULT_UNREACHABLE_AFTER
+        self._senders = self._make_senders(run_dir, endpoint, key, unreachable_after)
+        #: The ingest endpoint (the first daemon's, with a cluster).
+        self.endpoint = next(iter(self._senders.values())).endpoint
+        for sender in self._senders.values():
+            sender.start()
         # At interpreter exit (or if the client is collected unclosed), deliver what is pending briefly.
-        self._finalizer = weakref.finalize(self, self._state.shut_down, 5.0)
+        self._finalizer = weakref.finalize(self, _shut_down_all, list(self._senders.values()), 5.0)
+
+    def _make_senders(self, run_dir, endpoint, key, unreachable_after) -> Dict[str, SenderState]:
+        if self.cluster is None:
+            credential = _credential(key)
+            ingest = check_endpoint(Endpoints.from_run_dir(run_dir).ingest if endpoint is None else endpoint)
+            return {"": SenderState(ingest, self.max_queue_bytes, credential, unreachable_after=unreachable_after)}
+        return {daemon.name: SenderState(check_endpoint(daemon.endpoints.ingest), self.max_queue_bytes,
+                                         _credential(daemon.key), name=daemon.name, unreachable_after=unreachable_after)
+                for daemon in self.cluster.daemons}
 
     # -- sending -----------------------------------------------------------------------------------
 
     def send(self, layer, step, image_ids, array):
         """Queues one batch: `array` is N x C x h x w for the N dictionary rows `image_ids`.
 
-        Returns True when queued, False when dropped because the queue stayed full. Raises
-        ValueError/TypeError for bad input and RuntimeError after close or a sender failure.
+        Returns True when queued (to every daemon it goes to), False when any part was dropped
+        because a queue stayed full or its daemon is unreachable. Raises ValueError/TypeError for
+        bad input (a layer no daemon of the cluster serves, too) and RuntimeError after close or a
+        sender failure.
         """
         self._check_usable()
         if not isinstance(layer, str) or not layer or "\0" in layer:
@@ -216,10 +154,22 @@ class Client:
         if min(units, height, width) == 0 or max(units, height, width) >= 2**32:
             raise ValueError(f"layer {layer}: shape C x h x w = {units} x {height} x {width} must be positive")
         wire_dtype = self.dtype or (source_dtype if source_dtype in ("float16", "bfloat16") else "float32")
-        payload = _encode(values, source_dtype, wire_dtype)
+        queued = True
+        for sender, mask in self._route(layer, ids):
+            part_ids, part = (ids, values) if mask is None else (ids[mask], values[mask])
+            frames, nbytes = self._frames(layer, int(step), part_ids, _encode(part, source_dtype, wire_dtype), wire_dtype)
+            queued = self._enqueue(sender, frames, nbytes) and queued
+        return queued
 
+    def _route(self, layer, ids):
+        if self.cluster is None:
+            return [(self._senders[""], None)]
+        return [(self._senders[daemon.name], mask) for daemon, mask in self.cluster.route(layer, ids)]
+
+    def _frames(self, layer, step, ids, payload, wire_dtype):
+        count, units, height, width = payload.shape
         header = hndd_pb2.BatchHeader(
-            protocol_version=PROTOCOL_VERSION, run=self.run, layer=layer, step=int(step),
+            protocol_version=PROTOCOL_VERSION, run=self.run, layer=layer, step=step,
             dtype=DTYPES[wire_dtype][0], units=units, height=height, width=width, sender=self._sender_name)
         header.image_ids.extend(ids.tolist())
         if self.rank is not None:
@@ -229,47 +179,63 @@ class Client:
         if nbytes > self.max_queue_bytes:
             raise ValueError(f"layer {layer}: a batch of {nbytes / 2**20:.1f} MiB can never fit the "
                              f"{self.max_queue_bytes / 2**20:.1f} MiB queue; send fewer images at once or raise max_queue_mb")
-        return self._enqueue([header_bytes, payload], nbytes)
+        return [header_bytes, payload], nbytes
 
-    def _enqueue(self, frames, nbytes):
-        state = self._state
+    def _enqueue(self, state, frames, nbytes):
         with state.condition:
             def has_room():
                 return state.error is not None or state.queued_bytes + nbytes <= self.max_queue_bytes
 
+            if state.is_unreachable():
+                state.note_unreachable_drop(nbytes)
+                return False
             if not has_room() and self.on_full == "block":
-                state.condition.wait_for(has_room, timeout=self.block_timeout)
+                state.condition.wait_for(lambda: has_room() or state.is_unreachable(), timeout=self.block_timeout)
             if state.error is not None:
-                raise RuntimeError(f"hndd client: sending to {self.endpoint} failed: {state.error}")
-            if not has_room():
+                raise RuntimeError(f"hndd client: sending to {state.endpoint} failed: {state.error}")
+            if not has_room() or state.is_unreachable():
                 state.dropped_batches += 1
                 state.dropped_bytes += nbytes
-                self._warn_full()
+                self._warn_full(state)
                 return False
             state.queue.append((frames, nbytes))
             state.queued_bytes += nbytes
             state.condition.notify_all()
         return True
 
-    def _warn_full(self):
+    def _warn_full(self, state):
         if self._warned_full:
             return
         self._warned_full = True
         message = (f"hndd client: the send queue ({self.max_queue_bytes / 2**20:.0f} MiB) is full, dropping batches: "
-                   f"the daemon at {self.endpoint} is not running or not keeping up (see Client.stats)")
+                   f"the daemon at {state.endpoint} is not running or not keeping up (see Client.stats)")
         logger.warning(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def flush(self, timeout=None):
-        """Waits until every queued batch is handed to ZeroMQ. Returns False on timeout."""
-        state = self._state
-        with state.condition:
-            drained = state.condition.wait_for(lambda: state.drained() or state.error is not None, timeout)
-            if state.error is not None:
-                raise RuntimeError(f"hndd client: sending to {self.endpoint} failed: {state.error}")
-            return drained
+        """Waits until every queued batch is handed to ZeroMQ (or, with a cluster, dropped for an
+        unreachable daemon). Returns False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for state in self._senders.values():
+            with state.condition:
+                # Long enough to tell an unreachable daemon (then given up) from a slow one.
+                until = deadline if deadline is None or state.unreachable_after is None else \
+                    max(deadline, time.monotonic() + state.unreachable_after)
+                while not (state.drained() or state.error is not None or state.is_unreachable()):
+                    left = None if until is None else until - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    # Unreachability comes with time, not with a notification: look again soon.
+                    state.condition.wait(FLUSH_POLL_SECONDS if left is None else min(FLUSH_POLL_SECONDS, left))
+                if state.error is not None:
+                    raise RuntimeError(f"hndd client: sending to {state.endpoint} failed: {state.error}")
+                if state.is_unreachable():
+                    state.give_up_waiting()
+                elif not state.drained():
+                    return False
+        return True
 
     def close(self, timeout=10.0):
         """Sends what is pending (waiting up to `timeout` s in all), then stops. Batches still
@@ -278,7 +244,7 @@ class Client:
             return
         self._closed = True
         self._finalizer.detach()
-        self._state.shut_down(timeout)
+        _shut_down_all(list(self._senders.values()), timeout)
         stats = self.stats
         if stats.dropped_batches:
             logger.warning("hndd client: %d batches (%.1f MiB) were dropped in all", stats.dropped_batches,
@@ -292,18 +258,58 @@ class Client:
 
     @property
     def stats(self) -> ClientStats:
-        state = self._state
-        with state.condition:
-            return ClientStats(
-                sent_batches=state.sent_batches, sent_bytes=state.sent_bytes,
-                dropped_batches=state.dropped_batches, dropped_bytes=state.dropped_bytes,
-                queued_batches=len(state.queue), queued_bytes=state.queued_bytes)
+        """The counters summed over every daemon."""
+        per_daemon = self.daemon_stats.values()
+        return ClientStats(**{field: sum(getattr(s, field) for s in per_daemon) for field in ClientStats.__dataclass_fields__})
+
+    @property
+    def daemon_stats(self) -> Dict[str, ClientStats]:
+        """The counters of each daemon, by its name in the cluster file ("" without one)."""
+        return {name: _stats_of(state) for name, state in self._senders.items()}
 
     def _check_usable(self):
         if self._closed:
             raise RuntimeError("hndd client: send after close()")
-        if self._state.error is not None:
-            raise RuntimeError(f"hndd client: sending to {self.endpoint} failed: {self._state.error}")
+        for state in self._senders.values():
+            if state.error is not None:
+                raise RuntimeError(f"hndd client: sending to {state.endpoint} failed: {state.error}")
+
+
+#: A cluster's daemon that takes nothing for this long while a batch waits is unreachable.
+DEFAULT_UNREACHABLE_AFTER = 5.0
+#: How often `flush` looks whether a daemon has become unreachable.
+FLUSH_POLL_SECONDS = 0.1
+
+
+def _credential(key):
+    if key is None:
+        return None
+    check_curve_available()
+    return load_credential(key)
+
+
+def _stats_of(state: SenderState) -> ClientStats:
+    with state.condition:
+        return ClientStats(
+            sent_batches=state.sent_batches, sent_bytes=state.sent_bytes,
+            dropped_batches=state.dropped_batches, dropped_bytes=state.dropped_bytes,
+            queued_batches=len(state.queue), queued_bytes=state.queued_bytes,
+            unreachable_batches=state.unreachable_batches, auth_refusals=state.auth_refusals,
+            credential_warnings=int(state.credential is not None and state.credential.warning is not None))
+
+
+def _shut_down_all(states, timeout):
+    """Stops every sender, sharing `timeout` seconds: each waits for its own batches meanwhile."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    for state in states:
+        with state.condition:
+            state.closing = True
+            # An unreachable daemon's batches are given up at once: the others' get the time.
+            state.abort_at = time.monotonic() if state.is_unreachable() else deadline
+            state.condition.notify_all()
+    for state in states:
+        if state.thread is not None:
+            state.thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
 
 
 # -- conversions -------------------------------------------------------------------------------------

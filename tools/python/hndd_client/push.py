@@ -30,6 +30,8 @@ def build_parser():
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--run-dir", metavar="DIR", help="the daemon's run directory (ipc://DIR/ingest.sock)")
     target.add_argument("--endpoint", metavar="EP", help="the daemon's ingest endpoint, e.g. tcp://127.0.0.1:5555")
+    target.add_argument("--cluster", metavar="FILE", help="a cluster file: each layer goes to the daemon(s) serving it")
+    parser.add_argument("--key", metavar="FILE", help="CURVE credential for a daemon on TCP (made by hndd keys client)")
     parser.add_argument("--run", required=True, metavar="NAME", help="run name of the probe pass")
     parser.add_argument("--step", required=True, type=int, metavar="S", help="training step of the probe pass")
     parser.add_argument("--layer", action="append", metavar="L", help="layer to send (repeatable; default: all)")
@@ -154,7 +156,7 @@ def push(args):
             batches = [rows[start:start + args.batch_size] for start in range(0, len(rows), args.batch_size)]
             plans.append((name, activations, ids, batches))
         try:
-            client = Client(run_dir=args.run_dir, endpoint=args.endpoint, run=args.run,
+            client = Client(run_dir=args.run_dir, endpoint=args.endpoint, cluster=args.cluster, key=args.key, run=args.run,
                             max_queue_mb=args.max_queue_mb, on_full="block", dtype=args.dtype,
                             block_timeout=args.timeout, rank=rank)
         except ValueError as error:
@@ -178,19 +180,34 @@ def push(args):
                         queued = client.send(name, args.step, ids[rows], values)
                     except (ValueError, TypeError) as error:
                         raise PushError(str(error)) from None
-                    if not queued:
+                    if not queued and client.cluster is None:
                         raise PushError(f"the daemon at {client.endpoint} accepted nothing for {args.timeout:g} s: "
-                                        "is hndd serve running?")
+                                        f"is hndd serve running{_refusal_hint(client)}?")
                     images += len(rows)
             if not client.flush(args.timeout):
                 raise PushError(f"the daemon at {client.endpoint} did not take the last batches within "
-                                f"{args.timeout:g} s: is hndd serve running?")
+                                f"{args.timeout:g} s: is hndd serve running{_refusal_hint(client)}?")
             delivered = True
         finally:
             # After a failure, give up on what is still queued instead of waiting again.
             client.close(timeout=args.timeout if delivered else 0.0)
         stats = client.stats
     elapsed = time.monotonic() - started
+    target = client.endpoint if client.cluster is None else f"the {len(client.cluster.daemons)} daemons of {args.cluster}"
     print(f"push: sent {images} image rows in {stats.sent_batches} batches ({stats.sent_bytes / 2**20:.1f} MiB) "
-          f"of {len(layers)} layer(s) to {client.endpoint} in {elapsed:.2f} s", file=sys.stderr)
-    return 0
+          f"of {len(layers)} layer(s) to {target} in {elapsed:.2f} s", file=sys.stderr)
+    return _report_unreachable(client)
+
+
+def _refusal_hint(client) -> str:
+    """ ", and does it accept this credential" when the daemon refused the handshake."""
+    return ", and does it accept this client (see the log above)" if client.stats.auth_refusals else ""
+
+
+def _report_unreachable(client) -> int:
+    """With a cluster: one line per daemon that dropped batches; exit status 1 if any did."""
+    failed = {name: s for name, s in client.daemon_stats.items() if s.dropped_batches}
+    for name, s in failed.items():
+        print(f"push: error: daemon {name or client.endpoint}: {s.dropped_batches} batches dropped "
+              f"({s.unreachable_batches} while it was unreachable)", file=sys.stderr)
+    return 1 if failed else 0

@@ -24,6 +24,11 @@ nothing for ``stall_seconds`` (it is gone): so memory stays bounded, no compute 
 that cannot be delivered, and the daemon only gets whole passes. The cost of the passes
 themselves is measured (``Watcher.stats``); choose ``every`` so that it stays small.
 
+Data-parallel training: when a ``torch.distributed`` process group is initialised, each rank
+probes only its share of the images (``Probe.share``: every world-size-th id from its rank) and
+sends it with its own client (on another host: ``Client(endpoint="tcp://...", key=...)``); the
+daemon completes the pass when every share has arrived.
+
 `Probe` is the by-hand half: it yields ``(image_ids, images)`` batches of the dictionary's
 ``/images/pixels`` for loops of your own.
 """
@@ -97,6 +102,20 @@ class Probe:
                                  f"(0..{total - 1})")
         self._cache: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
         self._cache_failed = False
+
+    def share(self, rank: int, world_size: int) -> "Probe":
+        """The probe of rank ``rank`` of ``world_size``: every ``world_size``-th image id from the
+        ``rank``-th, same batches and preprocessing (the pixels are shared, not copied). The shares
+        of ranks 0..world_size-1 cover the ids once."""
+        if not 0 <= rank < world_size:
+            raise ProbeError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+        ids = self.image_ids[rank::world_size]
+        if len(ids) == 0:
+            raise ProbeError(f"{self.path}: rank {rank} of {world_size} gets no image of the "
+                             f"{len(self.image_ids)} probed: use fewer ranks than images")
+        shared = object.__new__(Probe)
+        shared.__dict__.update(self.__dict__, image_ids=ids, _cache=None, _cache_failed=False)
+        return shared
 
     @property
     def images_total(self) -> int:
@@ -373,7 +392,7 @@ class _AllLayersCaptured(Exception):
 def watch(model: torch.nn.Module, layers: Sequence[str], dictionary, every: int, client=None, *,
           run_dir=None, run: str = "run", batch_size: int = 64, preprocess: Optional[Callable] = None,
           dtype: Optional[str] = "float16", device=None, probe: Optional[Probe] = None,
-          stop_early: bool = True, stall_seconds: float = 5.0) -> Watcher:
+          stop_early: bool = True, stall_seconds: float = 5.0, split_by_rank: bool = True) -> Watcher:
     """Dissects ``layers`` of ``model`` every ``every`` training steps (see the module doc).
 
     Args:
@@ -391,6 +410,9 @@ def watch(model: torch.nn.Module, layers: Sequence[str], dictionary, every: int,
             layers after them (the model's later modules and their hooks do not run).
         stall_seconds: a pass is skipped while a whole earlier pass still waits in the client and
             the daemon has taken nothing for this long (it is gone or stuck).
+        split_by_rank: when a ``torch.distributed`` process group is initialised, probe only this
+            rank's share of the images (every ``world_size``-th one from ``rank``), so the ranks
+            together send each image once and the daemon completes one pass from all of them.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -405,21 +427,32 @@ def watch(model: torch.nn.Module, layers: Sequence[str], dictionary, every: int,
     if dtype is not None and dtype not in WIRE_DTYPES:
         raise ValueError(f"dtype must be None or one of {sorted(WIRE_DTYPES)}, not {dtype!r}")
     _resolve_layers(model, layers)  # fail before making a client
+    share = _distributed_share() if split_by_rank else None
     if probe is None:
         if device is None:  # where the model is
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         probe = Probe(dictionary, batch_size=batch_size, preprocess=preprocess, device=device)
+    if share is not None:
+        probe = probe.share(*share)
     own_client = client is None
     if own_client:
         if run_dir is None:
             raise ValueError("give a client, or run_dir (the daemon's run directory) to make one")
         from .client import Client
-        client = Client(run_dir=run_dir, run=run)
+        client = Client(run_dir=run_dir, run=run, rank=share[0] if share else None)
     elif run_dir is not None:
         raise ValueError("give either a client or run_dir, not both")
     if not stall_seconds >= 0:
         raise ValueError(f"stall_seconds must be a non-negative number of seconds, not {stall_seconds!r}")
     return Watcher(model, layers, probe, every, client, dtype, own_client, stop_early, float(stall_seconds))
+
+
+def _distributed_share() -> Optional[Tuple[int, int]]:
+    """(rank, world size) of the initialised default process group, else None (one process)."""
+    distributed = getattr(torch, "distributed", None)
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return None
+    return distributed.get_rank(), distributed.get_world_size()
 
 
 def _resolve_layers(model: torch.nn.Module, layers: Sequence[str]) -> Dict[str, torch.nn.Module]:
