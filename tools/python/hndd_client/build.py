@@ -76,6 +76,7 @@ CELEBA_GENDER_ATTRIBUTE = "Male"
 UTK_RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: None}
 UTK_GENDERS = {0: "male", 1: "female"}
 LOCAL_SOURCES = ("celeba", "au")
+WRITE_SLICE = 64  # images written at a time (one h5py call a dataset, not one an image)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 AU_COLUMN = re.compile(r"^\s*AU\s*0*([0-9]+)\s*(?:_([cr]))?\s*$", re.IGNORECASE)
 IMAGE_COLUMNS = ("image", "file", "filename", "path", "name", "image_path")
@@ -420,21 +421,23 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
     needing = without_face = 0
     progress = Progress(len(present), "build-dictionary", stream=log)
     with DictionaryWriter(out, header, len(present), size, with_landmarks=True) as writer:
-        for row, record in enumerate(present):
-            image = _open_rgb(record.path)
-            points = None
-            if record.needs_landmarks:
-                needing += 1
-                points = landmark_table.lookup(record) if landmark_table is not None else None
-                if points is None and detector is not None:
-                    points = detector.detect(np.asarray(image))
-                without_face += points is None
-            pixels, left, top, side = crop_and_resize(image, size)
-            global_label, local_label, ellipse, masks, normalised = image_rows(record, points, (left, top, side),
-                                                                              taxonomy, mask_size, chi2)
-            writer.write(row, global_label[None], local_label[None], ellipse[None], masks[None],
-                         [f"{record.source}/{record.key}"], pixels[None], normalised[None])
-            progress.advance()
+        for start in range(0, len(present), WRITE_SLICE):
+            rows = []
+            for record in present[start:start + WRITE_SLICE]:
+                image = _open_rgb(record.path)
+                points = None
+                if record.needs_landmarks:
+                    needing += 1
+                    points = landmark_table.lookup(record) if landmark_table is not None else None
+                    if points is None and detector is not None:
+                        points = detector.detect(np.asarray(image))
+                    without_face += points is None
+                pixels, left, top, side = crop_and_resize(image, size)
+                rows.append(image_rows(record, points, (left, top, side), taxonomy, mask_size, chi2) + (pixels,))
+                progress.advance()
+            global_label, local_label, ellipse, masks, normalised, pixels = (np.stack(c) for c in zip(*rows))
+            sources = [f"{record.source}/{record.key}" for record in present[start:start + WRITE_SLICE]]
+            writer.write(start, global_label, local_label, ellipse, masks, sources, pixels, normalised)
     progress.finish()
     _report(present, taxonomy, needing, without_face, log)
     return len(present)
