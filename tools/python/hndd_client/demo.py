@@ -16,7 +16,9 @@ a shared machine), and it prints the steps per second of each.
 ``table`` takes the snapshot file's counts from ``hndd summary --json`` and prints the finding of
 the paper's §5 as measured: units paired with eyeglasses (and units localised in the eye region)
 at P = 50 against P = 100 per layer over training steps, and units biased toward grayscale per
-layer at each P. Run names follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as
+layer at each P; for runs named ``smile-P<percent>`` (``tools/demo --real``), units biased toward
+female and male and units paired with no_beard and rosy_cheeks, and with ``--summary`` the
+held-out accuracy that ``train --testset`` measured per smiling × gender cell. Run names follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as
 ``tools/demo`` names them.
 """
 from __future__ import annotations
