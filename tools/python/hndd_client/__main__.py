@@ -6,6 +6,7 @@ COMMANDS = {
     "push": ("hndd_client.push", "replay an activations file to hndd serve, as a trainer would"),
     "synth-dictionary": ("hndd_client.synth", "render a synthetic Face Dictionary"),
     "synth-trainset": ("hndd_client.synth", "render a biased synthetic training set"),
+    "real-trainset": ("hndd_client.real_trainset", "a gender-skewed smile training set from real CelebA faces"),
     "build-dictionary": ("hndd_client.build", "build a Face Dictionary from its authors' folder or CelebA/UTKFace/AU"),
 }
 

@@ -8,8 +8,8 @@ labels but no masks, drawing each concept's mask from 68 face landmarks (``landm
 
     python3 -m hndd_client build-dictionary [--celeba-attrs list_attr_celeba.txt --celeba-images DIR]
         [--utkface DIR] [--au-csv F.csv [--au-images DIR] [--au-threshold T]]
-        [--landmarks-csv L.csv] [--mediapipe] --size PX --out D.h5 [--mask-size 112]
-        [--max-per-source N] [--skip-missing] [--skip-unparsable]
+        [--landmarks-csv L.csv] [--landmarks dlib] --size PX --out D.h5 [--mask-size 112]
+        [--max-per-source N] [--skip-missing]
 
 Sources and what each annotates (everything else is −1, "not annotated", for its images):
 
@@ -18,7 +18,12 @@ Sources and what each annotates (everything else is −1, "not annotated", for i
   and ``Male`` to gender.
 * UTKFace: image files named ``age_gender_race_date.jpg`` (also ``….jpg.chip.jpg``); gender 0 is
   male and 1 female, race 0 white, 1 black, 2 asian, 3 indian, 4 others (→ −1). Ages bin as
-  [0, 20) → 0-20, [20, 40) → 20-40, [40, 60) → 40-60, 60 and over → 60+.
+  [0, 20) → 0-20, [20, 40) → 20-40, [40, 60) → 40-60, 60 and over → 60+. UTKFace images are
+  global images only (no landmarks, every local label −1), as in the paper's dictionary. The
+  published release has a few malformed names (a missing race field, a stray space, a missing
+  dot): they are reported by name and left out, never fatal.
+* Skin tone: neither CelebA nor UTKFace labels it, so it stays −1 (not annotated) everywhere; the
+  build says so rather than inventing it from pixel colours.
 * Action units: a CSV (EmotioNet / DISFA style) with an image column (``image``, ``file``,
   ``filename``, ``path`` or ``name``) and one column per AU (``AU1``, ``AU01``, ``AU 1``,
   ``AU01_c``); a value ≥ ``--au-threshold`` (default 1) is present, below it absent, and an
@@ -27,12 +32,15 @@ Sources and what each annotates (everything else is −1, "not annotated", for i
 
 Local concepts need landmarks: from ``--landmarks-csv`` (``image,x0,y0,…,x67,y67`` in pixels of the
 original image, pixel centres at integer coordinates, iBUG-68 order; ``image`` matches a source's
-file name or its path relative to the source folder) or detected with MediaPipe's face mesh
-(``--mediapipe``, needs ``pip install mediapipe``). An image without landmarks keeps its global
-labels and has every local label −1. Facial parts are present (1) on every image that has
-landmarks. Images are centre-cropped to a square and resized to ``--size``; a concept whose
+file name or its path relative to the source folder) or, for images the table lacks, detected with
+the paper's detector (``--landmarks dlib``, ``face_detector.py``; ``pip install
+'hndd-client[landmarks]'``). An image without landmarks (no face found) keeps its global labels
+and has every local label −1; the build counts them. Facial parts are present (1) on every image
+that has landmarks. Images are centre-cropped to a square and resized to ``--size``; a concept whose
 landmarks lie outside the crop is marked −1. Masks are written as rasters (SPEC §1 version 2):
-bilateral concepts are one ellipse per side. ``/images/source`` is the source's name and the
+bilateral concepts are one ellipse per side. The concepts are the published dictionary's
+(``hnd_folder.published_taxonomy``: 8 parts, no chin) with the attributes only when CelebA is a
+source and the action units only when an AU CSV is. ``/images/source`` is the source's name and the
 image's path relative to its folder: ``celeba/000001.jpg``, ``utkface/…``, ``au/…``.
 """
 from __future__ import annotations
@@ -50,9 +58,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .cli import positive_int
+from .face_detector import DETECTORS, DetectorUnavailable
 from .dictionary_io import DEFAULT_MASK_SIZE, DictionaryHeader, DictionaryWriter
 from .landmarks import DEFAULT_CHI2, LandmarkError, check_landmarks, concept_ellipses, concept_masks
-from .taxonomy import PART, Taxonomy, load_taxonomy
+from .progress import Progress
+from .taxonomy import ACTION_UNIT, ATTRIBUTE, PART, Taxonomy
 
 CELEBA_CONCEPTS = {
     "5_o_Clock_Shadow": "five_o_clock_shadow", "Arched_Eyebrows": "arched_eyebrows",
@@ -65,20 +75,13 @@ CELEBA_CONCEPTS = {
 CELEBA_GENDER_ATTRIBUTE = "Male"
 UTK_RACES = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: None}
 UTK_GENDERS = {0: "male", 1: "female"}
+LOCAL_SOURCES = ("celeba", "au")
+WRITE_SLICE = 64  # images written at a time (one h5py call a dataset, not one an image)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 AU_COLUMN = re.compile(r"^\s*AU\s*0*([0-9]+)\s*(?:_([cr]))?\s*$", re.IGNORECASE)
 IMAGE_COLUMNS = ("image", "file", "filename", "path", "name", "image_path")
 AU_NOT_CODED = 999.0
 
-# iBUG-68 point -> MediaPipe face-mesh vertex that sits on the same facial feature (approximate)
-MEDIAPIPE_TO_IBUG68 = (
-    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # jaw
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows
-    168, 197, 5, 4, 75, 97, 2, 326, 305,  # nose
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes
-    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips
-    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips
-)
 
 
 class BuildError(ValueError):
@@ -94,6 +97,11 @@ class ImageRecord:
     path: Path
     global_labels: Dict[str, str] = field(default_factory=dict)  # category -> subgroup
     local_labels: Dict[str, int] = field(default_factory=dict)  # concept -> 1 / 0 / -1
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """Images of a source with local concepts (CelebA, AU) need masks; UTKFace's are global only."""
+        return self.source in LOCAL_SOURCES
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,40 +159,47 @@ def utk_age_group(age: int) -> str:
     return "0-20" if age < 20 else "20-40" if age < 40 else "40-60" if age < 60 else "60+"
 
 
-def read_utkface(directory: Path, skip_unparsable: bool = False, log=None) -> List[ImageRecord]:
+UTK_NAME = re.compile(r"^(\d{1,3})_(\d)_(\d)_(\d+)\.(?:jpe?g|png)(?:\.chip\.jpg)?$", re.IGNORECASE)
+SHOWN_NAMES = 10  # malformed names listed in the report; the rest are counted
+
+
+def parse_utk_name(name: str) -> Optional[Dict[str, str]]:
+    """Global labels of ``age_gender_race_date.jpg[.chip.jpg]``, or None for a malformed name."""
+    match = UTK_NAME.match(name)
+    if match is None:
+        return None
+    age, gender, race = (int(match.group(k)) for k in (1, 2, 3))
+    if age > 130 or gender not in UTK_GENDERS or race not in UTK_RACES:
+        return None
+    labels = {"age": utk_age_group(age), "gender": UTK_GENDERS[gender]}
+    if UTK_RACES[race] is not None:
+        labels["ethnicity"] = UTK_RACES[race]
+    return labels
+
+
+def read_utkface(directory: Path, log=None) -> List[ImageRecord]:
     """UTKFace images: labels come from the file names ``age_gender_race_date.jpg``.
 
-    The public UTKFace release has a few names without the race field; ``skip_unparsable``
-    leaves such files out (with a note) instead of stopping.
-    """
+    The public release has a few malformed names (a missing race field, a stray space, a
+    missing dot); they are reported by name and left out, never fatal."""
     if not directory.is_dir():
         raise BuildError(f"{directory}: not a directory (--utkface expects the folder of UTKFace images)")
-    records, skipped = [], 0
+    records, malformed = [], []
     for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not path.is_file() or not any(path.name.lower().endswith(s) for s in IMAGE_SUFFIXES):
             continue
-        parts = path.name.split("_")
-        try:
-            age, gender, race = int(parts[0]), int(parts[1]), int(parts[2])
-            if len(parts) < 4 or not 0 <= age <= 130 or gender not in UTK_GENDERS or race not in UTK_RACES:
-                raise ValueError
-        except (ValueError, IndexError):
-            if skip_unparsable:
-                skipped += 1
-                continue
-            raise BuildError(f"{path}: UTKFace file names must read age_gender_race_date.jpg with age 0..130, "
-                             f"gender 0 (male) or 1 (female) and race 0..4 (--skip-unparsable leaves such "
-                             f"files out)") from None
-        record = ImageRecord("utkface", path.name, path)
-        record.global_labels["age"] = utk_age_group(age)
-        record.global_labels["gender"] = UTK_GENDERS[gender]
-        if UTK_RACES[race] is not None:
-            record.global_labels["ethnicity"] = UTK_RACES[race]
-        records.append(record)
-    if skipped:
-        print(f"build-dictionary: left out {skipped} UTKFace files whose names give no labels", file=log or sys.stderr)
+        labels = parse_utk_name(path.name)
+        if labels is None:
+            malformed.append(path.name)
+            continue
+        records.append(ImageRecord("utkface", path.name, path, global_labels=labels))
+    if malformed:
+        shown = ", ".join(repr(name) for name in malformed[:SHOWN_NAMES])
+        more = f" and {len(malformed) - SHOWN_NAMES} more" if len(malformed) > SHOWN_NAMES else ""
+        print(f"build-dictionary: left out {len(malformed)} UTKFace files in {directory} whose names do not read "
+              f"age_gender_race_date.jpg (age 0..130, gender 0/1, race 0..4): {shown}{more}", file=log or sys.stderr)
     if not records:
-        raise BuildError(f"{directory}: no images found")
+        raise BuildError(f"{directory}: no UTKFace images with readable names found")
     return records
 
 
@@ -312,25 +327,6 @@ def _is_number(text: str) -> bool:
         return False
 
 
-class MediaPipeLandmarks:
-    """68 iBUG points picked from MediaPipe's 468-point face mesh (``pip install mediapipe``)."""
-
-    def __init__(self):
-        try:
-            import mediapipe  # noqa: F401  (optional dependency)
-        except ImportError:
-            raise BuildError("--mediapipe needs the mediapipe package (pip install mediapipe); "
-                             "or give landmarks with --landmarks-csv") from None
-        self._mesh = mediapipe.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1)
-
-    def detect(self, image: Image.Image) -> Optional[np.ndarray]:
-        result = self._mesh.process(np.asarray(image.convert("RGB")))
-        if not result.multi_face_landmarks:
-            return None
-        mesh = result.multi_face_landmarks[0].landmark
-        width, height = image.size
-        # MediaPipe gives fractions of the image; convert to pixel-centre coordinates
-        return np.array([[mesh[i].x * width - 0.5, mesh[i].y * height - 0.5] for i in MEDIAPIPE_TO_IBUG68])
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,12 +375,17 @@ def image_rows(record: ImageRecord, landmark_points: Optional[np.ndarray], crop:
     return global_label, local_label, ellipse, masks, normalised
 
 
-def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxonomy: Taxonomy,
-                     landmark_table: Optional[LandmarkTable] = None, detector: Optional[MediaPipeLandmarks] = None,
-                     mask_size: int = DEFAULT_MASK_SIZE, chi2: float = DEFAULT_CHI2, skip_missing: bool = False,
-                     log=None) -> int:
-    """Writes the dictionary; returns the number of images written. Notes go to ``log`` (stderr)."""
-    log = log or sys.stderr
+def annotated_taxonomy(with_attributes: bool, with_action_units: bool) -> Taxonomy:
+    """The published dictionary's concepts (8 parts, no chin) and, of its attributes and action
+    units, only the kinds some source annotates: a concept nobody is labelled for is left out."""
+    from .hnd_folder import published_taxonomy  # imported here: hnd_folder builds on this module
+
+    published = published_taxonomy()
+    kept = {PART: True, ATTRIBUTE: with_attributes, ACTION_UNIT: with_action_units}
+    return published.with_concepts([c.name for c in published.concepts if kept[c.type]])
+
+
+def _present_records(records: Sequence[ImageRecord], skip_missing: bool, log) -> List[ImageRecord]:
     present = []
     for record in records:
         if record.path.is_file():
@@ -396,34 +397,70 @@ def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxon
         print(f"build-dictionary: left out {len(records) - len(present)} missing images", file=log)
     if not present:
         raise BuildError("no images to write")
+    return present
 
+
+def _open_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise BuildError(f"{path}: cannot read the image ({error})") from None
+
+
+def build_dictionary(records: Sequence[ImageRecord], out: Path, size: int, taxonomy: Taxonomy,
+                     landmark_table: Optional[LandmarkTable] = None, detector=None,
+                     mask_size: int = DEFAULT_MASK_SIZE, chi2: float = DEFAULT_CHI2, skip_missing: bool = False,
+                     log=None) -> int:
+    """Writes the dictionary; returns the number of images written. Notes and the progress line
+    go to ``log`` (stderr). Landmarks are looked up (table) or detected (``detector.detect``)
+    only for images whose source annotates local concepts."""
+    log = log or sys.stderr
+    present = _present_records(records, skip_missing, log)
     header = DictionaryHeader.from_taxonomy(taxonomy, mask_size, chi2)
-    without_landmarks = 0
+    needing = without_face = 0
+    progress = Progress(len(present), "build-dictionary", stream=log)
     with DictionaryWriter(out, header, len(present), size, with_landmarks=True) as writer:
-        for row, record in enumerate(present):
-            try:
-                with Image.open(record.path) as opened:
-                    image = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError) as error:
-                raise BuildError(f"{record.path}: cannot read the image ({error})") from None
-            points = landmark_table.lookup(record) if landmark_table is not None else None
-            if points is None and detector is not None:
-                points = detector.detect(image)
-            if points is None:
-                without_landmarks += 1
-            pixels, left, top, side = crop_and_resize(image, size)
-            global_label, local_label, ellipse, masks, normalised = image_rows(record, points, (left, top, side),
-                                                                              taxonomy, mask_size, chi2)
-            writer.write(row, global_label[None], local_label[None], ellipse[None], masks[None],
-                         [f"{record.source}/{record.key}"], pixels[None], normalised[None])
-    if without_landmarks:
-        print(f"build-dictionary: {without_landmarks} of {len(present)} images have no landmarks; their local "
-              f"concepts are written as not annotated (-1)", file=log)
+        for start in range(0, len(present), WRITE_SLICE):
+            rows = []
+            for record in present[start:start + WRITE_SLICE]:
+                image = _open_rgb(record.path)
+                points = None
+                if record.needs_landmarks:
+                    needing += 1
+                    points = landmark_table.lookup(record) if landmark_table is not None else None
+                    if points is None and detector is not None:
+                        points = detector.detect(np.asarray(image))
+                    without_face += points is None
+                pixels, left, top, side = crop_and_resize(image, size)
+                rows.append(image_rows(record, points, (left, top, side), taxonomy, mask_size, chi2) + (pixels,))
+                progress.advance()
+            global_label, local_label, ellipse, masks, normalised, pixels = (np.stack(c) for c in zip(*rows))
+            sources = [f"{record.source}/{record.key}" for record in present[start:start + WRITE_SLICE]]
+            writer.write(start, global_label, local_label, ellipse, masks, sources, pixels, normalised)
+    progress.finish()
+    _report(present, taxonomy, needing, without_face, log)
     return len(present)
 
 
-DATASET_OPTIONS = ("celeba_attrs", "celeba_images", "utkface", "au_csv", "au_images", "landmarks_csv", "mediapipe",
-                   "max_per_source", "skip_unparsable")
+def _report(present: Sequence[ImageRecord], taxonomy: Taxonomy, needing: int, without_face: int, log) -> None:
+    counts: Dict[str, int] = {}
+    for record in present:
+        counts[record.source] = counts.get(record.source, 0) + 1
+    print("build-dictionary: " + ", ".join(f"{count:,} {source}" for source, count in counts.items())
+          + f" images; {len(taxonomy.concepts)} local concepts", file=log)
+    if without_face:
+        print(f"build-dictionary: {without_face:,} of {needing:,} images that need landmarks have none (no face "
+              f"found); they keep their global labels and their local concepts are not annotated (-1)", file=log)
+    labelled = {category for record in present for category in record.global_labels}
+    unlabelled = [name for name in taxonomy.category_names if name not in labelled]
+    if unlabelled:
+        print(f"build-dictionary: no source labels {', '.join(unlabelled)}: left unannotated (-1) for every image",
+              file=log)
+
+
+DATASET_OPTIONS = ("celeba_attrs", "celeba_images", "utkface", "au_csv", "au_images", "landmarks_csv", "landmarks",
+                   "max_per_source")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -440,15 +477,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--au-threshold", type=float, default=1.0,
                         help="AU value at or above which the AU is present (default 1; DISFA users often use 2)")
     parser.add_argument("--landmarks-csv", type=Path, help="image,x0,y0,...,x67,y67 in pixels")
-    parser.add_argument("--mediapipe", action="store_true", help="detect landmarks with MediaPipe face mesh")
+    parser.add_argument("--landmarks", choices=sorted(DETECTORS),
+                        help="detect 68 landmarks where --landmarks-csv has none (dlib: the paper's detector, "
+                             "pip install 'hndd-client[landmarks]')")
     parser.add_argument("--size", type=positive_int,
                         help="side of the stored square images (with --hnd-folder: by default the mask size)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mask-size", type=positive_int, default=DEFAULT_MASK_SIZE)
     parser.add_argument("--max-per-source", type=positive_int, help="use at most N images of each source")
     parser.add_argument("--skip-missing", action="store_true", help="leave out listed images that are not on disk")
-    parser.add_argument("--skip-unparsable", action="store_true",
-                        help="leave out UTKFace files whose names do not read age_gender_race_date")
     options = parser.parse_args(argv)
     if options.hnd_folder is not None:
         given = [f"--{name.replace('_', '-')}" for name in DATASET_OPTIONS if getattr(options, name)]
@@ -465,20 +502,20 @@ def main(argv: Sequence[str]) -> int:
         parser.error("give at least one source: --hnd-folder, --celeba-attrs/--celeba-images, --utkface or --au-csv")
 
     try:
-        taxonomy = load_taxonomy().without_optional()
+        detector = DETECTORS[options.landmarks]() if options.landmarks else None
+        taxonomy = annotated_taxonomy(options.celeba_attrs is not None, options.au_csv is not None)
         sources = []
         if options.celeba_attrs:
             sources.append(read_celeba(options.celeba_attrs, options.celeba_images, taxonomy))
         if options.utkface:
-            sources.append(read_utkface(options.utkface, options.skip_unparsable))
+            sources.append(read_utkface(options.utkface))
         if options.au_csv:
             sources.append(read_au_csv(options.au_csv, options.au_images, taxonomy, options.au_threshold))
         records = [record for source in sources for record in source[:options.max_per_source]]
         table = LandmarkTable(options.landmarks_csv) if options.landmarks_csv else None
-        detector = MediaPipeLandmarks() if options.mediapipe else None
         count = build_dictionary(records, options.out, options.size, taxonomy, table, detector, options.mask_size,
                                  skip_missing=options.skip_missing)
-    except (BuildError, OSError) as error:
+    except (BuildError, DetectorUnavailable, OSError) as error:
         print(f"build-dictionary: {error}", file=sys.stderr)
         return 1
     print(f"wrote {count} images to {options.out}", file=sys.stderr)

@@ -16,7 +16,9 @@ a shared machine), and it prints the steps per second of each.
 ``table`` takes the snapshot file's counts from ``hndd summary --json`` and prints the finding of
 the paper's §5 as measured: units paired with eyeglasses (and units localised in the eye region)
 at P = 50 against P = 100 per layer over training steps, and units biased toward grayscale per
-layer at each P. Run names follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as
+layer at each P; for runs named ``smile-P<percent>`` (``tools/demo --real``), units biased toward
+female and male and units paired with no_beard and rosy_cheeks, and with ``--summary`` the
+held-out accuracy that ``train --testset`` measured per smiling × gender cell. Run names follow ``<concept>-P<percent>`` (e.g. ``eyeglasses-P100``), as
 ``tools/demo`` names them.
 """
 from __future__ import annotations
@@ -210,13 +212,17 @@ def command_train(options) -> int:
         watcher.close()
         client.close()
     stats = watcher.stats
+    test = evaluate(trainer, options.testset) if options.testset else None
     summary = {
         "run": options.run, "steps": trainer.steps_done, "seconds": elapsed, "seed": options.seed,
         "probe_seconds": stats.probe_seconds, "passes_run": stats.passes_run,
         "passes_skipped": stats.passes_skipped, "dropped_batches": client.stats.dropped_batches,
         "probe_share": stats.probe_seconds / elapsed if elapsed else 0.0, "final_train_accuracy": accuracy,
-        "load_average": os.getloadavg()[0],
+        "load_average": os.getloadavg()[0], "test": test,
     }
+    if test:
+        print(f"[{options.run}] held-out test accuracy {100 * test['accuracy']:.1f} % on {test['images']} faces; "
+              + ", ".join(f"{cell} {100 * value:.1f} %" for cell, value in test["cells"].items()), flush=True)
     print(f"[{options.run}] done: {trainer.steps_done} steps in {elapsed:.0f} s, probe passes "
           f"{stats.passes_run} ({stats.passes_skipped} skipped) took {stats.probe_seconds:.1f} s "
           f"= {100 * summary['probe_share']:.1f} % of the run; load average {summary['load_average']:.1f}",
@@ -225,6 +231,32 @@ def command_train(options) -> int:
         with open(options.summary, "a") as out:
             out.write(json.dumps(summary) + "\n")
     return 0
+
+
+def evaluate(trainer: "Trainer", path: str) -> dict:
+    """Accuracy of the trained model on a held-out set, overall and per (class, bias) cell: for
+    ``real-trainset`` files the cells are smiling / not smiling × female / male."""
+    torch = trainer.torch
+    pixels, labels, attributes = read_trainset(path)
+    with h5py.File(path, "r") as file:
+        bias = file["bias"][()].astype(bool) if "bias" in file else np.zeros(len(labels), dtype=bool)
+    images = prepare_images(torch.from_numpy(pixels), trainer.config.size)
+    trainer.model.eval()
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, len(labels), 100):
+            predictions.append(trainer.model(normalise(images[start:start + 100])).argmax(1).numpy())
+    trainer.model.train()
+    correct = np.concatenate(predictions) == labels
+    classes = [str(c) for c in attributes.get("classes", range(int(labels.max()) + 1))]
+    concept = str(attributes.get("bias_concept", "bias"))
+    cells = {}
+    for k, name in enumerate(classes):
+        for flag in (True, False):
+            members = (labels == k) & (bias == flag)
+            if members.any():
+                cells[f"{name}, {concept if flag else 'not ' + concept}"] = float(correct[members].mean())
+    return {"accuracy": float(correct.mean()), "images": int(len(labels)), "cells": cells}
 
 
 def report_pass(run, step, loss, accuracy, watcher) -> None:
@@ -435,8 +467,46 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
         lines.append("")
         lines.extend(_table(series, gray, layers, lambda s: (s.biased_toward.get("grayscale"),), "{}"))
         lines.append("")
+    smile = experiments(series, "smile")
+    if smile:
+        lines.extend(smile_tables(series, smile, layers))
     if not lines:
-        lines.append("(no complete passes of runs named eyeglasses-P<percent> or grayscale-P<percent>)")
+        lines.append("(no complete passes of runs named eyeglasses-P<percent>, grayscale-P<percent> or smile-P<percent>)")
+    return lines
+
+
+def smile_tables(series, runs, layers) -> List[str]:
+    """The paper's §4 SMILE finding on real faces: gender-biased units, and units paired with the
+    cues the paper names (no_beard, rosy_cheeks), per layer and step, P = 50 against P = 90."""
+    lines = ["Smile classifier on real CelebA faces, gender-skewed (paper §4): units biased toward `female` / "
+             "toward `male`, per layer and training step", ""]
+    lines.extend(_table(series, runs, layers, lambda s: (s.biased_toward.get("female", 0 * s.steps),
+                                                        s.biased_toward.get("male", 0 * s.steps)), "{}/{}"))
+    lines += ["", "Units paired with `no_beard` / with `rosy_cheeks`, per layer and training step", ""]
+    lines.extend(_table(series, runs, layers, lambda s: (s.paired_with.get("no_beard", 0 * s.steps),
+                                                        s.paired_with.get("rosy_cheeks", 0 * s.steps)), "{}/{}"))
+    lines.append("")
+    return lines
+
+
+def accuracy_table(summary_path: str) -> List[str]:
+    """Markdown lines: each run's held-out accuracy, overall and per cell (from train --summary)."""
+    runs = []
+    with open(summary_path) as handle:
+        for line in handle:
+            row = json.loads(line) if line.strip() else {}
+            if row.get("test"):
+                runs.append(row)
+    if not runs:
+        return []
+    cells = list(runs[0]["test"]["cells"])
+    lines = ["Held-out accuracy (balanced test set, never trained on, not in the dictionary)", "",
+             "| run | steps | all | " + " | ".join(cells) + " |", "|" + "---|" * (3 + len(cells))]
+    for row in runs:
+        test = row["test"]
+        lines.append(f"| {row['run']} | {row['steps']} | {100 * test['accuracy']:.1f} % | "
+                     + " | ".join(f"{100 * test['cells'].get(cell, float('nan')):.1f} %" for cell in cells) + " |")
+    lines.append("")
     return lines
 
 
@@ -472,7 +542,10 @@ def _table(series, runs, layers, pick, cell_format) -> List[str]:
 def command_table(options) -> int:
     series = read_series(options.snapshots, options.hndd)
     layers = options.layers or sorted({layer for run in series.values() for layer in run})
-    text = "\n".join(finding_tables(series, layers))
+    lines = finding_tables(series, layers)
+    if options.summary:
+        lines += accuracy_table(options.summary)
+    text = "\n".join(lines)
     print(text, flush=True)
     if options.markdown:
         with open(options.markdown, "w") as out:
@@ -501,6 +574,7 @@ def _training_options(parser) -> None:
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--hndd", default=os.environ.get("HNDD_BIN", "hndd"), help="the hndd binary (for status)")
     parser.add_argument("--summary", help="append a JSON line with the measured figures to this file")
+    parser.add_argument("--testset", help="held-out set (same format) to measure accuracy on at the end")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -518,6 +592,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table.add_argument("--snapshots", required=True)
     table.add_argument("--layers", nargs="+")
     table.add_argument("--markdown", help="also write the tables to this Markdown file")
+    table.add_argument("--summary", help="train --summary file: adds the held-out accuracy table")
     table.add_argument("--hndd", default=os.environ.get("HNDD_BIN", "hndd"), help="the hndd binary (for its summary)")
     options = parser.parse_args(argv)
     try:

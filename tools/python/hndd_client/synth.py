@@ -20,13 +20,7 @@ the images is grayscale and the optional ``colour_scheme`` category (colour, gra
 writes a training set with a controlled bias, the protocol of the paper's §5: in P % of the
 images of the bias class (default: male for gender) the concept is present, in (100 − P) % of the
 images of every other class. Classes are balanced; the counts are exact (rounded), not drawn.
-File layout:
-
-    /images/pixels [N, PX, PX, 3] uint8
-    /labels        [N] int64   task class, index into the attribute /labels.classes
-    /bias          [N] uint8   1 where the bias concept is present
-    / attributes   format = "hndd-trainset", version = 1, task, classes, bias_concept,
-                   bias_percent, bias_class, seed
+File layout: ``trainset_io.py``.
 
 ``--bias 50`` gives an unbiased set to test on. Each image depends only on (seed, index), so
 results do not change with the number of worker processes.
@@ -40,17 +34,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Optional, Sequence
 
-import h5py
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cli import positive_int
-from .dictionary_io import (DEFAULT_MASK_SIZE, STRING, DictionaryHeader, DictionaryWriter, FaceDictionary,
-                            read_dictionary, replace_when_done)
+from .dictionary_io import DEFAULT_MASK_SIZE, DictionaryHeader, DictionaryWriter, FaceDictionary, read_dictionary
 from .face_renderer import FaceSpec, concept_presence, render, sample_face_spec, skin_luminance
 from .landmarks import DEFAULT_CHI2, concept_ellipses, concept_masks
 from .masks import pack, packed_width
 from .taxonomy import Taxonomy, load_taxonomy
+from .trainset_io import write_trainset
 
 UNLABELLED_AGE, UNLABELLED_GENDER, UNLABELLED_ETHNICITY = 0.04, 0.02, 0.03
 DARK_SKIN_BELOW, BRIGHT_SKIN_ABOVE = 0.5, 0.6
@@ -256,22 +249,9 @@ def generate_trainset(path, task: str, bias_concept: str, bias_percent: float, i
     labels, bias = trainset_plan(task, bias_concept, bias_percent, bias_class, images, seed)
     tasks = [(seed, s, e, size, task, bias_concept, labels[s:e], bias[s:e])
              for (_, s, e) in _chunks(images, seed)]
-    with replace_when_done(path) as partial, h5py.File(partial, "w") as file:
-        file.attrs["format"] = "hndd-trainset"
-        file.attrs["version"] = np.int32(1)
-        file.attrs["task"] = task
-        file.attrs["classes"] = np.array(classes, dtype=object).astype(STRING)
-        file.attrs["bias_concept"] = bias_concept
-        file.attrs["bias_percent"] = float(bias_percent)
-        file.attrs["bias_class"] = bias_class
-        file.attrs["seed"] = np.int64(seed)
-        target = file.create_dataset("images/pixels", shape=(images, size, size, 3), dtype=np.uint8,
-                                     chunks=(1, size, size, 3))
-        labels_dataset = file.create_dataset("labels", data=labels)
-        labels_dataset.attrs["classes"] = np.array(classes, dtype=object).astype(STRING)
-        file.create_dataset("bias", data=bias)
-        for start, pixels in _run(_render_trainset_chunk, tasks, workers):
-            target[start:start + len(pixels)] = pixels
+    write_trainset(path, classes, labels, bias, size, _run(_render_trainset_chunk, tasks, workers), task=task,
+                   bias_concept=bias_concept, bias_percent=float(bias_percent), bias_class=bias_class,
+                   seed=np.int64(seed))
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import csv
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,13 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from hndd_client.build import main as build_main
+from hndd_client.build import annotated_taxonomy, main as build_main
 from hndd_client.dictionary_io import read_dictionary
 from hndd_client.landmarks import ellipse_mask
-from hndd_client.taxonomy import PART, load_taxonomy
+from hndd_client.taxonomy import PART
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TAXONOMY = load_taxonomy().without_optional()
+TAXONOMY = annotated_taxonomy(with_attributes=True, with_action_units=True)  # the published 38: no chin
 CELEBA_TO_CONCEPT = {"Eyeglasses": "eyeglasses", "Arched_Eyebrows": "arched_eyebrows", "Goatee": "goatee",
                      "Bushy_Eyebrows": "bushy_eyebrows", "Narrow_Eyes": "narrow_eyes", "No_Beard": "no_beard",
                      "High_Cheekbones": "high_cheekbones", "Rosy_Cheeks": "rosy_cheeks",
@@ -111,11 +112,40 @@ def test_utkface_names_give_age_gender_ethnicity(built):
 def test_image_without_landmarks_keeps_global_labels_only(built, data):
     table = landmark_table(data)
     missing = [row for row, name in enumerate(built.sources) if name.split("/", 1)[1] not in table]
-    assert len(missing) == 1
+    assert [built.sources[row] for row in missing] == ["utkface/67_0_4_20170116174522125.jpg.chip.jpg"]
     row = missing[0]
     assert (built.local_label[row] == -1).all()
     assert np.isnan(built.ellipse[row]).all() and np.isnan(built.landmarks[row]).all()
     assert (built.global_label[row, :2] >= 0).all()
+
+
+def test_utkface_images_are_global_only_even_with_landmarks(built, data):
+    """UTKFace images are the dictionary's global images: the CSV's landmarks for them are unused."""
+    table = landmark_table(data)
+    utk = [row for row, name in enumerate(built.sources) if name.startswith("utkface/")]
+    assert sum(built.sources[row].split("/", 1)[1] in table for row in utk) == 2
+    for row in utk:
+        assert (built.local_label[row] == -1).all() and np.isnan(built.landmarks[row]).all()
+        assert not built.masks[row].any()
+
+
+def test_no_face_found_keeps_global_labels_and_is_counted(data, tmp_path, capsys):
+    class NoFace:
+        def detect(self, rgb):
+            assert rgb.ndim == 3 and rgb.shape[2] == 3
+            return None
+
+    from hndd_client.build import build_dictionary, read_celeba
+
+    records = read_celeba(data / "celeba/list_attr_celeba.txt", data / "celeba/img_align_celeba", TAXONOMY)
+    out = tmp_path / "faceless.h5"
+    assert build_dictionary(records, out, 64, TAXONOMY, detector=NoFace()) == 4
+    error = capsys.readouterr().err
+    assert "4 of 4 images that need landmarks have none (no face found)" in error
+    assert "no source labels age, ethnicity, skin_tone" in error
+    assert "build-dictionary: 4/4 images (100 %)" in error  # the progress line's last state
+    built = read_dictionary(out)
+    assert (built.local_label == -1).all() and (built.global_label[:, 1] >= 0).all()
 
 
 def test_action_units_from_the_csv(built, data, tmp_path):
@@ -140,7 +170,7 @@ def test_ellipses_come_from_the_csv_landmarks_through_the_crop(built, data):
     nose = TAXONOMY.concept("nose")
     for row, name in enumerate(built.sources):
         key = name.split("/", 1)[1]
-        if key not in table:
+        if key not in table or name.startswith("utkface/"):  # UTKFace images are global only
             continue
         source = data / ("celeba/img_align_celeba/" + key if name.startswith("celeba") else
                          "utkface/" + key if name.startswith("utkface") else "au/" + key)
@@ -210,13 +240,14 @@ def test_celeba_short_line_and_wrong_count(data, tmp_path, capsys):
 
 
 def test_utkface_bad_name_is_named(data, tmp_path, capsys):
-    shutil.copy(next((data / "utkface").glob("25_*")), data / "utkface/25_2_1_20170101.jpg")
+    # the published release's three kinds of malformed name, and a gender out of range
+    bad = ["61_1_20170109142408075.jpg.chip.jpg", "24_0_1_20170116220224657 .jpg.chip.jpg",
+           "55_0_0_20170116232725357jpg.chip.jpg", "25_2_1_20170101.jpg"]
+    for name in bad:
+        shutil.copy(next((data / "utkface").glob("25_*")), data / "utkface" / name)
     code, error = _run_broken(data, tmp_path, capsys)
-    assert code == 1 and "25_2_1_20170101.jpg: UTKFace file names must read age_gender_race_date.jpg" in error
-    shutil.copy(next((data / "utkface").glob("25_*")), data / "utkface/61_1_20170109142408075.jpg.chip.jpg")
-    (data / "utkface/25_2_1_20170101.jpg").unlink()
-    code, error = _run_broken(data, tmp_path, capsys, "--skip-unparsable")  # the real release has such names
-    assert code == 0 and "left out 1 UTKFace files" in error
+    assert code == 0 and "left out 4 UTKFace files" in error and "whose names do not read age_gender_race_date" in error
+    assert all(repr(name) in error for name in bad)
     assert len(read_dictionary(tmp_path / "broken.h5")) == 10
 
 
@@ -260,10 +291,15 @@ def test_missing_and_corrupt_images(data, tmp_path, capsys):
     assert len(read_dictionary(tmp_path / "broken.h5")) == 9
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is not None, reason="mediapipe is installed")
-def test_mediapipe_missing_is_a_clear_error(data, tmp_path, capsys):
-    code, error = _run_broken(data, tmp_path, capsys, "--mediapipe")
-    assert code == 1 and "pip install mediapipe" in error
+def test_missing_detector_is_a_clear_error(data, tmp_path, capsys, monkeypatch):
+    import hndd_client.face_detector as face_detector
+
+    monkeypatch.setattr(face_detector, "MODEL_PACKAGE", "no_such_package_hndd")
+    code, error = _run_broken(data, tmp_path, capsys, "--landmarks", "dlib")
+    assert code == 1 and "pip install 'hndd-client[landmarks]'" in error and "no_such_package_hndd" in error
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
+    code, error = _run_broken(data, tmp_path, capsys, "--landmarks", "dlib")
+    assert code == 1 and "--landmarks dlib needs dlib: pip install 'hndd-client[landmarks]'" in error
 
 
 def test_a_source_is_required(tmp_path):
