@@ -368,6 +368,7 @@ class LayerSeries:
     # "significant"); -1 at a step whose pass holds no tests.
     significant_paired_with: Dict[str, np.ndarray] = field(default_factory=dict)
     significant_biased_toward: Dict[str, np.ndarray] = field(default_factory=dict)
+    tested: Optional[np.ndarray] = None  # per step: the pass holds the significance tests
 
 
 def summary_rows(hndd: str, path: str) -> List[dict]:
@@ -409,7 +410,8 @@ def read_series(path: str, hndd: str) -> Dict[str, Dict[str, LayerSeries]]:
             in_region=per_step("units_per_region"), biased_toward=per_step("units_per_subgroup"),
             interpretable=np.array([row["interpretable_units"] for row in rows]), units=int(rows[0]["units"]),
             significant_paired_with=significant("units_per_concept"),
-            significant_biased_toward=significant("units_per_subgroup"))
+            significant_biased_toward=significant("units_per_subgroup"),
+            tested=np.array([row.get("significant") is not None for row in rows]))
     return series
 
 
@@ -430,12 +432,9 @@ def _at(values: np.ndarray, steps: np.ndarray, step: int) -> str:
     return str(int(values[where[0]])) if values[where[0]] >= 0 else "n/a"
 
 
-def _significant(counts: Dict[str, np.ndarray], name: str, steps: np.ndarray) -> np.ndarray:
+def _significant(counts: Dict[str, np.ndarray], name: str, tested: np.ndarray) -> np.ndarray:
     """A significant count per step: 0 where the tests ran and found none, -1 where none ran."""
-    if name in counts:
-        return counts[name]
-    tested = next(iter(counts.values()), None)
-    return np.where(tested >= 0, 0, -1) if tested is not None else np.full(len(steps), -1)
+    return counts[name] if name in counts else np.where(tested, 0, -1)
 
 
 def finding_tables(series, layers: Sequence[str]) -> List[str]:
@@ -448,7 +447,7 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
         lines.append("")
         lines.extend(_table(series, glasses, layers,
                             lambda s: (s.paired_with.get("eyeglasses", 0 * s.steps), s.in_region.get("eye"),
-                                       _significant(s.significant_paired_with, "eyeglasses", s.steps)), "{}/{} · {}"))
+                                       _significant(s.significant_paired_with, "eyeglasses", s.tested)), "{}/{} · {}"))
         lines.append("")
     gray = experiments(series, "grayscale")
     if gray:
@@ -457,7 +456,7 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
         lines.append("")
         lines.extend(_table(series, gray, layers,
                             lambda s: (s.biased_toward.get("grayscale"),
-                                       _significant(s.significant_biased_toward, "grayscale", s.steps)), "{} · {}"))
+                                       _significant(s.significant_biased_toward, "grayscale", s.tested)), "{} · {}"))
         lines.append("")
     if not lines:
         lines.append("(no complete passes of runs named eyeglasses-P<percent> or grayscale-P<percent>)")
@@ -496,7 +495,7 @@ def _table(series, runs, layers, pick, cell_format) -> List[str]:
     units = ", ".join(f"{layer}: {count}" for layer, count in units_by_layer.items())
     lines.append("")
     if beyond:
-        lines.append("Units biased beyond the untrained network (significant at the last pass minus at the first, "
+        lines.append("Units beyond the untrained network (significant at the last pass minus at the first, "
                      "the untrained reference): " + "; ".join(beyond) + ".")
     lines.append(f"Units per layer — {units}. '·': the paper's count · those significant (Benjamini–Hochberg "
                  f"q = 0.05 under the permutation null; 'n/a' where the pass has no tests). '–': no complete pass at that step.")
