@@ -21,13 +21,13 @@ import hnd_reference as ref
 from generate import GenerationOptions, LayerShape
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
-from daemon_harness import Daemon, ProcessRegistry, client_environment, complete_row, find_binary, push_command  # noqa: E402
+from daemon_harness import Daemon, ProcessRegistry, client_environment, complete_row, push_command  # noqa: E402
 
 LAYER = "layer4.2.conv1"
 RUN = "rasters"
 
 
-def test_serve_on_raster_masks_meets_spec_tolerances(tmp_path: Path):
+def test_serve_on_raster_masks_meets_spec_tolerances(tmp_path: Path, hndd_binary: Path):
     options = GenerationOptions(n_images=900, mask_size=64, seed=109, rasters=True, edge_masks=15,
                                 empty_masks=10, striped_images=3)
     dictionary, activations = tmp_path / "dictionary.h5", tmp_path / "activations.h5"
@@ -35,7 +35,7 @@ def test_serve_on_raster_masks_meets_spec_tolerances(tmp_path: Path):
     run_dir = Path(tempfile.mkdtemp(prefix="hndd-r-", dir="/tmp"))  # an ipc:// path must stay short
     processes = ProcessRegistry()
     try:
-        daemon = Daemon(find_binary(), run_dir, dictionary, processes)
+        daemon = Daemon(hndd_binary, run_dir, dictionary, processes)
         push = subprocess.run(push_command(run_dir, activations, RUN, 1, "--shuffle", "--seed", "3", "--batch-size", "64"),
                               env=client_environment(), capture_output=True, text=True, timeout=300)
         assert push.returncode == 0, f"push failed: {push.stderr}"
