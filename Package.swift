@@ -20,6 +20,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
+        // sgemm for the permutation nulls of the significance tests. Debian's openblas.pc names a
+        // per-variant include directory: no pkgConfig, link directly (cblas.h is on the default path).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
 
         // Which vector instructions the native code uses (AVX-512, AVX2 or none, chosen once at
         // load), and the vector conversions of half-precision floats (see its header).
@@ -28,7 +31,7 @@ let package = Package(
         // portable paths) and the candidate arena's memory: see its header.
         .target(name: "CHNDKernels", dependencies: ["CHNDCPU"]),
         // The engine: pure computation, knows nothing of files or sockets.
-        .target(name: "HNDEngine", dependencies: ["CHNDKernels"],
+        .target(name: "HNDEngine", dependencies: ["CHNDKernels", "COpenBLAS"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The store: HDF5 dictionary, activations and snapshot files.
         .target(name: "HNDStore", dependencies: ["CHDF5", "HNDEngine"]),

@@ -37,6 +37,12 @@ extension Hndd_Snapshot {
         netdissectConcept = s.netdissectConcept
         topImagesPerUnit = UInt32(s.topImageCount)
         topImages = s.topImages
+        if s.significanceTested {
+            globalP = s.globalP
+            globalSignificant = s.globalSignificant.map { $0 != 0 }
+            localP = s.localP
+            localSignificant = s.localSignificant.map { $0 != 0 }
+        }
         self.taxonomy = taxonomy
         duplicatesReported = duplicates
     }
@@ -60,6 +66,13 @@ extension LayerSnapshot {
         localPaired = m.localPaired.map { $0 ? 1 : 0 }
         netdissectConcept = m.netdissectConcept
         topImages = m.topImages
+        if !m.globalP.isEmpty || !m.localP.isEmpty {
+            significanceTested = true
+            globalP = m.globalP
+            globalSignificant = m.globalSignificant.map { $0 ? 1 : 0 }
+            localP = m.localP
+            localSignificant = m.localSignificant.map { $0 ? 1 : 0 }
+        }
     }
 }
 

@@ -25,6 +25,19 @@ public struct LayerSnapshot: Sendable, Equatable {
     /// [C, L], 0 outside the unit's region.
     public var localProb: [Float]
     public var localPaired: [UInt8]
+    /// Whether the snapshot holds the significance tests: complete passes do, partial ones skip
+    /// them (as do files written before them).
+    public var significanceTested = false
+    /// [C, G] Benjamini–Hochberg adjusted p-values of Stage I's P under the permutation null
+    /// (`PermutationNull`); 1 where nothing was tested, NaN in a snapshot that skipped the tests
+    /// (a partial pass).
+    public var globalP: [Float]
+    /// [C, G] 1 when biased and the adjusted p-value is at most `FalseDiscovery.rate`.
+    public var globalSignificant: [UInt8]
+    /// [C, L] as `globalP`, for Stage III (1 outside the unit's region).
+    public var localP: [Float]
+    /// [C, L] 1 when paired and the adjusted p-value is at most `FalseDiscovery.rate`.
+    public var localSignificant: [UInt8]
     /// [C] concept index of the Network Dissection baseline, −1 none.
     public var netdissectConcept: [Int32]
     /// [C, k] the images with the largest unit maxima, largest first; −1 pads.
@@ -46,6 +59,10 @@ public struct LayerSnapshot: Sendable, Equatable {
         region = .init(repeating: -1, count: units)
         localProb = .init(repeating: 0, count: units * conceptCount)
         localPaired = .init(repeating: 0, count: units * conceptCount)
+        globalP = .init(repeating: .nan, count: units * subgroupCount)
+        globalSignificant = .init(repeating: 0, count: units * subgroupCount)
+        localP = .init(repeating: .nan, count: units * conceptCount)
+        localSignificant = .init(repeating: 0, count: units * conceptCount)
         netdissectConcept = .init(repeating: -1, count: units)
         topImages = .init(repeating: -1, count: units * topImageCount)
     }
@@ -59,6 +76,12 @@ public struct LayerSnapshot: Sendable, Equatable {
     }
     public func isPaired(unit u: Int) -> Bool {
         localPaired[(u * conceptCount)..<((u + 1) * conceptCount)].contains(1)
+    }
+    public func isSignificantlyBiased(unit u: Int) -> Bool {
+        globalSignificant[(u * subgroupCount)..<((u + 1) * subgroupCount)].contains(1)
+    }
+    public func isSignificantlyPaired(unit u: Int) -> Bool {
+        localSignificant[(u * conceptCount)..<((u + 1) * conceptCount)].contains(1)
     }
     public var interpretableUnits: Int { (0..<units).filter(isInterpretable).count }
     public var netdissectUnits: Int { netdissectConcept.filter { $0 >= 0 }.count }

@@ -57,6 +57,17 @@ public struct SnapshotSummary: Sendable, Equatable {
         public var biasedOnly = 0
     }
 
+    /// Counts of the significant pairings: "biased and significant", "paired and significant".
+    public struct Significant: Sendable, Equatable {
+        public var interpretable = 0
+        public var biased = 0
+        public var paired = 0
+        /// Units significantly paired with each local concept, most first, zeros left out.
+        public var conceptUnits: [Count] = []
+        /// Units significantly biased toward each subgroup, in dictionary order.
+        public var subgroupUnits: [Count] = []
+    }
+
     public var units: Int
     /// Biased toward some subgroup or paired with some local concept.
     public var interpretable: Int
@@ -69,6 +80,9 @@ public struct SnapshotSummary: Sendable, Equatable {
     /// Paired with some local concept (Stage III).
     public var paired: Int
     public var coverage: Coverage
+    /// The same counts with only significant pairings (adjusted p ≤ `FalseDiscovery.rate`); nil
+    /// when the snapshot skipped the tests (a partial pass).
+    public var significant: Significant?
     /// Localised units per region, in dictionary order.
     public var unitsPerRegion: [Count]
     /// Units paired with each local concept, most first, zeros left out.
@@ -123,6 +137,24 @@ public struct SnapshotSummary: Sendable, Equatable {
             Count(name: name, units: (0..<s.units).filter { u in members.contains { s.globalBiased[u * g + $0] != 0 } }.count)
         }
         typeUnits = zip(FaceDictionary.ConceptType.names, typePaired).map { Count(name: $0, units: $1) }
+        significant = s.significanceTested ? Self.significantCounts(s, taxonomy: t) : nil
+    }
+
+    static func significantCounts(_ s: LayerSnapshot, taxonomy t: some TaxonomyNames) -> Significant {
+        let l = s.conceptCount, g = s.subgroupCount
+        var out = Significant()
+        for u in 0..<s.units {
+            let biased = s.isSignificantlyBiased(unit: u), paired = s.isSignificantlyPaired(unit: u)
+            if biased { out.biased += 1 }
+            if paired { out.paired += 1 }
+            if biased || paired { out.interpretable += 1 }
+        }
+        let perConcept = (0..<l).map { c in (0..<s.units).filter { s.localSignificant[$0 * l + c] != 0 }.count }
+        out.conceptUnits = ranked(t.concepts, perConcept)
+        out.subgroupUnits = t.subgroups.enumerated().map { i, name in
+            Count(name: name, units: (0..<s.units).filter { s.globalSignificant[$0 * g + i] != 0 }.count)
+        }
+        return out
     }
 
     static func ranked(_ names: [String], _ counts: [Int]) -> [Count] {

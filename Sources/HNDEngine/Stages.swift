@@ -3,13 +3,21 @@ import Dispatch
 /// The three stages of SPEC §3, evaluated over the images seen so far.
 extension LayerAccumulator {
     /// The dissection over the images seen so far (complete once every image arrived).
-    public func snapshot() -> LayerSnapshot {
+    public func snapshot() -> LayerSnapshot { snapshotWithRawPValues().snapshot }
+
+    /// The snapshot and, when complete, the raw p-values its adjusted ones come from (partial
+    /// snapshots skip the tests: nil, and NaN p-values in the snapshot).
+    public func snapshotWithRawPValues() -> (snapshot: LayerSnapshot, raw: RawPValues?) {
         let dictionary = index.dictionary
         let g = dictionary.subgroupCount, l = dictionary.conceptCount, k = options.topImages
         var snap = LayerSnapshot(layer: layer, imagesSeen: imagesSeen, imagesTotal: index.imageCount,
                                  units: units, subgroupCount: g, conceptCount: l, topImageCount: k)
-        guard units > 0 else { return snap }
+        guard units > 0 else { return (snap, nil) }
         let sets = SeenSets(self)
+        let tested = snap.complete
+        var raw = RawPValues(global: .init(repeating: .nan, count: tested ? units * g : 0),
+                             local: .init(repeating: .nan, count: tested ? units * l : 0))
+        let nullSets = tested ? NullSets(sets, index: index) : nil
         let thresholds = stageTwoThresholds()
         let counts = stageTwoCounts(thresholds: thresholds)
 
@@ -22,15 +30,20 @@ extension LayerAccumulator {
         snap.localPaired.withUnsafeMutableBufferPointer { localPaired in
         snap.netdissectConcept.withUnsafeMutableBufferPointer { netdissect in
         snap.topImages.withUnsafeMutableBufferPointer { topImages in
+        raw.global.withUnsafeMutableBufferPointer { rawGlobal in
+        raw.local.withUnsafeMutableBufferPointer { rawLocal in
             let out = UnsafeSendable(SnapshotOutput(
                 threshold: threshold, globalProb: globalProb, globalBiased: globalBiased, iou: iou,
                 region: region, localProb: localProb, localPaired: localPaired,
-                netdissect: netdissect, topImages: topImages))
+                netdissect: netdissect, topImages: topImages,
+                significance: nullSets.map { SignificanceOutput(sets: $0, global: rawGlobal, local: rawLocal) }))
             DispatchQueue.concurrentPerform(iterations: units) { u in
                 dissect(unit: u, sets: sets, threshold: thresholds[u], counts: counts, into: out.value)
             }
-        }}}}}}}}}
-        return snap
+        }}}}}}}}}}}
+        guard tested else { return (snap, nil) }
+        Self.applyFalseDiscovery(raw, to: &snap)
+        return (snap, raw)
     }
 
     /// One unit through Stages II, I and III.
@@ -79,9 +92,12 @@ extension LayerAccumulator {
                     }
                     ranked = sets.sameImagesAs[category]
                 }
+                var weights = PermutationNull.Weights()
                 for position in members.indices {
                     let normalised = (Double(column[Int(members[position])]) - Double(lo)) / span
-                    score[Int(labels[position])] += ranks[position] * normalised
+                    let w = ranks[position] * normalised
+                    score[Int(labels[position])] += w
+                    weights.add(w)
                 }
                 var total = 0.0
                 for s in 0..<g where dictionary.subgroupCategory[s] == Int32(category) {
@@ -90,8 +106,13 @@ extension LayerAccumulator {
                 }
                 for s in 0..<g where dictionary.subgroupCategory[s] == Int32(category) {
                     let p = total > 0 ? score[s] / total : 0
+                    score[s] = p
                     out.globalProb[u * g + s] = Float(p)
                     out.globalBiased[u * g + s] = StageRules.isBiased(p, subgroups: perCategory[category]) ? 1 : 0
+                }
+                if let tests = out.significance, total > 0 {
+                    testStageOne(unit: u, category: category, counts: sets.subgroupCounts, weights: weights,
+                                 probabilities: score, into: tests)
                 }
             }
 
@@ -102,9 +123,11 @@ extension LayerAccumulator {
                 let regionMask = index.regionConcepts[r]
                 var score = [Double](repeating: 0, count: l)
                 let span = Double(hi) - Double(lo)
+                var weights = PermutationNull.Weights()
                 RankedScores.forEachAverageRank(values: column, members: members, scratch: &scratch) { position, rank in
                     let image = Int(members[position])
                     let weighted = rank * (Double(column[image]) - Double(lo)) / span
+                    weights.add(weighted)
                     var bits = index.presentConcepts[image] & regionMask
                     while bits != 0 {
                         score[bits.trailingZeroBitCount] += weighted
@@ -126,7 +149,12 @@ extension LayerAccumulator {
                     let p = total > 0 ? score[c] / total : 0
                     out.localProb[u * l + c] = Float(p)
                     out.localPaired[u * l + c] = StageRules.isPaired(p, conceptsInRegion: regionSize) ? 1 : 0
+                    score[c] = p
                     concepts &= concepts - 1
+                }
+                if let tests = out.significance, total > 0 {
+                    testStageThree(unit: u, region: r, iou: iou, counts: sets.presentCounts, weights: weights,
+                                   probabilities: score, into: tests)
                 }
             }
 
@@ -352,4 +380,6 @@ struct SnapshotOutput {
     let localPaired: UnsafeMutableBufferPointer<UInt8>
     let netdissect: UnsafeMutableBufferPointer<Int32>
     let topImages: UnsafeMutableBufferPointer<Int64>
+    /// Where the raw p-values go; nil when the snapshot skips the tests (a partial pass).
+    let significance: SignificanceOutput?
 }

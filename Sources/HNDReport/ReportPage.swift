@@ -136,8 +136,13 @@ struct Page {
             (summary.localised, "localised", "localised in a region (Stage II)"),
             (summary.netdissect, "netdissect", "labelled by Network Dissection"),
         ]
+        let significant: [String: Int] = summary.significant.map {
+            ["interpretable": $0.interpretable, "biased": $0.biased, "paired": $0.paired]
+        } ?? [:]
         return "<div class=\"stats\">" + items.map { count, key, label in
-            "<div class=\"stat\" data-stat=\"\(key)\"><b>\(Markup.integer(count))</b><span>\(label) · \(Markup.percent(count, of: summary.units))</span></div>"
+            "<div class=\"stat\" data-stat=\"\(key)\"><b>\(Markup.integer(count))</b><span>\(label) · \(Markup.percent(count, of: summary.units))"
+                + (significant[key].map { "<br>significant (q \(FalseDiscovery.rate)): <b data-significant=\"\(key)\" style=\"display:inline;font-size:14px\">\(Markup.integer($0))</b>" } ?? "")
+                + "</span></div>"
         }.joined() + "</div>"
     }
 

@@ -28,18 +28,22 @@ extension Page {
         func series(_ name: String, _ colour: String, key: String, dashed: Bool = false, _ value: (TimelinePoint) -> Int) -> LineChart.Series {
             .init(name: name, colour: colour, points: zip(steps, points).map { ($0, Double(value($1))) }, dashed: dashed, key: key)
         }
-        let main = [
+        var main = [
             series("interpretable (HND)", Palette.distinct[0], key: "interpretable") { $0.summary.interpretable },
             series("biased toward a subgroup", Palette.distinct[1], key: "biased") { $0.summary.biased },
             series("paired with a local concept", Palette.distinct[5], key: "paired") { $0.summary.paired },
             series("Network Dissection baseline", Palette.baseline, key: "netdissect", dashed: true) { $0.summary.netdissect },
         ]
+        main += significanceSeries(points, steps: steps)
         let mainChart = LineChart(series: main, xLabel: "training step", yLabel: "units", label: "Interpretable units over training",
                                   verticalRule: rule, axisMarks: partial)
         html += "<figure>" + Chart.legend(main.map { .init(name: $0.name, colour: $0.colour, dashed: $0.dashed, line: true) }
             + (partial.isEmpty ? [] : [.init(name: "partial pass (left out of the lines)", colour: mainChart.axisMarkColour, marker: "▲")]))
             + mainChart.svg() + "<figcaption><b>Interpretable units over training</b>: one point per complete probe pass of run “\(Markup.escape(run))”"
-            + " (\(points.count) passes, steps \(Markup.integer(points.first!.row.step))–\(Markup.integer(points.last!.row.step))).</figcaption></figure>"
+            + " (\(points.count) passes, steps \(Markup.integer(points.first!.row.step))–\(Markup.integer(points.last!.row.step)))."
+            + (main.contains { $0.key == "untrained" } ? " “Significant”: biased or paired with a Benjamini–Hochberg adjusted p ≤ \(FalseDiscovery.rate) under the permutation null; "
+                + "the flat line is the first complete pass (the untrained network): units above it are biased beyond the untrained network." : "")
+            + "</figcaption></figure>"
 
         let regions = taxonomy.regions.enumerated().map { r, name in
             series(name, Palette.distinct(r), key: "region:\(name)") { $0.summary.unitsPerRegion[r].units }
@@ -58,5 +62,21 @@ extension Page {
                 + chart.svg() + "</figure>"
         }
         return html + "</div>"
+    }
+}
+
+extension Page {
+    /// The significant counts over training and, flat, the first complete pass's (the untrained
+    /// network's reference line); none when no pass holds the tests.
+    func significanceSeries(_ points: [TimelinePoint], steps: [Double]) -> [LineChart.Series] {
+        let tested = zip(steps, points).compactMap { step, p in p.summary.significant.map { (step, $0) } }
+        guard let first = tested.first else { return [] }
+        return [
+            .init(name: "interpretable and significant", colour: Palette.distinct[0], points: tested.map { ($0.0, Double($0.1.interpretable)) },
+                  dashed: true, key: "significant_interpretable"),
+            .init(name: "untrained network (step \(Markup.tick(first.0))): \(first.1.interpretable) significant",
+                  colour: "#999999", points: [(steps.first!, Double(first.1.interpretable)), (steps.last!, Double(first.1.interpretable))],
+                  dashed: true, key: "untrained"),
+        ]
     }
 }

@@ -19,11 +19,20 @@ extension Page {
         let netdissect = nd >= 0 ? "\(taxonomy.concepts[nd]) (IoU \(Markup.fixed(Double(s.iou[u * l + nd]))))" : "—"
         let paired = (0..<l).filter { s.localPaired[u * l + $0] != 0 }
             .sorted { s.localProb[u * l + $0] > s.localProb[u * l + $1] }
-            .map { "\(taxonomy.concepts[$0]) P \(Markup.fixed(Double(s.localProb[u * l + $0]))) · IoU \(Markup.fixed(Double(s.iou[u * l + $0])))" }
+            .map { "\(taxonomy.concepts[$0]) P \(Markup.fixed(Double(s.localProb[u * l + $0]))) · IoU \(Markup.fixed(Double(s.iou[u * l + $0])))"
+                + significance(s, p: s.localP[u * l + $0], significant: s.localSignificant[u * l + $0]) }
         let biased = (0..<g).filter { s.globalBiased[u * g + $0] != 0 }
-            .map { "\(taxonomy.subgroups[$0]) \(Markup.fixed(Double(s.globalProb[u * g + $0])))" }
+            .map { "\(taxonomy.subgroups[$0]) \(Markup.fixed(Double(s.globalProb[u * g + $0])))"
+                + significance(s, p: s.globalP[u * g + $0], significant: s.globalSignificant[u * g + $0]) }
         return UnitCells(threshold: Markup.significant(Double(s.threshold[u])), region: region, netdissect: netdissect,
                          paired: paired.joined(separator: "; "), biased: biased.joined(separator: ", "))
+    }
+
+    /// " · p 0.003", or " · p 0.2 (not significant)": the adjusted p of a pairing the paper's rule
+    /// made; nothing when the snapshot skipped the tests.
+    func significance(_ s: LayerSnapshot, p: Float, significant: UInt8) -> String {
+        guard s.significanceTested else { return "" }
+        return " · p \(Markup.significant(Double(p)))" + (significant != 0 ? "" : " (not significant)")
     }
 
     /// Every unit, 256 to a collapsible page so a 2,048-unit layer stays easy to scroll.
@@ -32,6 +41,8 @@ extension Page {
         let head = "<table><thead><tr><th class=\"num\">unit</th><th class=\"num\">threshold T</th><th>region</th>"
             + "<th>Network Dissection (IoU)</th><th>paired with: P · IoU</th><th>biased toward: P</th></tr></thead><tbody>"
         var html = "<p class=\"note\">Threshold T: the unit’s activation quantile (Stage II). Paired: Stage III probability P and IoU; biased: Stage I probability P. "
+            + (s.significanceTested ? "p: the pairing’s Benjamini–Hochberg adjusted p-value under the permutation null; “not significant” marks p > \(FalseDiscovery.rate) "
+               + "(the paper’s rule holds, but chance explains it as well). " : "")
             + "A blue left edge marks interpretable units.</p>"
         for start in stride(from: 0, to: s.units, by: pageSize) {
             let end = min(start + pageSize, s.units)

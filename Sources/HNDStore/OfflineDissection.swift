@@ -14,19 +14,40 @@ public struct OfflineDissection {
     /// snapshot, and all of it.
     public struct Phases: Sendable {
         public var reading = 0.0, engine = 0.0, snapshot = 0.0, total = 0.0
+        /// With `permutations` > 0: the explicit permutation check of the analytic p-values.
+        public var check: PermutationAgreement?
+    }
+
+    /// Raw analytic p-values against B explicit permutations (`permutationPValues`), over every
+    /// tested pair: the largest difference, and how long the permutations took.
+    public struct PermutationAgreement: Sendable {
+        public var permutations = 0, pairs = 0
+        public var worstDifference = 0.0, seconds = 0.0
+
+        init(analytic: RawPValues, permuted: RawPValues, permutations b: Int, seconds: Double) {
+            permutations = b
+            self.seconds = seconds
+            for (a, e) in zip(analytic.global + analytic.local, permuted.global + permuted.local) where !a.isNaN && !e.isNaN {
+                pairs += 1
+                worstDifference = max(worstDifference, abs(a - e))
+            }
+        }
     }
 
     public let index: DictionaryIndex
     public let activations: ActivationsFile
     public let options: DissectionOptions
     public let batchSize: Int
+    /// B of the permutation check after each complete snapshot; 0 for none.
+    public let permutations: Int
 
     public init(dictionary: FaceDictionary, activations: ActivationsFile, options: DissectionOptions = .init(),
-                batchSize: Int = Self.defaultBatchSize) {
+                batchSize: Int = Self.defaultBatchSize, permutations: Int = 0) {
         index = DictionaryIndex(dictionary)
         self.activations = activations
         self.options = options
         self.batchSize = max(1, batchSize)
+        self.permutations = max(0, permutations)
     }
 
     /// The layers to dissect (every layer of the file when `requested` is empty), each checked —
@@ -84,8 +105,14 @@ public struct OfflineDissection {
             }
         }
         let snapshotStarted = Date()
-        var snapshot = accumulator.snapshot()
+        var (snapshot, raw) = accumulator.snapshotWithRawPValues()
         phases.snapshot = Date().timeIntervalSince(snapshotStarted)
+        if permutations > 0, let raw {
+            let checkStarted = Date()
+            let permuted = accumulator.permutationPValues(of: snapshot, permutations: permutations, seed: 1)
+            phases.check = PermutationAgreement(analytic: raw, permuted: permuted, permutations: permutations,
+                                                seconds: Date().timeIntervalSince(checkStarted))
+        }
         snapshot.run = run
         snapshot.step = step
         snapshot.timeUnix = Date().timeIntervalSince1970

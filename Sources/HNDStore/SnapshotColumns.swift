@@ -96,8 +96,8 @@ extension SnapshotDataset {
 
     /// 0/1 per unit and subgroup or concept; any non-zero value reads as 1.
     static func flags(_ name: String, _ axes: [SnapshotAxis], _ meaning: String,
-                      _ key: WritableKeyPath<LayerSnapshot, [UInt8]> & Sendable) -> SnapshotDataset {
-        perUnit(name, axes, .flags, meaning, key) { values, _ in values.map { $0 != 0 ? 1 : 0 } }
+                      _ key: WritableKeyPath<LayerSnapshot, [UInt8]> & Sendable, optional: Bool = false) -> SnapshotDataset {
+        perUnit(name, axes, .flags, meaning, key, optional: optional) { values, _ in values.map { $0 != 0 ? 1 : 0 } }
     }
 
     /// One index into the taxonomy's regions or concepts per unit, or −1.

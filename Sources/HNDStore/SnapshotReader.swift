@@ -125,6 +125,7 @@ public final class SnapshotReader {
         s.run = r.run
         s.step = r.step
         s.timeUnix = r.timeUnix
+        s.significanceTested = r.complete && layer.datasets.contains { $0.name == SnapshotSchema.significanceFlag }
         let group = SnapshotSchema.group(ofLayer: layer.name)
         for dataset in layer.datasets where detail == .everything || dataset.isCounted {
             try dataset.io.readRow?(file, group + "/" + dataset.name, row, taxonomy, &s)

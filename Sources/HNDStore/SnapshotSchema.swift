@@ -15,6 +15,9 @@ public enum SnapshotSchema {
 
     public static func group(ofLayer layer: String) -> String { layersGroup + "/" + layer }
 
+    /// A file holds the significance tests (issue 17) of its complete rows iff it has this dataset.
+    public static let significanceFlag = "global_significant"
+
     /// Every dataset of a layer's group.
     public static var datasets: [SnapshotDataset] {
         [
@@ -33,6 +36,14 @@ public enum SnapshotSchema {
             .perUnit("local_prob", [.units, .concepts], .values, "P of each concept of the unit's region (Stage III), 0 outside it", \.localProb),
             .flags("local_paired", [.units, .concepts], "1 when the unit is paired with the concept: P > 1.5/K_r", \.localPaired),
             .labels("netdissect_concept", of: .concepts, "the Network Dissection baseline's label: the best-IoU concept, −1 below the floor", \.netdissectConcept),
+            // Significance (issue 17): complete passes only; a partial row holds NaN p-values and no flags.
+            .perUnit("global_p", [.units, .subgroups], .values,
+                     "Benjamini–Hochberg adjusted p-value of P under the permutation null (Stage I); 1 untested, NaN in a partial pass",
+                     \.globalP, optional: true),
+            .flags(significanceFlag, [.units, .subgroups], "1 when biased and global_p ≤ \(FalseDiscovery.rate)", \.globalSignificant, optional: true),
+            .perUnit("local_p", [.units, .concepts], .values,
+                     "adjusted p-value of P (Stage III); 1 outside the unit's region, NaN in a partial pass", \.localP, optional: true),
+            .flags("local_significant", [.units, .concepts], "1 when paired and local_p ≤ \(FalseDiscovery.rate)", \.localSignificant, optional: true),
             .imageIDs("top_images", "ids of the k images with the unit's largest maxima, largest first; −1 pads", \.topImages),
         ]
     }

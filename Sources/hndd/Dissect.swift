@@ -18,15 +18,19 @@ struct Dissect: HNDDCommand {
     var batchSize: Int = OfflineDissection.defaultBatchSize
     @Option(help: "Run name recorded in the snapshot file.") var run: String = OfflineDissection.defaultRun
     @Option(help: "Training step recorded in the snapshot file.") var step: Int64 = OfflineDissection.defaultStep
+    @Option(name: .customLong("check-permutations"),
+            help: "Also compute the raw p-values by B explicit permutations (sgemm) and print how far the analytic ones are (0: no check).")
+    var permutations: Int = 0
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard permutations >= 0 else { throw ValidationError("--check-permutations must be 0 or more") }
     }
 
     func execute() async throws {
         let dictionary = try DictionaryFile.load(self.dictionary)
         let dissection = OfflineDissection(dictionary: dictionary, activations: try ActivationsFile(activations),
-                                           options: engine.dissection, batchSize: batchSize)
+                                           options: engine.dissection, batchSize: batchSize, permutations: permutations)
         let plans = try dissection.plans(layers)
         let output = try SnapshotFile(path: out, dictionary: dictionary)
         var snapshots: [LayerSnapshot] = []
@@ -40,7 +44,12 @@ struct Dissect: HNDDCommand {
                   + "; kernels \(EngineKernels.path)); "
                   + "interpretable \(counts.interpretable), localised \(counts.localised), "
                   + "Network Dissection \(counts.netdissect) of \(counts.units) units"
+                  + (counts.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" } ?? "")
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
+            if let check = phases.check {
+                print("\(plan.name): permutation check, B = \(check.permutations): \(check.pairs) tested pairs, largest |analytic − permutation| "
+                      + String(format: "%.4f, %.2f s", check.worstDifference, check.seconds))
+            }
         }
         try output.append(snapshots)
     }

@@ -37,5 +37,7 @@ struct Summary: HNDDCommand {
             + (r.complete ? "" : " (partial)")
             + "; interpretable \(s.interpretable), biased \(s.biased), paired \(s.paired), localised \(s.localised), "
             + "Network Dissection \(s.netdissect) of \(s.units) units"
+            + (s.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" }
+               ?? "; significance skipped")
     }
 }

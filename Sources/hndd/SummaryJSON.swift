@@ -19,8 +19,22 @@ enum SummaryJSON {
             "units_per_type": counts(summary.typeUnits), "netdissect_units_per_concept": counts(summary.netdissectConceptUnits),
             "duplicates_reported": duplicates.map { $0 as Any } ?? NSNull(), "changes_since_previous_pass": changes,
             "region": s.region, "netdissect_concept": s.netdissectConcept,
+            "significant": significant(summary.significant),
+            "significance_skipped": summary.significant != nil ? NSNull() : (complete ? Self.predates : Self.partial),
         ]
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    static let partial = "partial pass: significance is computed at complete passes only"
+    static let predates = "the snapshot predates the significance tests"
+
+    /// The significant counts beside the paper's, or null with the reason when the snapshot
+    /// skipped the tests.
+    static func significant(_ s: SnapshotSummary.Significant?) -> Any {
+        guard let s else { return NSNull() }
+        func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
+        return ["false_discovery_rate": FalseDiscovery.rate, "interpretable_units": s.interpretable, "biased_units": s.biased,
+                "paired_units": s.paired, "units_per_concept": counts(s.conceptUnits), "units_per_subgroup": counts(s.subgroupUnits)]
     }
 }

@@ -94,12 +94,15 @@ def test_printed_tables_say_what_the_snapshot_file_holds(demo):
                 run = f"{title}-P{percent}"
                 group = file["layers"][layer]
                 for step, row in complete_rows(group, run).items():
+                    # The paper's count · the significant ones (complete passes hold the tests).
                     if title == "eyeglasses":
                         paired = int(group["local_paired"][row][:, glasses].sum())
                         in_eye = int((group["region"][row] == eye).sum())
-                        expected = f"{paired}/{in_eye}"
+                        significant = int(group["local_significant"][row][:, glasses].sum())
+                        expected = f"{paired}/{in_eye} · {significant}"
                     else:
-                        expected = str(int(group["global_biased"][row][:, gray].sum()))
+                        significant = int(group["global_significant"][row][:, gray].sum())
+                        expected = f"{int(group['global_biased'][row][:, gray].sum())} · {significant}"
                     assert rows[step][column] == expected, f"{label} at step {step}"
                     checked += 1
     assert checked >= 2 * 2 * 2 * 2  # two experiments x two bias levels x two layers x two passes

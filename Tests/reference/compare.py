@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 import hnd_reference
+import significance_reference
 
 STAGE_ONE_TOLERANCE = 1e-5
 IOU_TOLERANCE = 0.01
@@ -34,6 +35,12 @@ STAGE_THREE_TOLERANCE = 0.01
 STAGE_THREE_MIN_FRACTION = 0.99
 THRESHOLD_RTOL = 1e-5
 THRESHOLD_ATOL = 1e-6
+#: Adjusted p-values (issue 17): relative agreement of Stage I's (exact on both sides), of Stage
+#: III's (through the IoU sketch) for SIGNIFICANCE_MIN_FRACTION of pairs, and a floor for float32.
+P_RELATIVE = 1e-3
+LOCAL_P_RELATIVE = 0.05
+SIGNIFICANCE_MIN_FRACTION = 0.99
+P_ABSOLUTE = 1e-30
 
 #: SPEC §4 per-layer datasets: name -> (numpy dtype kind and size, or "str"; trailing shape key).
 SNAPSHOT_DATASETS: dict[str, tuple[Union[str, np.dtype], tuple[str, ...]]] = {
@@ -51,6 +58,10 @@ SNAPSHOT_DATASETS: dict[str, tuple[Union[str, np.dtype], tuple[str, ...]]] = {
     "local_prob": (np.dtype(np.float32), ("C", "L")),
     "local_paired": (np.dtype(np.uint8), ("C", "L")),
     "netdissect_concept": (np.dtype(np.int32), ("C",)),
+    "global_p": (np.dtype(np.float32), ("C", "G")),
+    "global_significant": (np.dtype(np.uint8), ("C", "G")),
+    "local_p": (np.dtype(np.float32), ("C", "L")),
+    "local_significant": (np.dtype(np.uint8), ("C", "L")),
 }
 
 
@@ -230,6 +241,39 @@ def check_against_reference(
             f"{int(paired_wrong.sum())} paired flags differ; worst probability error {worst:.3g} at unit {where[0]}, "
             f"concept {where[1]} (snapshot {got['local_prob'][where]:.4f}, reference {local_ref[where]:.4f})"
         )
+    if "global_p" in reference:
+        failures += significance_failures(snapshot_row, reference, biased_wrong | near_bias_boundary, ~local_ok)
+    return failures
+
+
+def _p_close(got: np.ndarray, ref: np.ndarray, relative: float) -> np.ndarray:
+    """Adjusted p-values agree: relative error `relative`, with a floor for float32 underflow."""
+    return np.abs(got.astype(np.float64) - ref.astype(np.float64)) <= P_ABSOLUTE + relative * np.abs(ref.astype(np.float64))
+
+
+def significance_failures(snapshot_row: dict[str, Any], reference: dict[str, Any], global_excused: np.ndarray,
+                          local_excused: np.ndarray) -> list[str]:
+    """Issue 17's datasets of a complete row: every Stage I adjusted p within P_RELATIVE (both are
+    exact), Stage III's for SIGNIFICANCE_MIN_FRACTION of the pairs within LOCAL_P_RELATIVE (its IoU
+    is a sketch's); a significant flag may differ only where the paper's flag or probability is
+    excused above, or the reference p lies within P_RELATIVE of q."""
+    failures = []
+    for key in ("global_p", "global_significant", "local_p", "local_significant"):
+        if key not in snapshot_row:
+            return [f"{key}: missing from a complete snapshot row"]
+    q = significance_reference.FALSE_DISCOVERY_RATE
+    for stage, relative, excused in (("global", P_RELATIVE, global_excused), ("local", LOCAL_P_RELATIVE, local_excused)):
+        got_p, ref_p = np.asarray(snapshot_row[f"{stage}_p"]), np.asarray(reference[f"{stage}_p"])
+        close = _p_close(got_p, ref_p, relative) | excused
+        flags_differ = np.asarray(snapshot_row[f"{stage}_significant"]).astype(bool) != reference[f"{stage}_significant"].astype(bool)
+        flags_wrong = flags_differ & ~excused & ~_p_close(np.full_like(ref_p, q), ref_p, P_RELATIVE)
+        needed = 1.0 if stage == "global" else SIGNIFICANCE_MIN_FRACTION
+        if close.size and (close.mean() < needed or flags_wrong.mean() > 1 - needed):
+            unit, column = (int(i) for i in np.argwhere(~close | flags_wrong)[0])
+            failures.append(
+                f"{stage}_p/{stage}_significant: {int((~close).sum())} of {close.size} adjusted p-values differ beyond "
+                f"{relative:g} relative, {int(flags_wrong.sum())} flags differ; first at unit {unit}, column {column} "
+                f"(snapshot {got_p[unit, column]:.4g}, reference {ref_p[unit, column]:.4g})")
     return failures
 
 

@@ -616,7 +616,7 @@ def dissect_arrays(
     local_prob, local_paired = stage_three(
         max_score, local_label, dictionary.concept_region, len(dictionary.regions), iou, region
     )
-    return {
+    row = {
         "threshold": thresholds.astype(np.float32),
         "global_prob": global_prob.astype(np.float32),
         "global_biased": global_biased.astype(np.uint8),
@@ -628,6 +628,13 @@ def dissect_arrays(
         "images_seen": int(n_rows),
         "images_total": int(dictionary.n_images if images_total is None else images_total),
     }
+    if row["images_seen"] == row["images_total"]:
+        # Complete passes carry the significance tests (issue 17); partial ones skip them.
+        import significance_reference
+        labels = (global_label, dictionary.subgroup_category, local_label, dictionary.concept_region, len(dictionary.regions))
+        exact = dict(row, global_prob=global_prob, local_prob=local_prob)  # float64, as the engine tests them
+        row.update(significance_reference.significance(max_score, labels, exact, iou64=iou))
+    return row
 
 
 def dissect_reference(

@@ -642,3 +642,45 @@ def test_raster_bits_are_big_endian_rows_and_checked():
                             (dict(masks=packed[..., :1]), "shape")):
         with pytest.raises(ref.ReferenceInputError, match=message):
             dataclasses.replace(d, **broken).validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# Significance (issue 17)
+# ---------------------------------------------------------------------------------------------
+
+def _planted_stage_one(seed: int, n: int = 400, units: int = 12, effect: float = 0.4):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=(n, 1))
+    scores = rng.standard_normal((n, units))
+    scores[:, : units // 3] += effect * (labels == 0)  # the first third respond to subgroup 0
+    category = np.zeros(4, dtype=np.int64)
+    probability, _ = ref.stage_one(scores, labels, category)
+    return scores, labels, category, probability
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_significance_analytic_matches_explicit_permutations(seed):
+    import significance_reference as sig
+    scores, labels, category, probability = _planted_stage_one(seed)
+    analytic = sig.stage_one_pvalues(scores, labels, category, probability)
+    b = 3000
+    permuted = sig.permutation_pvalues(scores, labels, category, probability, b, seed)
+    tolerance = 4 * np.sqrt(np.maximum(permuted, 1 / b) * (1 - permuted) / b) + 0.01
+    assert np.all(np.abs(analytic - permuted) <= tolerance), np.max(np.abs(analytic - permuted))
+    assert (permuted < 0.05).sum() >= 3, "the planted units give small p-values"
+
+
+def test_significance_planted_units_survive_bh_and_noise_does_not():
+    import significance_reference as sig
+    scores, labels, category, probability = _planted_stage_one(3, n=800, units=30, effect=0.8)
+    adjusted = sig.adjust(sig.stage_one_pvalues(scores, labels, category, probability))
+    assert np.all(adjusted[:10, 0] < 1e-3)
+    assert (adjusted[10:] <= sig.FALSE_DISCOVERY_RATE).sum() <= 1
+
+
+def test_compare_flags_perturbed_p_values(reference_row):
+    dictionary, row = reference_row
+    assert "global_p" in row, "a complete pass carries the significance tests"
+    assert _check(row, row, dictionary) == []
+    bad = dict(row, global_p=row["global_p"] * np.float32(1.5))
+    assert any("global_p" in f for f in _check(bad, row, dictionary))

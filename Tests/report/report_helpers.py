@@ -39,6 +39,11 @@ class LayerSection:
         return {html.unescape(m.group(1)): (int(m.group(2)), int(m.group(3)))
                 for m in re.finditer(r'<g data-concept="([^"]*)" data-units="(\d+)" data-netdissect="(\d+)">', self.body)}
 
+    def significant_stats(self) -> dict[str, int]:
+        """The significant counts shown beside the paper's (issue 17)."""
+        return {key: int(value.replace(",", "")) for key, value in
+                re.findall(r'data-significant="(\w+)"[^>]*>([\d,]+)</b>', self.body)}
+
     def series(self) -> dict[str, tuple[list[float], list[float]]]:
         """Timeline series key -> (steps, values)."""
         found = {}

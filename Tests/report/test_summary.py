@@ -131,6 +131,8 @@ def test_report_shows_the_summary_counts(named_runs, run_hndd, report, tmp_path)
             assert section.stats == {"interpretable": shown["interpretable_units"], "biased": shown["biased_units"],
                                      "paired": shown["paired_units"], "localised": shown["localised_units"],
                                      "netdissect": shown["netdissect_units"]}
+            significant = shown["significant"]
+            assert section.significant_stats() == {key: significant[f"{key}_units"] for key in ("interpretable", "biased", "paired")}
             for concept, (hnd, baseline) in section.concept_bars().items():
                 assert (hnd, baseline) == (shown["units_per_concept"].get(concept, 0),
                                            shown["netdissect_units_per_concept"].get(concept, 0)), concept
@@ -176,10 +178,13 @@ def test_demo_prints_the_summary_counts(named_runs, run_hndd, hndd_binary):
             run = f"{title}-P{percent}"
             for step, cells in rows.items():
                 line = latest_complete(lines[layer], run, step)
+                significant = line["significant"]
+                assert significant is not None, "complete passes hold the significance tests"
                 if title == "eyeglasses":
-                    expected = f"{line['units_per_concept'].get('eyeglasses', 0)}/{line['units_per_region']['eye']}"
+                    expected = (f"{line['units_per_concept'].get('eyeglasses', 0)}/{line['units_per_region']['eye']}"
+                                f" · {significant['units_per_concept'].get('eyeglasses', 0)}")
                 else:
-                    expected = str(line["units_per_subgroup"]["grayscale"])
+                    expected = f"{line['units_per_subgroup']['grayscale']} · {significant['units_per_subgroup']['grayscale']}"
                 assert cells[column] == expected, (title, name, step)
                 checked += 1
     assert checked == len(STEPS) * len(LAYERS) * len(RUNS)

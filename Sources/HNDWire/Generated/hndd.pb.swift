@@ -313,6 +313,30 @@ public nonisolated struct Hndd_Snapshot: @unchecked Sendable {
     set {_uniqueStorage()._duplicatesReported = newValue}
   }
 
+  /// Significance (complete passes only; a partial snapshot leaves global_p and local_p empty):
+  public var globalP: [Float] {
+    get {_storage._globalP}
+    set {_uniqueStorage()._globalP = newValue}
+  }
+
+  /// [C*G]   biased and global_p <= 0.05
+  public var globalSignificant: [Bool] {
+    get {_storage._globalSignificant}
+    set {_uniqueStorage()._globalSignificant = newValue}
+  }
+
+  /// [C*L]   adjusted p of Stage III, 1 outside the region
+  public var localP: [Float] {
+    get {_storage._localP}
+    set {_uniqueStorage()._localP = newValue}
+  }
+
+  /// [C*L]   paired and local_p <= 0.05
+  public var localSignificant: [Bool] {
+    get {_storage._localSignificant}
+    set {_uniqueStorage()._localSignificant = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -831,7 +855,7 @@ nonisolated extension Hndd_Taxonomy: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}layer\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{3}time_unix\0\u{1}units\0\u{1}threshold\0\u{3}global_prob\0\u{3}global_biased\0\u{1}iou\0\u{1}region\0\u{3}local_prob\0\u{3}local_paired\0\u{3}netdissect_concept\0\u{3}top_images_per_unit\0\u{3}top_images\0\u{1}taxonomy\0\u{3}duplicates_reported\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}layer\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{3}time_unix\0\u{1}units\0\u{1}threshold\0\u{3}global_prob\0\u{3}global_biased\0\u{1}iou\0\u{1}region\0\u{3}local_prob\0\u{3}local_paired\0\u{3}netdissect_concept\0\u{3}top_images_per_unit\0\u{3}top_images\0\u{1}taxonomy\0\u{3}duplicates_reported\0\u{3}global_p\0\u{3}global_significant\0\u{3}local_p\0\u{3}local_significant\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -855,6 +879,10 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _topImages: [Int64] = []
     var _taxonomy: Hndd_Taxonomy? = nil
     var _duplicatesReported: [Int64] = []
+    var _globalP: [Float] = []
+    var _globalSignificant: [Bool] = []
+    var _localP: [Float] = []
+    var _localSignificant: [Bool] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -886,6 +914,10 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _topImages = source._topImages
       _taxonomy = source._taxonomy
       _duplicatesReported = source._duplicatesReported
+      _globalP = source._globalP
+      _globalSignificant = source._globalSignificant
+      _localP = source._localP
+      _localSignificant = source._localSignificant
     }
   }
 
@@ -925,6 +957,10 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 19: try { try decoder.decodeRepeatedInt64Field(value: &_storage._topImages) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._taxonomy) }()
         case 21: try { try decoder.decodeRepeatedInt64Field(value: &_storage._duplicatesReported) }()
+        case 22: try { try decoder.decodeRepeatedFloatField(value: &_storage._globalP) }()
+        case 23: try { try decoder.decodeRepeatedBoolField(value: &_storage._globalSignificant) }()
+        case 24: try { try decoder.decodeRepeatedFloatField(value: &_storage._localP) }()
+        case 25: try { try decoder.decodeRepeatedBoolField(value: &_storage._localSignificant) }()
         default: break
         }
       }
@@ -1000,6 +1036,18 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if !_storage._duplicatesReported.isEmpty {
         try visitor.visitPackedInt64Field(value: _storage._duplicatesReported, fieldNumber: 21)
       }
+      if !_storage._globalP.isEmpty {
+        try visitor.visitPackedFloatField(value: _storage._globalP, fieldNumber: 22)
+      }
+      if !_storage._globalSignificant.isEmpty {
+        try visitor.visitPackedBoolField(value: _storage._globalSignificant, fieldNumber: 23)
+      }
+      if !_storage._localP.isEmpty {
+        try visitor.visitPackedFloatField(value: _storage._localP, fieldNumber: 24)
+      }
+      if !_storage._localSignificant.isEmpty {
+        try visitor.visitPackedBoolField(value: _storage._localSignificant, fieldNumber: 25)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1030,6 +1078,10 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._topImages != rhs_storage._topImages {return false}
         if _storage._taxonomy != rhs_storage._taxonomy {return false}
         if _storage._duplicatesReported != rhs_storage._duplicatesReported {return false}
+        if _storage._globalP != rhs_storage._globalP {return false}
+        if _storage._globalSignificant != rhs_storage._globalSignificant {return false}
+        if _storage._localP != rhs_storage._localP {return false}
+        if _storage._localSignificant != rhs_storage._localSignificant {return false}
         return true
       }
       if !storagesAreEqual {return false}

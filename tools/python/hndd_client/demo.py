@@ -30,7 +30,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import h5py
@@ -396,6 +396,11 @@ class LayerSeries:
     biased_toward: Dict[str, np.ndarray]  # global subgroup -> units biased, per step
     interpretable: np.ndarray
     units: int
+    # The same counts with only significant pairings (BH-adjusted p <= q; `hndd summary --json`'s
+    # "significant"); -1 at a step whose pass holds no tests.
+    significant_paired_with: Dict[str, np.ndarray] = field(default_factory=dict)
+    significant_biased_toward: Dict[str, np.ndarray] = field(default_factory=dict)
+    tested: Optional[np.ndarray] = None  # per step: the pass holds the significance tests
 
 
 def summary_rows(hndd: str, path: str) -> List[dict]:
@@ -426,11 +431,19 @@ def read_series(path: str, hndd: str) -> Dict[str, Dict[str, LayerSeries]]:
             names = sorted({name for row in rows for name in row[key]})
             return {name: np.array([row[key].get(name, 0) for row in rows]) for name in names}
 
+        def significant(key: str) -> Dict[str, np.ndarray]:
+            tested = [row.get("significant") for row in rows]
+            names = sorted({name for t in tested if t for name in t[key]})
+            return {name: np.array([t[key].get(name, 0) if t else -1 for t in tested]) for name in names}
+
         series.setdefault(run, {})[layer] = LayerSeries(
             steps=np.array(sorted(by_step)),
             paired_with=per_step("units_per_concept"),
             in_region=per_step("units_per_region"), biased_toward=per_step("units_per_subgroup"),
-            interpretable=np.array([row["interpretable_units"] for row in rows]), units=int(rows[0]["units"]))
+            interpretable=np.array([row["interpretable_units"] for row in rows]), units=int(rows[0]["units"]),
+            significant_paired_with=significant("units_per_concept"),
+            significant_biased_toward=significant("units_per_subgroup"),
+            tested=np.array([row.get("significant") is not None for row in rows]))
     return series
 
 
@@ -446,7 +459,14 @@ def experiments(series, concept: str) -> List[tuple]:
 
 def _at(values: np.ndarray, steps: np.ndarray, step: int) -> str:
     where = np.flatnonzero(steps == step)
-    return str(int(values[where[0]])) if len(where) else "–"
+    if not len(where):
+        return "–"
+    return str(int(values[where[0]])) if values[where[0]] >= 0 else "n/a"
+
+
+def _significant(counts: Dict[str, np.ndarray], name: str, tested: np.ndarray) -> np.ndarray:
+    """A significant count per step: 0 where the tests ran and found none, -1 where none ran."""
+    return counts[name] if name in counts else np.where(tested, 0, -1)
 
 
 def finding_tables(series, layers: Sequence[str]) -> List[str]:
@@ -455,17 +475,20 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
     glasses = experiments(series, "eyeglasses")
     if glasses:
         lines.append("Eyeglasses bias (paper §5.1): units paired with `eyeglasses` / units localised in the `eye` "
-                     "region, per layer and training step")
+                     "region · of those, significantly paired, per layer and training step")
         lines.append("")
         lines.extend(_table(series, glasses, layers,
-                            lambda s: (s.paired_with.get("eyeglasses", 0 * s.steps), s.in_region.get("eye")), "{}/{}"))
+                            lambda s: (s.paired_with.get("eyeglasses", 0 * s.steps), s.in_region.get("eye"),
+                                       _significant(s.significant_paired_with, "eyeglasses", s.tested)), "{}/{} · {}"))
         lines.append("")
     gray = experiments(series, "grayscale")
     if gray:
-        lines.append("Grayscale bias (paper §5.2): units biased toward `grayscale` (colour-scheme category), "
-                     "per layer and training step")
+        lines.append("Grayscale bias (paper §5.2): units biased toward `grayscale` (colour-scheme category) · of those, "
+                     "significantly biased, per layer and training step")
         lines.append("")
-        lines.extend(_table(series, gray, layers, lambda s: (s.biased_toward.get("grayscale"),), "{}"))
+        lines.extend(_table(series, gray, layers,
+                            lambda s: (s.biased_toward.get("grayscale"),
+                                       _significant(s.significant_biased_toward, "grayscale", s.tested)), "{} · {}"))
         lines.append("")
     smile = experiments(series, "smile")
     if smile:
@@ -533,9 +556,19 @@ def _table(series, runs, layers, pick, cell_format) -> List[str]:
             else:
                 cells.append(cell_format.format(*(_at(v, column.steps, step) for v in values)))
         lines.append("| " + " | ".join(cells) + " |")
+    beyond = []
+    for name, column in zip(header[1:], columns):
+        significant = pick(column)[-1]
+        if significant is not None and len(significant) and significant[0] >= 0 and significant[-1] >= 0:
+            beyond.append(f"{name}: {int(significant[-1]) - int(significant[0]):+d} (step {int(column.steps[0])}: "
+                          f"{int(significant[0])}, step {int(column.steps[-1])}: {int(significant[-1])})")
     units = ", ".join(f"{layer}: {count}" for layer, count in units_by_layer.items())
     lines.append("")
-    lines.append(f"Units per layer — {units}. '–': no complete pass at that step.")
+    if beyond:
+        lines.append("Units beyond the untrained network (significant at the last pass minus at the first, "
+                     "the untrained reference): " + "; ".join(beyond) + ".")
+    lines.append(f"Units per layer — {units}. '·': the paper's count · those significant (Benjamini–Hochberg "
+                 f"q = 0.05 under the permutation null; 'n/a' where the pass has no tests). '–': no complete pass at that step.")
     return lines
 
 

@@ -1,0 +1,159 @@
+"""NumPy reference for the significance of Stage I and Stage III (issue 17), independent of the engine.
+
+The null: the labels carry no information. Stage I permutes the subgroup labels within D_g,
+Stage III the images' concept-presence vectors within D_r; the rank weights w_n = R_n·MS'_n stay
+fixed. P_k >= p is the event X = sum_n w_n h_{pi(n)} >= 0 with h an explicit per-image vector
+(built here image by image, not from counts as the engine does), and X's permutation mean and
+variance are Hoeffding's: E = sum(w) sum(h) / n, Var = sum((w - w̄)^2) sum((h - h̄)^2) / (n - 1).
+p = P(Z >= -E / sd) (``scipy.stats.norm.sf``). Benjamini-Hochberg comes from SciPy
+(``scipy.stats.false_discovery_control``), not from a re-implementation.
+
+:func:`permutation_pvalues` computes the same p-values by explicit permutations, for the
+self-check that the normal approximation holds on the test cases.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy.stats import false_discovery_control, norm
+
+import hnd_reference
+
+#: q of Benjamini-Hochberg: a biased/paired unit is significant when its adjusted p is at most this.
+FALSE_DISCOVERY_RATE = 0.05
+
+
+def _weights(max_score: np.ndarray, normalise_over: np.ndarray, rank_over: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """w [n_rank, C] = rank over rank_over * min-max normalised over normalise_over; varying [C]."""
+    scores = max_score.astype(np.float64)
+    low = scores[normalise_over].min(axis=0)
+    spread = scores[normalise_over].max(axis=0) - low
+    varying = spread > 0
+    ranked = scores[rank_over]
+    return hnd_reference.average_ranks(ranked) * ((ranked - low) / np.where(varying, spread, 1.0)), varying
+
+
+def _upper_tail(w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """P(sum_n w_n h_pi(n) >= 0) for each column of w [n, C], one h [n]; 1 where X cannot vary."""
+    n = w.shape[0]
+    if n < 2:
+        return np.ones(w.shape[1])
+    mean = w.sum(axis=0) * h.sum() / n
+    variance = ((w - w.mean(axis=0)) ** 2).sum(axis=0) * ((h - h.mean()) ** 2).sum() / (n - 1)
+    scale = (w ** 2).sum(axis=0) * (h ** 2).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = norm.sf(-mean / np.sqrt(variance))
+    return np.where(variance > 1e-20 * scale, p, 1.0)
+
+
+def stage_one_pvalues(max_score, global_label, subgroup_category, probability) -> np.ndarray:
+    """Raw p [C, G] of Stage I's probabilities [C, G] (float64); NaN where a unit's category
+    probabilities are all 0 (not tested)."""
+    n_units, n_subgroups = max_score.shape[1], len(subgroup_category)
+    p = np.full((n_units, n_subgroups), np.nan)
+    for category in range(global_label.shape[1]):
+        subgroups = np.nonzero(subgroup_category == category)[0]
+        labels = global_label[:, category]
+        labelled = labels >= 0
+        if subgroups.size == 0 or not labelled.any():
+            continue
+        w, varying = _weights(max_score, labelled, labelled)
+        image_labels = labels[labelled]
+        counts = {s: int((image_labels == s).sum()) for s in subgroups}
+        tested = varying & (probability[:, subgroups].sum(axis=1) > 0)
+        for s in subgroups:
+            for u in np.nonzero(tested)[0]:
+                if counts[s] == 0:
+                    p[u, s] = 1.0
+                    continue
+                a = {t: (1.0 if t == s else 0.0) - probability[u, s] for t in subgroups}
+                h = np.array([a[t] / counts[t] for t in image_labels])
+                p[u, s] = _upper_tail(w[:, u:u + 1], h)[0]
+    return p
+
+
+def stage_three_pvalues(max_score, local_label, concept_region, n_regions, iou, region, probability) -> np.ndarray:
+    """Raw p [C, L] of Stage III's probabilities [C, L]; NaN outside the unit's region and for
+    units whose region probabilities are all 0."""
+    n_units, n_concepts = iou.shape
+    p = np.full((n_units, n_concepts), np.nan)
+    local_set = (local_label >= 0).any(axis=1)
+    present = local_label == 1
+    for r in range(n_regions):
+        units = np.nonzero(region == r)[0]
+        concepts = np.nonzero(concept_region == r)[0]
+        region_set = present[:, concepts].any(axis=1)
+        if units.size == 0 or concepts.size == 0 or not region_set.any():
+            continue
+        w, varying = _weights(max_score[:, units], local_set, region_set)
+        x = present[region_set][:, concepts].astype(np.float64)  # [n_r, K]
+        counts = x.sum(axis=0)
+        for i, u in enumerate(units):
+            if not varying[i] or probability[u, concepts].sum() <= 0:
+                continue
+            for k, c in enumerate(concepts):
+                if counts[k] == 0:
+                    p[u, c] = 1.0
+                    continue
+                a = iou[u, concepts] * ((np.arange(concepts.size) == k) - probability[u, c])
+                h = x @ np.where(counts > 0, a / np.where(counts > 0, counts, 1.0), 0.0)
+                p[u, c] = _upper_tail(w[:, i:i + 1], h)[0]
+    return p
+
+
+def adjust(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p over the tested (non-NaN) entries; untested entries get 1."""
+    adjusted = np.ones_like(p, dtype=np.float64)
+    tested = ~np.isnan(p)
+    if tested.any():
+        adjusted[tested] = false_discovery_control(p[tested], method="bh")
+    return adjusted
+
+
+def significance(max_score, dictionary_labels, row: dict, iou64: Optional[np.ndarray] = None) -> dict:
+    """The four significance datasets of a complete row, from its max scores [N, C] and the
+    reference's probabilities. ``dictionary_labels`` = (global_label, subgroup_category,
+    local_label, concept_region, n_regions)."""
+    global_label, subgroup_category, local_label, concept_region, n_regions = dictionary_labels
+    iou = row["iou"].astype(np.float64) if iou64 is None else iou64
+    global_raw = stage_one_pvalues(max_score, global_label, subgroup_category, row["global_prob"].astype(np.float64))
+    local_raw = stage_three_pvalues(max_score, local_label, concept_region, n_regions, iou, row["region"],
+                                    row["local_prob"].astype(np.float64))
+    global_p, local_p = adjust(global_raw), adjust(local_raw)
+    return {
+        "global_p": global_p.astype(np.float32),
+        "global_significant": (row["global_biased"].astype(bool) & (global_p <= FALSE_DISCOVERY_RATE)).astype(np.uint8),
+        "local_p": local_p.astype(np.float32),
+        "local_significant": (row["local_paired"].astype(bool) & (local_p <= FALSE_DISCOVERY_RATE)).astype(np.uint8),
+        "global_raw_p": global_raw,
+        "local_raw_p": local_raw,
+    }
+
+
+def permutation_pvalues(max_score, global_label, subgroup_category, probability, permutations: int, seed: int) -> np.ndarray:
+    """Stage I raw p [C, G] by explicit permutations: (1 + #{b: P_b >= P}) / (B + 1)."""
+    rng = np.random.default_rng(seed)
+    n_units, n_subgroups = max_score.shape[1], len(subgroup_category)
+    p = np.full((n_units, n_subgroups), np.nan)
+    for category in range(global_label.shape[1]):
+        subgroups = np.nonzero(subgroup_category == category)[0]
+        labels = global_label[:, category]
+        labelled = labels >= 0
+        if subgroups.size == 0 or not labelled.any():
+            continue
+        w, varying = _weights(max_score, labelled, labelled)
+        image_labels = labels[labelled]
+        counts = np.array([(image_labels == s).sum() for s in subgroups], dtype=np.float64)
+        exceed = np.zeros((n_units, subgroups.size))
+        for _ in range(permutations):
+            shuffled = rng.permutation(image_labels)
+            onehot = (shuffled[:, None] == subgroups[None, :]).astype(np.float64)
+            means = (w.T @ onehot) / np.where(counts > 0, counts, 1.0)
+            total = means.sum(axis=1, keepdims=True)
+            permuted = np.where(total > 0, means / np.where(total > 0, total, 1.0), 0.0)
+            exceed += permuted >= probability[:, subgroups] - 1e-9
+        tested = varying & (probability[:, subgroups].sum(axis=1) > 0)
+        p[np.ix_(tested, subgroups)] = (1 + exceed[tested]) / (permutations + 1)
+    return p
