@@ -7,7 +7,7 @@ struct HNDD: AsyncParsableCommand {
         commandName: "hndd",
         abstract: "Live Hierarchical Network Dissection of face models.",
         discussion: "See README.md. File formats and numbers: SPEC §1–§5.",
-        subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Summary.self, Report.self, DictionaryCommand.self]
+        subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Summary.self, Report.self, DictionaryCommand.self, BenchAppend.self]
     )
 }
 
