@@ -5,9 +5,11 @@ import HNDEngine
 /// snapshot and `summary --json` per row of a snapshot file, with the same keys.
 enum SummaryJSON {
     /// `duplicates` is nil where it is unknown (a snapshot file does not record it): JSON null.
-    static func line(_ s: LayerSnapshot, complete: Bool, summary: SnapshotSummary, changes: [String], duplicates: Int?) -> String {
+    /// `row` is the row's index in its layer of a snapshot file (`summary` only).
+    static func line(_ s: LayerSnapshot, complete: Bool, summary: SnapshotSummary, changes: [String], duplicates: Int?,
+                     row: Int? = nil) -> String {
         func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "layer": s.layer, "run": s.run, "step": s.step, "images_seen": s.imagesSeen, "images_total": s.imagesTotal,
             "complete": complete, "time_unix": s.timeUnix, "units": summary.units, "interpretable_units": summary.interpretable,
             "netdissect_units": summary.netdissect, "localised_units": summary.localised, "biased_units": summary.biased,
@@ -20,6 +22,7 @@ enum SummaryJSON {
             "duplicates_reported": duplicates.map { $0 as Any } ?? NSNull(), "changes_since_previous_pass": changes,
             "region": s.region, "netdissect_concept": s.netdissectConcept,
         ]
+        if let row { object["row"] = row }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }
