@@ -38,7 +38,7 @@ public final class Daemon: @unchecked Sendable {
         book = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
                         passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter)
         try configuration.runDirectory.create()
-        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary)
+        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary, keepPartials: configuration.keepPartials)
         let defaults = Endpoints(runDirectory: configuration.runDirectory.path)
         endpoints = Endpoints(ingest: resolveEndpoint(configuration.ingest, default: defaults.ingest),
                               publish: resolveEndpoint(configuration.publish, default: defaults.publish),

@@ -31,6 +31,8 @@ public struct DaemonConfiguration: Sendable {
     /// marks push back on the trainers.
     public var queueBudgetMB = Defaults.queueBudgetMB
     public var options = DissectionOptions()
+    /// Retention: at start, each layer keeps its complete rows and only this many incomplete ones.
+    public var keepPartials: Int?
 
     public init(dictionaryPath: String, runDirectory: RunDirectory, snapshotPath: String? = nil) {
         self.dictionaryPath = dictionaryPath

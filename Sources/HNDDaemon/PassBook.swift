@@ -1,4 +1,5 @@
 import HNDEngine
+import HNDStore
 import HNDWire
 
 /// All batches of one (run, layer, step) form a probe pass.
@@ -67,6 +68,9 @@ public struct PassBook: Sendable {
                                 values: UnsafeBufferPointer<Float>, now: Double) throws(Rejection) -> BatchOutcome {
         if finished.contains(key) {
             throw Rejection(reason: .passFinished, description: "\(key): this pass was already written; late batch ignored")
+        }
+        if key.run.utf8.count > SnapshotSchema.runBytes || key.run.utf8.contains(0) {
+            throw Rejection(reason: .badName, description: "\(key): a run name is at most \(SnapshotSchema.runBytes) UTF-8 bytes without 0x00 (the snapshot file stores it so)")
         }
         if let expected = shapeOfLayer[key.layer]?.units, expected != units {
             throw Rejection(reason: .unitCountChanged, description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")

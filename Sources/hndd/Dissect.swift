@@ -18,9 +18,12 @@ struct Dissect: HNDDCommand {
     var batchSize: Int = OfflineDissection.defaultBatchSize
     @Option(help: "Run name recorded in the snapshot file.") var run: String = OfflineDissection.defaultRun
     @Option(help: "Training step recorded in the snapshot file.") var step: Int64 = OfflineDissection.defaultStep
+    @Option(name: .customLong("keep-partials"), help: "Retention: each layer of --out keeps every complete row and only its latest N incomplete ones.")
+    var keepPartials: Int?
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        if let keepPartials, keepPartials < 0 { throw ValidationError("--keep-partials must be 0 or more, got \(keepPartials)") }
     }
 
     func execute() async throws {
@@ -28,7 +31,7 @@ struct Dissect: HNDDCommand {
         let dissection = OfflineDissection(dictionary: dictionary, activations: try ActivationsFile(activations),
                                            options: engine.dissection, batchSize: batchSize)
         let plans = try dissection.plans(layers)
-        let output = try SnapshotFile(path: out, dictionary: dictionary)
+        let output = try SnapshotFile(path: out, dictionary: dictionary, keepPartials: keepPartials)
         var snapshots: [LayerSnapshot] = []
         for plan in plans {
             let (snapshot, phases) = try dissection.dissect(plan, run: run, step: step)

@@ -30,9 +30,12 @@ struct Serve: HNDDCommand {
     var maxMessageMB: Double = Defaults.maxMessageMB
     @Option(name: .customLong("queue-mb"), help: "Received batches held for the engine, in MiB; beyond it trainers are pushed back.")
     var queueMB: Double = Defaults.queueBudgetMB
+    @Option(name: .customLong("keep-partials"), help: "Retention, applied at start: each layer keeps every complete row and only its latest N incomplete ones.")
+    var keepPartials: Int?
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
+        if let keepPartials, keepPartials < 0 { throw ValidationError("--keep-partials must be 0 or more, got \(keepPartials)") }
         for (name, value) in [("--snapshot-interval", snapshotInterval), ("--checkpoint-interval", checkpointInterval),
                               ("--pass-timeout", passTimeout), ("--max-message-mb", maxMessageMB), ("--queue-mb", queueMB)]
         where !(value > 0) {
@@ -51,6 +54,7 @@ struct Serve: HNDDCommand {
         configuration.maxMessageMB = maxMessageMB
         configuration.queueBudgetMB = queueMB
         configuration.options = engine.dissection
+        configuration.keepPartials = keepPartials
         return configuration
     }
 
