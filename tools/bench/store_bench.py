@@ -90,7 +90,7 @@ def bench_readers(binary: str, work: Path) -> dict:
     with snapshots.open(out) as f:
         layer = f.layers[0]
         timings["api_steps"] = len(f.steps(layer))
-        f.units(layer, step=int(f.steps(layer)[-1]))
+        f.units(layer, steps=f.steps(layer)[-1:])
         timings["api_units_table_s"] = round(time.time() - started, 2)
         started = time.time()
         f.values(layer, "iou", steps=f.steps(layer)[-100:])
