@@ -17,7 +17,7 @@ from hndd_testing import hndd_binary  # noqa: E402,F401  (the shared fixture)
 
 
 @pytest.fixture(scope="session")
-def dictionary(tmp_path_factory) -> Path:
+def store_dictionary(tmp_path_factory) -> Path:
     """A synthetic dictionary of 20 images with the real taxonomy (12 subgroups, 39 concepts, 5 regions)."""
     path = tmp_path_factory.mktemp("dictionary") / "D.h5"
     subprocess.run([sys.executable, "-m", "hndd_client", "synth-dictionary", "--images", "20", "--size", "32",
@@ -26,7 +26,7 @@ def dictionary(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def run_hndd(hndd_binary: Path):
+def store_hndd(hndd_binary: Path):
     def run(*arguments: object, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([str(hndd_binary), *map(str, arguments)], capture_output=True, text=True, timeout=600)
         if check:

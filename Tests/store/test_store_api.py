@@ -24,7 +24,7 @@ LAYERS = ["layer4.2.conv1", "layer3"]
 
 
 @pytest.fixture(scope="module")
-def dissected(tmp_path_factory, hndd_binary, run_hndd):
+def dissected(tmp_path_factory, hndd_binary, store_hndd):
     root = tmp_path_factory.mktemp("api")
     dictionary, activations, out = root / "D.h5", root / "A.h5", root / "S.h5"
     shapes = [generate.LayerShape(LAYERS[0], 32, 7, 7), generate.LayerShape(LAYERS[1], 16, 14, 14)]
@@ -34,10 +34,10 @@ def dissected(tmp_path_factory, hndd_binary, run_hndd):
         for i, step in enumerate(steps):
             mixed = root / f"A-{run}-{step}.h5"
             training_activations(activations, mixed, trained=0.3 + 0.3 * i, seed=step + len(run))
-            run_hndd("dissect", "--dictionary", dictionary, "--activations", mixed, "--out", out, "--run", run, "--step", step)
+            store_hndd("dissect", "--dictionary", dictionary, "--activations", mixed, "--out", out, "--run", run, "--step", step)
     half = root / "Ahalf.h5"
     training_activations(activations, half, trained=1.0, seed=3, keep_rows=150)
-    run_hndd("dissect", "--dictionary", dictionary, "--activations", half, "--out", out, "--run", "late", "--step", 300)
+    store_hndd("dissect", "--dictionary", dictionary, "--activations", half, "--out", out, "--run", "late", "--step", 300)
     return out, str(hndd_binary)
 
 
@@ -117,11 +117,11 @@ def test_errors_name_the_file_and_what(dissected, monkeypatch):
             f.units(LAYERS[0])
 
 
-def test_report_picks_the_run(dissected, run_hndd, tmp_path):
+def test_report_picks_the_run(dissected, store_hndd, tmp_path):
     out, _ = dissected
-    done = run_hndd("report", out, "--out", tmp_path / "r.html", "--run", "early")
+    done = store_hndd("report", out, "--out", tmp_path / "r.html", "--run", "early")
     assert "step 100)" in done.stdout and "partial" not in done.stdout
-    done = run_hndd("report", out, "--out", tmp_path / "r.html", "--run", "late", "--step", 300)
+    done = store_hndd("report", out, "--out", tmp_path / "r.html", "--run", "late", "--step", 300)
     assert "step 300, partial" in done.stdout
-    bad = run_hndd("report", out, "--out", tmp_path / "r.html", "--run", "nope", check=False)
+    bad = store_hndd("report", out, "--out", tmp_path / "r.html", "--run", "nope", check=False)
     assert bad.returncode == 1 and 'no snapshot of run "nope"; runs in this file: "early", "late"' in bad.stderr

@@ -15,11 +15,11 @@ from hndd_client import snapshots
 SUBGROUPS, CONCEPTS, REGIONS = 12, 39, 5
 
 
-def test_a_file_of_the_old_layout_is_migrated_with_every_value(tmp_path, dictionary, run_hndd):
+def test_a_file_of_the_old_layout_is_migrated_with_every_value(tmp_path, store_dictionary, store_hndd):
     """The old layout kept values inside S.h5 (chunked, deflated, run as variable-length
     strings). Opening it for writing moves every row to row files; appends then continue."""
     made = tmp_path / "made.h5"
-    run_hndd("bench-append", "--dictionary", dictionary, "--out", made, "--rows", 9, "--units", 8)
+    store_hndd("bench-append", "--dictionary", store_dictionary, "--out", made, "--rows", 9, "--units", 8)
     old = tmp_path / "old.h5"
     with h5py.File(made, "r") as src, h5py.File(old, "w") as dst:
         for key, value in src.attrs.items():
@@ -36,20 +36,20 @@ def test_a_file_of_the_old_layout_is_migrated_with_every_value(tmp_path, diction
             else:
                 layer.create_dataset(name, data=values, maxshape=(None,) + values.shape[1:],
                                      chunks=(1,) + values.shape[1:], compression="gzip")
-    run_hndd("bench-append", "--dictionary", dictionary, "--out", old, "--rows", 2, "--units", 8)
+    store_hndd("bench-append", "--dictionary", store_dictionary, "--out", old, "--rows", 2, "--units", 8)
     with h5py.File(old, "r") as f:
         group = f["layers/bench"]
         assert group["iou"].external is not None
         check_rows(group, range(11), 8, SUBGROUPS, CONCEPTS, REGIONS)
 
 
-def test_keep_partials_drops_only_old_incomplete_rows(tmp_path, dictionary, run_hndd):
+def test_keep_partials_drops_only_old_incomplete_rows(tmp_path, store_dictionary, store_hndd):
     out = tmp_path / "S.h5"
-    run_hndd("bench-append", "--dictionary", dictionary, "--out", out, "--rows", 30, "--units", 8)
+    store_hndd("bench-append", "--dictionary", store_dictionary, "--out", out, "--rows", 30, "--units", 8)
     with h5py.File(out, "r") as f:
         before = {name: d[()] for name, d in f["layers/bench"].items()}
     assert (before["complete"] == 0).sum() == 4  # rows 6, 13, 20, 27
-    run_hndd("bench-append", "--dictionary", dictionary, "--out", out, "--rows", 0, "--units", 8, "--keep-partials", 1)
+    store_hndd("bench-append", "--dictionary", store_dictionary, "--out", out, "--rows", 0, "--units", 8, "--keep-partials", 1)
     kept = [r for r in range(30) if r not in (6, 13, 20)]
     with h5py.File(out, "r") as f:
         group = f["layers/bench"]
@@ -57,14 +57,14 @@ def test_keep_partials_drops_only_old_incomplete_rows(tmp_path, dictionary, run_
             assert np.array_equal(group[name][()], values[kept]), name
         assert group["step"].external[0][0].endswith("bench.g2/step.raw")
     assert not (tmp_path / "S.h5.rows" / "bench.g1").exists()
-    again = run_hndd("bench-append", "--dictionary", dictionary, "--out", out, "--rows", 0, "--units", 8, "--keep-partials", 1)
+    again = store_hndd("bench-append", "--dictionary", store_dictionary, "--out", out, "--rows", 0, "--units", 8, "--keep-partials", 1)
     assert again.returncode == 0 and (tmp_path / "S.h5.rows" / "bench.g2").exists()  # nothing more to drop
 
 
-def test_readers_read_while_the_writer_appends(tmp_path, hndd_binary, dictionary, run_hndd):
+def test_readers_read_while_the_writer_appends(tmp_path, hndd_binary, store_dictionary, store_hndd):
     out = tmp_path / "S.h5"
-    run_hndd("bench-append", "--dictionary", dictionary, "--out", out, "--rows", 1, "--units", 64)
-    writer = subprocess.Popen([str(hndd_binary), "bench-append", "--dictionary", str(dictionary), "--out", str(out),
+    store_hndd("bench-append", "--dictionary", store_dictionary, "--out", out, "--rows", 1, "--units", 64)
+    writer = subprocess.Popen([str(hndd_binary), "bench-append", "--dictionary", str(store_dictionary), "--out", str(out),
                                "--rows", "150", "--units", "64"], stderr=subprocess.PIPE, text=True)
     seen, failures = [], []
 
