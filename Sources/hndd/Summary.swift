@@ -24,7 +24,7 @@ struct Summary: HNDDCommand {
         for item in try reader.summaries(layers: layers, run: runName, step: step) {
             if json {
                 print(SummaryJSON.line(item.snapshot, complete: item.row.complete, summary: item.summary,
-                                       changes: item.changes, duplicates: nil, row: item.row.index))
+                                       changes: item.changes, duplicates: nil))
             } else {
                 print(Self.text(item))
             }

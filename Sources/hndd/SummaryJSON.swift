@@ -5,11 +5,9 @@ import HNDEngine
 /// snapshot and `summary --json` per row of a snapshot file, with the same keys.
 enum SummaryJSON {
     /// `duplicates` is nil where it is unknown (a snapshot file does not record it): JSON null.
-    /// `row` is the row's index in its layer of a snapshot file (`summary` only).
-    static func line(_ s: LayerSnapshot, complete: Bool, summary: SnapshotSummary, changes: [String], duplicates: Int?,
-                     row: Int? = nil) -> String {
+    static func line(_ s: LayerSnapshot, complete: Bool, summary: SnapshotSummary, changes: [String], duplicates: Int?) -> String {
         func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
-        var object: [String: Any] = [
+        let object: [String: Any] = [
             "layer": s.layer, "run": s.run, "step": s.step, "images_seen": s.imagesSeen, "images_total": s.imagesTotal,
             "complete": complete, "time_unix": s.timeUnix, "units": summary.units, "interpretable_units": summary.interpretable,
             "netdissect_units": summary.netdissect, "localised_units": summary.localised, "biased_units": summary.biased,
@@ -21,7 +19,6 @@ enum SummaryJSON {
             "units_per_type": counts(summary.typeUnits), "netdissect_units_per_concept": counts(summary.netdissectConceptUnits),
             "duplicates_reported": duplicates.map { $0 as Any } ?? NSNull(), "changes_since_previous_pass": changes,
         ]
-        if let row { object["row"] = row }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         // The two per-unit arrays are joined here: through JSONSerialization (an NSNumber per
         // unit) they were three quarters of `summary --json`'s time on a file of 2,048 units.

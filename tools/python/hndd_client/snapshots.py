@@ -239,7 +239,8 @@ class SnapshotFile:
 
     def counts(self, layer: Optional[str] = None, run: Optional[str] = None):
         """Per-row counts as `hndd summary --json` gives them (one owner: the engine's
-        SnapshotSummary), one DataFrame row per file row, with its `row` index."""
+        SnapshotSummary), one DataFrame row per file row, with its `row` index (of the file
+        as opened: `refresh()` first if the daemon has appended since)."""
         pandas = _pandas()
         command = [self._binary(), "summary", self.path, "--json"] + (["--layer", layer] if layer else []) \
             + (["--run", run] if run else [])
@@ -247,9 +248,13 @@ class SnapshotFile:
         if result.returncode != 0:
             raise SnapshotsError(result.stderr.strip() or f"{' '.join(command)} failed")
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        # `hndd summary` prints the selected rows in file order, layer by layer: their indices.
+        indices = {name: iter(i for i, r in enumerate(self._layer_rows(name)["run"]) if run is None or r == run)
+                   for name in ([layer] if layer else self.layers)}
         for line in lines:
             line.pop("region", None)
             line.pop("netdissect_concept", None)
+            line["row"] = next(indices[line["layer"]])
         return pandas.DataFrame(lines)
 
     # -- helpers -------------------------------------------------------------------------------
