@@ -29,6 +29,7 @@ static inline unsigned chdf5_f_acc_trunc(void)  { return H5F_ACC_TRUNC; }
 static inline unsigned chdf5_f_acc_swmr_write(void) { return H5F_ACC_SWMR_WRITE; }
 static inline unsigned chdf5_f_acc_swmr_read(void)  { return H5F_ACC_SWMR_READ; }
 static inline hid_t chdf5_lib_latest(void) { return H5F_LIBVER_LATEST; }
+static inline hsize_t chdf5_f_unlimited(void) { return H5F_UNLIMITED; }
 
 /* Silence HDF5's automatic error stack printing: errors are reported as typed Swift errors. */
 static inline void chdf5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

@@ -56,7 +56,7 @@ public final class Daemon: @unchecked Sendable {
         security = try TransportSecurity(endpoints, insecureTCP: configuration.insecureTCP, keys: keys)
         access = security.usesCurve ? try DaemonAccess(keys: keys, logger: logger) : nil
         try configuration.runDirectory.create()
-        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary)
+        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary, keepPartials: configuration.keepPartials)
         shardStates = configuration.shard.map { _ in ShardStates(runDirectory: configuration.runDirectory, keep: configuration.keptShardPasses) }
         context = try ZMQContext()
         queue = IngestQueue(budgetBytes: Int(configuration.queueBudgetMB * 1_048_576))

@@ -38,6 +38,8 @@ public struct DaemonConfiguration: Sendable {
     /// The share of the images this daemon holds, when a layer is split by image over several.
     public var shard: ImageShard?
     public var keptShardPasses = Defaults.keptShardPasses
+    /// Retention: at start, each layer keeps its complete rows and only this many incomplete ones.
+    public var keepPartials: Int?
 
     public init(dictionaryPath: String, runDirectory: RunDirectory, snapshotPath: String? = nil) {
         self.dictionaryPath = dictionaryPath

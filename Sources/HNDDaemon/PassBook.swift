@@ -1,4 +1,5 @@
 import HNDEngine
+import HNDStore
 import HNDWire
 
 /// All batches of one (run, layer, step) form a probe pass.
@@ -80,6 +81,9 @@ public struct PassBook: Sendable {
         if let shard, let outside = imageIDs.firstIndex(where: { !shard.holds($0) }) {
             throw Rejection(reason: .notInShard, description: "\(key): image \(imageIDs[outside]) (position \(outside) in the batch) "
                             + "is not in this daemon's shard \(shard) (ids with id mod \(shard.count) = \(shard.index - 1))")
+        }
+        if key.run.utf8.count > SnapshotSchema.runBytes || key.run.utf8.contains(0) {
+            throw Rejection(reason: .badName, description: "\(key): a run name is at most \(SnapshotSchema.runBytes) UTF-8 bytes without 0x00 (the snapshot file stores it so)")
         }
         if let expected = shapeOfLayer[key.layer]?.units, expected != units {
             throw Rejection(reason: .unitCountChanged, description: "\(key): layer \(key.layer) has \(expected) units, this batch has \(units)")

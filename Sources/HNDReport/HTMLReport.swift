@@ -13,8 +13,12 @@ public struct ReportRequest: Sendable {
     public var step: Int64?
     /// Show this unit's top-activating images instead of a few chosen ones.
     public var unit: Int?
+    /// Show this run (its latest complete snapshot, or its `step`) instead of the latest row's.
+    public var run: String?
 
-    public init(snapshotPath: String, layers: [String] = [], dictionaryPath: String? = nil, step: Int64? = nil, unit: Int? = nil) {
+    public init(snapshotPath: String, layers: [String] = [], dictionaryPath: String? = nil, step: Int64? = nil, unit: Int? = nil,
+                run: String? = nil) {
+        self.run = run
         self.snapshotPath = snapshotPath
         self.layers = layers
         self.dictionaryPath = dictionaryPath
@@ -53,7 +57,7 @@ public enum HTMLReport {
         var plans: [(rows: LayerRows, shown: SnapshotRow)] = []
         for name in names {
             let rows = try reader.layer(name)
-            let shown = try rows.selectRow(step: request.step, path: reader.path)
+            let shown = try rows.selectRow(step: request.step, run: request.run, path: reader.path)
             if let unit = request.unit, unit < 0 || unit >= rows.units {
                 throw ReportError("--unit \(unit): layer \(name) has \(rows.units) units (0–\(rows.units - 1))")
             }

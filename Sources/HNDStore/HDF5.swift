@@ -38,7 +38,7 @@ public final class HDF5File {
     public let path: String
     let file: HDF5Handle
 
-    private init(path: String, id: hid_t) {
+    init(path: String, id: hid_t) {
         self.path = path
         file = HDF5Handle(id, H5Fclose)
     }
@@ -267,7 +267,7 @@ public final class HDF5File {
         if !strings.isEmpty { try writeStrings(strings, to: dataset, type: type, selection: nil, object: name) }
     }
 
-    private func makeDataset(_ name: String, type: hid_t, shape: [Int], growable: Bool) throws(StoreError) -> HDF5Handle {
+    func makeDataset(_ name: String, type: hid_t, shape: [Int], growable: Bool) throws(StoreError) -> HDF5Handle {
         let dims = shape.map { hsize_t($0) }
         var maxDims = dims
         let properties = HDF5Handle(H5Pcreate(chdf5_p_dataset_create()), H5Pclose)

@@ -70,8 +70,7 @@ extension HDF5File {
             return strings
         }
         let size = H5Tget_size(fileType.id)
-        let memType = HDF5Handle(H5Tcopy(chdf5_c_s1()), H5Tclose)
-        H5Tset_size(memType.id, size)
+        let memType = HDF5Handle(H5Tcopy(fileType.id), H5Tclose) // the stored bytes: same size, padding, character set
         var bytes = [CChar](repeating: 0, count: size * count)
         guard H5Dread(dataset.id, memType.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &bytes) >= 0 else {
             throw error(object, "cannot be read as strings")

@@ -1,3 +1,4 @@
+import CHDF5
 import HNDEngine
 
 /// The bookkeeping of one snapshot row: which pass it belongs to and whether it is complete.
@@ -24,24 +25,40 @@ extension Float: SnapshotNumber { public static var snapshotElement: SnapshotEle
 extension Double: SnapshotNumber { public static var snapshotElement: SnapshotElement { .float64 } }
 
 /// How one dataset's values move between a `LayerSnapshot` (or a `SnapshotRow`) and the file.
+/// A row is written as its raw bytes (the stored type is the native one, so memory and file
+/// agree) to the dataset's row file; HDF5 reads it back through the dataset.
 struct SnapshotColumnIO: Sendable {
-    /// Creates the empty, growable dataset with these dimensions after the row axis.
-    let create: @Sendable (HDF5File, String, [Int]) throws(StoreError) -> Void
-    /// Appends the snapshot's row.
-    let append: @Sendable (HDF5File, String, LayerSnapshot) throws(StoreError) -> Void
+    /// The stored element type (the caller closes it) and its size in bytes.
+    let fileType: @Sendable () -> hid_t
+    let elementSize: Int
+    /// Appends the snapshot's row, as stored, to the bytes.
+    let encode: @Sendable (LayerSnapshot, inout [UInt8]) throws(SnapshotDataset.ValueError) -> Void
     /// Bookkeeping datasets: reads the whole column into the rows (one per row, checked).
     var readColumn: (@Sendable (HDF5File, String, inout [SnapshotRow]) throws(StoreError) -> Void)?
     /// Per-unit datasets: reads row `row` into the snapshot.
     var readRow: (@Sendable (HDF5File, String, Int, SnapshotTaxonomy, inout LayerSnapshot) throws(StoreError) -> Void)?
+
+    static func numbers<T: SnapshotNumber>(_ type: T.Type, _ values: @escaping @Sendable (LayerSnapshot) -> [T]) -> SnapshotColumnIO {
+        SnapshotColumnIO(fileType: { H5Tcopy(T.nativeType) }, elementSize: MemoryLayout<T>.size,
+                         encode: { s, bytes in values(s).withUnsafeBytes { bytes.append(contentsOf: $0) } })
+    }
 }
 
 extension SnapshotDataset {
     /// A bookkeeping string, one per row.
     static func strings(_ name: String, _ meaning: String, _ value: KeyPath<LayerSnapshot, String> & Sendable,
                         into field: WritableKeyPath<SnapshotRow, String> & Sendable) -> SnapshotDataset {
+        let width = SnapshotSchema.runBytes
         var io = SnapshotColumnIO(
-            create: { file, path, _ throws(StoreError) in try file.createStrings(path, [], growable: true) },
-            append: { file, path, s throws(StoreError) in try file.appendString(path, s[keyPath: value]) })
+            fileType: { HDF5File.fixedStringType(width: width) }, elementSize: width,
+            encode: { s, bytes throws(ValueError) in
+                let utf8 = Array(s[keyPath: value].utf8)
+                guard utf8.count <= width, !utf8.contains(0) else {
+                    throw ValueError(message: "\"\(s[keyPath: value])\" is longer than \(width) UTF-8 bytes or holds a 0x00 byte")
+                }
+                bytes.append(contentsOf: utf8)
+                bytes.append(contentsOf: repeatElement(0, count: width - utf8.count))
+            })
         io.readColumn = { file, path, rows throws(StoreError) in
             let values = try file.readStrings(path)
             try checkRowCount(values.count, rows.count, file: file, path: path)
@@ -54,9 +71,7 @@ extension SnapshotDataset {
     static func perRow<T: SnapshotNumber>(_ name: String, _ type: T.Type, _ meaning: String,
                                           _ value: @escaping @Sendable (LayerSnapshot) -> T,
                                           into field: @escaping @Sendable (inout SnapshotRow, T) -> Void) -> SnapshotDataset {
-        var io = SnapshotColumnIO(
-            create: { file, path, _ throws(StoreError) in try file.createDataset(path, shape: [0], values: [T](), growable: true) },
-            append: { file, path, s throws(StoreError) in try file.appendRow(path, [value(s)]) })
+        var io = SnapshotColumnIO.numbers(T.self) { [value($0)] }
         io.readColumn = { file, path, rows throws(StoreError) in
             let values = try file.read(path, as: T.self).values
             try checkRowCount(values.count, rows.count, file: file, path: path)
@@ -77,11 +92,7 @@ extension SnapshotDataset {
                                            _ key: WritableKeyPath<LayerSnapshot, [T]> & Sendable, optional: Bool = false,
                                            normalise: @escaping @Sendable ([T], SnapshotTaxonomy) throws(ValueError) -> [T] = { v, _ in v }
     ) -> SnapshotDataset {
-        var io = SnapshotColumnIO(
-            create: { file, path, dims throws(StoreError) in
-                try file.createDataset(path, shape: [0] + dims, values: [T](), growable: true)
-            },
-            append: { file, path, s throws(StoreError) in try file.appendRow(path, s[keyPath: key]) })
+        var io = SnapshotColumnIO.numbers(T.self) { $0[keyPath: key] }
         io.readRow = { file, path, row, taxonomy, snapshot throws(StoreError) in
             let values = try file.readRow(path, row: row, as: T.self)
             do throws(ValueError) {
@@ -118,7 +129,7 @@ extension SnapshotDataset {
     }
 
     /// A value read back that breaks the format.
-    struct ValueError: Error {
+    struct ValueError: Error, Sendable {
         let message: String
     }
 }

@@ -4,7 +4,8 @@ import HNDEngine
 /// previous complete pass — as `subscribe` would have said when the row was published.
 public struct RowSummary: Sendable {
     public var row: SnapshotRow
-    /// The row's labels and flags (the values the counts do not use keep their defaults).
+    /// The row's bookkeeping and labels (region, Network Dissection concept); its other arrays
+    /// are emptied once counted, so that a file of thousands of rows is summarised in little memory.
     public var snapshot: LayerSnapshot
     public var summary: SnapshotSummary
     public var changes: [String]
@@ -24,8 +25,9 @@ extension SnapshotReader {
                 runs.insert(row.run)
                 guard run == nil || row.run == run else { continue }
                 steps.append(row.step)
-                let snapshot = try self.snapshot(layer, row: row.index, detail: .counted)
+                var snapshot = try self.snapshot(layer, row: row.index, detail: .counted)
                 let summary = SnapshotSummary(snapshot, taxonomy: taxonomy)
+                snapshot.dropValuesBesideLabels()
                 let changes = history.record(step: row.step, complete: row.complete, summary: summary)
                 if step == nil || row.step == step {
                     result.append(RowSummary(row: row, snapshot: snapshot, summary: summary, changes: changes))
@@ -38,5 +40,12 @@ extension SnapshotReader {
             ? "runs in this file: " + runs.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
             : "steps present: " + LayerRows.describe(steps: steps)
         throw StoreError(file: path, object: "", message: "no snapshot \(wanted); \(present)")
+    }
+}
+
+extension LayerSnapshot {
+    /// Empties every per-unit array but the labels (what a summary line prints of a row).
+    mutating func dropValuesBesideLabels() {
+        threshold = []; globalProb = []; globalBiased = []; iou = []; localProb = []; localPaired = []; topImages = []
     }
 }

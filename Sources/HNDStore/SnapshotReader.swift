@@ -145,16 +145,26 @@ public struct LayerRows: Sendable {
     var datasets: [SnapshotDataset] = []
 
     /// The row a report shows: the latest complete one, or with `step` the latest (preferably
-    /// complete) row of that step. Falls back to the latest row when no row is complete.
-    public func selectRow(step: Int64?, path: String) throws(StoreError) -> SnapshotRow {
+    /// complete) row of that step; of `run` when given. Falls back to the latest row when no row
+    /// is complete.
+    public func selectRow(step: Int64?, run: String? = nil, path: String) throws(StoreError) -> SnapshotRow {
+        var candidates = rows
+        if let run {
+            candidates = rows.filter { $0.run == run }
+            guard !candidates.isEmpty else {
+                var runs: [String] = []
+                for row in rows where !runs.contains(row.run) { runs.append(row.run) }
+                throw StoreError(file: path, object: "", message: "layer \(name): no snapshot of run \"\(run)\"; runs in this file: \(runs.map { "\"\($0)\"" }.joined(separator: ", "))")
+            }
+        }
         if let step {
-            let matching = rows.filter { $0.step == step }
+            let matching = candidates.filter { $0.step == step }
             guard let chosen = matching.last(where: \.complete) ?? matching.last else {
-                throw StoreError(file: path, object: "", message: "layer \(name): no snapshot at step \(step); steps present: \(Self.describe(steps: rows.map(\.step)))")
+                throw StoreError(file: path, object: "", message: "layer \(name): no snapshot at step \(step)\(run.map { " of run \"\($0)\"" } ?? ""); steps present: \(Self.describe(steps: candidates.map(\.step)))")
             }
             return chosen
         }
-        return rows.last(where: \.complete) ?? rows[rows.count - 1]
+        return candidates.last(where: \.complete) ?? candidates[candidates.count - 1]
     }
 
     /// The complete rows of one run, one per step (the latest when a step was dissected twice),

@@ -10,6 +10,8 @@ public enum SnapshotSchema {
     public static let format = "hndd-snapshots"
     public static let version: Int32 = 1
     public static let layersGroup = "/layers"
+    /// Bytes of a stored run name (fixed-length UTF-8, padded with 0x00): a longer name is refused.
+    public static let runBytes = 256
     /// Attribute of a layer's group: its number of units C.
     public static let unitsAttribute = "units"
 

@@ -21,10 +21,13 @@ struct Dissect: HNDDCommand {
     @Option(name: .customLong("check-permutations"),
             help: "Also compute the raw p-values by B explicit permutations (sgemm) and print how far the analytic ones are (0: no check).")
     var permutations: Int = 0
+    @Option(name: .customLong("keep-partials"), help: "Retention: each layer of --out keeps every complete row and only its latest N incomplete ones.")
+    var keepPartials: Int?
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         guard permutations >= 0 else { throw ValidationError("--check-permutations must be 0 or more") }
+        if let keepPartials, keepPartials < 0 { throw ValidationError("--keep-partials must be 0 or more, got \(keepPartials)") }
     }
 
     func execute() async throws {
@@ -32,7 +35,7 @@ struct Dissect: HNDDCommand {
         let dissection = OfflineDissection(dictionary: dictionary, activations: try ActivationsFile(activations),
                                            options: engine.dissection, batchSize: batchSize, permutations: permutations)
         let plans = try dissection.plans(layers)
-        let output = try SnapshotFile(path: out, dictionary: dictionary)
+        let output = try SnapshotFile(path: out, dictionary: dictionary, keepPartials: keepPartials)
         var snapshots: [LayerSnapshot] = []
         for plan in plans {
             let (snapshot, phases) = try dissection.dissect(plan, run: run, step: step)

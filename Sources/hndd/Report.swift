@@ -20,6 +20,7 @@ struct Report: HNDDCommand {
     var layers: [String] = []
     @Option(help: "Face Dictionary with /images/pixels, for the top-activating probe images.") var dictionary: String?
     @Option(help: "Training step to show (default: the latest complete snapshot).") var step: Int64?
+    @Option(help: "Run to show (default: the run of the latest complete snapshot).") var run: String?
     @Option(help: "Unit whose top-activating images to show (default: a few of the best-localised units).") var unit: Int?
 
     func validate() throws {
@@ -27,7 +28,7 @@ struct Report: HNDDCommand {
     }
 
     func execute() async throws {
-        let request = ReportRequest(snapshotPath: snapshots, layers: layers, dictionaryPath: dictionary, step: step, unit: unit)
+        let request = ReportRequest(snapshotPath: snapshots, layers: layers, dictionaryPath: dictionary, step: step, unit: unit, run: run)
         let outcome = try HTMLReport.render(request)
         let data = Data(outcome.html.utf8)
         let directory = (out as NSString).deletingLastPathComponent

@@ -37,11 +37,14 @@ struct Serve: HNDDCommand {
     var shard: String?
     @Option(name: .customLong("keep-shard-passes"), help: "With --shard: finished passes kept per layer.")
     var keepShardPasses: Int = Defaults.keptShardPasses
+    @Option(name: .customLong("keep-partials"), help: "Retention, applied at start: each layer keeps every complete row and only its latest N incomplete ones.")
+    var keepPartials: Int?
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         if let shard { do { _ = try ImageShard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") } }
         guard keepShardPasses > 0 else { throw ValidationError("--keep-shard-passes must be at least 1") }
+        if let keepPartials, keepPartials < 0 { throw ValidationError("--keep-partials must be 0 or more, got \(keepPartials)") }
         for (name, value) in [("--snapshot-interval", snapshotInterval), ("--checkpoint-interval", checkpointInterval),
                               ("--pass-timeout", passTimeout), ("--max-message-mb", maxMessageMB), ("--queue-mb", queueMB)]
         where !(value > 0) {
@@ -63,6 +66,7 @@ struct Serve: HNDDCommand {
         configuration.insecureTCP = insecureTCP
         configuration.shard = shard.flatMap { try? ImageShard(parsing: $0) }
         configuration.keptShardPasses = keepShardPasses
+        configuration.keepPartials = keepPartials
         return configuration
     }
 

@@ -44,21 +44,14 @@ func snapshotFile(_ snapshots: [LayerSnapshot]) throws -> String {
     return path
 }
 
-/// A snapshot file laid out by the schema, except that `replace` writes dataset `name` instead.
+/// A snapshot file of one row written by the writer, except that `replace` writes dataset `name`
+/// of its index instead (inside the index file, as files written before row files did).
 func snapshotFile(replacing name: String, _ replace: (HDF5File, String) throws -> Void) throws -> String {
-    let path = temporaryDirectory() + "/broken.h5"
-    let file = try HDF5File.create(path)
-    try file.setAttribute("format", SnapshotSchema.format)
-    try DictionaryFile.writeTaxonomy(taxonomy, to: file)
-    let s = distinctSnapshot(step: 1), group = SnapshotSchema.group(ofLayer: s.layer)
-    try file.createGroup(group)
-    try file.setAttribute(SnapshotSchema.unitsAttribute, Int64(s.units), on: group)
-    for dataset in SnapshotSchema.datasets {
-        let at = group + "/" + dataset.name
-        if dataset.name == name { try replace(file, at); continue }
-        try dataset.io.create(file, at, dataset.axes.map { SnapshotFile.extent($0, of: s) })
-        try dataset.io.append(file, at, s)
-    }
+    let path = try snapshotFile([distinctSnapshot(step: 1)])
+    let file = try HDF5File.open(path, writable: true)
+    let at = SnapshotSchema.group(ofLayer: distinctSnapshot(step: 1).layer) + "/" + name
+    #expect(H5Ldelete(file.file.id, at, chdf5_p_default()) >= 0)
+    try replace(file, at)
     return path
 }
 

@@ -71,14 +71,15 @@ func writeDictionary(_ d: FaceDictionary, to path: String, mutate: (HDF5File) th
     @Test func snapshotRowsAppendAndReadBack() throws {
         let dir = temporaryDirectory()
         let path = dir + "/s.h5"
-        let out = try SnapshotFile(path: path, dictionary: taxonomy)
+        var out: SnapshotFile? = try SnapshotFile(path: path, dictionary: taxonomy)
         var snapshot = LayerSnapshot(layer: "layer4.1.conv1", imagesSeen: 2, imagesTotal: 3, units: 3,
                                      subgroupCount: 2, conceptCount: 2, topImageCount: 2)
         snapshot.run = "r"; snapshot.step = 10
         snapshot.iou = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-        try out.append([snapshot])
+        try out!.append([snapshot])
         snapshot.step = 20; snapshot.imagesSeen = 3
-        try out.append([snapshot])
+        try out!.append([snapshot])
+        out = nil // releases the writer's lock
         let file = try HDF5File.open(path)
         #expect(try file.stringAttribute("format") == "hndd-snapshots")
         #expect(try file.read("/layers/layer4.1.conv1/step", as: Int64.self).values == [10, 20])
@@ -87,12 +88,13 @@ func writeDictionary(_ d: FaceDictionary, to path: String, mutate: (HDF5File) th
         #expect(try file.readStrings("/layers/layer4.1.conv1/run") == ["r", "r"])
         #expect(try file.readStrings("/local/concepts") == taxonomy.concepts)
         #expect(try file.numericAttribute("units", on: "/layers/layer4.1.conv1", as: Int64.self) == 3)
-        // Nothing is left behind by the atomic replacement.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["s.h5"])
+        // The index and its row files; no temporary is left behind by the atomic replacement.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["s.h5", "s.h5.rows"])
+        #expect(try file.externalFile(of: "/layers/layer4.1.conv1/iou")?.hasSuffix("/s.h5.rows/layer4.1.conv1.g1/iou.raw") == true)
         // Another taxonomy or another kind of file is refused, not overwritten.
         var other = taxonomy
         other.concepts = ["x", "y"]
-        #expect(throws: StoreError.self) { try SnapshotFile(path: path, dictionary: other) }
+        #expect { try SnapshotFile(path: path, dictionary: other) } throws: { "\($0)".hasSuffix("was written for another dictionary's taxonomy; choose another --out") }
         try writeDictionary(taxonomy, to: dir + "/d.h5")
         #expect(throws: StoreError.self) { try SnapshotFile(path: dir + "/d.h5", dictionary: taxonomy) }
     }
