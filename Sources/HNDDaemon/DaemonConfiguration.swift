@@ -1,6 +1,6 @@
 import HNDEngine
 
-/// Settings of `hndd serve` (SPEC §5). The command line takes its defaults from `Defaults`.
+/// Settings of `hndd serve` (docs/5-command-line.md). The command line takes its defaults from `Defaults`.
 public struct DaemonConfiguration: Sendable {
     public enum Defaults {
         /// Seconds between partial snapshots of an open pass (`SnapshotSchedule` spaces them further).

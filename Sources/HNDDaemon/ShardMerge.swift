@@ -41,7 +41,7 @@ public struct PassShard: Sendable {
     }
 }
 
-/// A merged pass: its snapshot (a row of SPEC §4) and the sources it came from.
+/// A merged pass: its snapshot (a row of docs/4-snapshots.md) and the sources it came from.
 public struct MergedPass: Sendable {
     public let key: PassKey
     public let snapshot: LayerSnapshot

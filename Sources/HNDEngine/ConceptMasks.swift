@@ -1,6 +1,6 @@
 import Foundation
 
-/// The mask of one present local concept (SPEC §1): the pixels of the S×S grid whose centres lie
+/// The mask of one present local concept (docs/1-dictionary.md): the pixels of the S×S grid whose centres lie
 /// inside the concept's χ² ellipse. An ellipse is convex, so each grid row holds one run of
 /// pixels; it is found from the quadratic's roots and its ends are re-checked with the exact
 /// per-pixel test, so the mask equals the pixel-by-pixel definition.
@@ -23,7 +23,7 @@ public struct EllipseMask: Sendable {
     /// A singular (or not positive-definite) covariance gives an empty mask.
     public var isEmpty: Bool { !(determinant > 0) || !(sxx > 0) }
 
-    /// The exact test of SPEC §1 for pixel (row, col); the order of operations is fixed so that
+    /// The exact test of docs/1-dictionary.md for pixel (row, col); the order of operations is fixed so that
     /// every implementation computing it in float64 agrees bit for bit.
     @inlinable public func contains(row: Int, col: Int) -> Bool {
         let s = Double(size)

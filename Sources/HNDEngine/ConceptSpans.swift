@@ -1,7 +1,7 @@
 import CHNDKernels
 import Dispatch
 
-/// Every present concept's mask (SPEC §1) as *pieces* of at most one run of columns per grid row,
+/// Every present concept's mask (docs/1-dictionary.md) as *pieces* of at most one run of columns per grid row,
 /// for every image, computed once from the dictionary. Stage II intersects a map's runs of pixels
 /// above the threshold with these runs, so no S×S grid is ever painted.
 ///

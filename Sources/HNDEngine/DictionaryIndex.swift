@@ -1,5 +1,5 @@
 /// Everything the engine derives from the dictionary once, before the first batch: the image
-/// sets of SPEC §3 (D_L, D_c, D_g, D_r), the |M| count rows each image feeds, and each present
+/// sets of docs/3-numbers.md (D_L, D_c, D_g, D_r), the |M| count rows each image feeds, and each present
 /// concept's mask (in pieces). Shared, read-only, by every layer.
 public struct DictionaryIndex: Sendable {
     public let dictionary: FaceDictionary

@@ -1,4 +1,4 @@
-/// The Face Dictionary of SPEC §1, in memory, without its pixels: the concept taxonomy and each
+/// The Face Dictionary of docs/1-dictionary.md, in memory, without its pixels: the concept taxonomy and each
 /// image's labels and masks — ellipses (version 1), or rasters, which a version-2 file may hold
 /// and which then define every mask. Immutable once validated; the engine derives everything else.
 public struct FaceDictionary: Sendable {
@@ -22,7 +22,7 @@ public struct FaceDictionary: Sendable {
     public var ellipse: [Float]
     public var maskSize: Int
     public var ellipseChi2: Double
-    /// SPEC §1's version: 1, or 2 (which may hold raster masks).
+    /// docs/1-dictionary.md's version: 1, or 2 (which may hold raster masks).
     public var version: Int
     /// The raster masks (`/images/masks`); when present they define every mask.
     public var rasters: MaskRasters?
@@ -37,12 +37,12 @@ public struct FaceDictionary: Sendable {
 
     /// The engine keeps one bit per concept in a `UInt64`.
     public static let maxConcepts = 64
-    /// SPEC §1's default `ellipse_chi2`: the 95 % χ²₂ value.
+    /// docs/1-dictionary.md's default `ellipse_chi2`: the 95 % χ²₂ value.
     public static let defaultEllipseChi2 = 5.991
-    /// The versions of SPEC §1 hndd reads: 1 (ellipses), 2 (raster masks may be present).
+    /// The versions of docs/1-dictionary.md hndd reads: 1 (ellipses), 2 (raster masks may be present).
     public static let versions = 1...2
     public static func unknownVersion(_ version: Int) -> String {
-        "is \(version); this hndd reads versions \(versions.map(String.init).joined(separator: " and ")) of SPEC §1"
+        "is \(version); this hndd reads versions \(versions.map(String.init).joined(separator: " and ")) of docs/1-dictionary.md"
     }
 
     public init(categories: [String], subgroups: [String], subgroupCategory: [Int32],
@@ -96,7 +96,7 @@ public struct FaceDictionary: Sendable {
         return counts
     }
 
-    /// Checks every rule of SPEC §1 the engine relies on. `source` names the file in messages.
+    /// Checks every rule of docs/1-dictionary.md the engine relies on. `source` names the file in messages.
     public func validate(source: String = "dictionary") throws(DictionaryError) {
         func fail(_ dataset: String, _ what: String) -> DictionaryError {
             DictionaryError(source: source, dataset: dataset, message: what)
@@ -170,7 +170,7 @@ public struct FaceDictionary: Sendable {
     }
 }
 
-/// A dictionary that breaks SPEC §1, located precisely enough to fix.
+/// A dictionary that breaks docs/1-dictionary.md, located precisely enough to fix.
 public struct DictionaryError: Error, CustomStringConvertible, Equatable {
     public var source: String
     public var dataset: String

@@ -2,7 +2,7 @@ import CHNDKernels
 import Dispatch
 import Foundation
 
-/// Options of the dissection (SPEC §3, §5).
+/// Options of the dissection (docs/3-numbers.md, §5).
 public struct DissectionOptions: Sendable, Equatable {
     /// q: the threshold is the (1 − q) quantile. The authors' code ships 0.05; the paper and
     /// Network Dissection use 0.005, which we keep.

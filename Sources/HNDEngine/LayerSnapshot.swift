@@ -1,4 +1,4 @@
-/// One dissection of one layer over the images seen so far: a row of SPEC §4.
+/// One dissection of one layer over the images seen so far: a row of docs/4-snapshots.md.
 public struct LayerSnapshot: Sendable, Equatable {
     public var layer: String
     public var run: String = ""

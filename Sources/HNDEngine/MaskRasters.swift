@@ -1,4 +1,4 @@
-/// The raster masks of a version-2 dictionary (SPEC §1 `/images/masks`): every (image, concept)
+/// The raster masks of a version-2 dictionary (docs/1-dictionary.md `/images/masks`): every (image, concept)
 /// mask as its runs of set pixels, row by row. Runs rather than bits: the paper's dictionary holds
 /// 1.5 GB of packed bits at S = 112, and a few tens of MB of runs.
 public struct MaskRasters: Sendable, Equatable {
@@ -127,7 +127,7 @@ public struct MaskRasters: Sendable, Equatable {
         return hash
     }
 
-    /// Appends one packed mask (S rows of ⌈S/8⌉ bytes, SPEC §1's bit order: pixel j is bit
+    /// Appends one packed mask (S rows of ⌈S/8⌉ bytes, docs/1-dictionary.md's bit order: pixel j is bit
     /// 7 − (j mod 8) of byte ⌊j/8⌋). Returns false, appending nothing, when a padding bit (a
     /// column ≥ S) is set.
     public mutating func appendPacked(_ mask: UnsafePointer<UInt8>) -> Bool {
@@ -167,7 +167,7 @@ public struct MaskRasters: Sendable, Equatable {
     static func appendRuns(ofPackedRow bytes: UnsafePointer<UInt8>, bytes count: Int, row: Int, into runs: inout [Run]) {
         var runStart = -1
         for base in stride(from: 0, to: count, by: 8) {
-            // Columns base·8 ..< base·8 + 64, column base·8 in the top bit (SPEC §1's bit order).
+            // Columns base·8 ..< base·8 + 64, column base·8 in the top bit (docs/1-dictionary.md's bit order).
             var word: UInt64 = 0
             for b in 0..<8 { word = word << 8 | UInt64(base + b < count ? bytes[base + b] : 0) }
             var position = 0 // next bit of the word to look at, from the top

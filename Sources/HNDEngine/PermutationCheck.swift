@@ -8,7 +8,7 @@ import Dispatch
 /// labels are one matrix Y [n × B·S] (column b·S + j is 1 where permutation b gives an image label
 /// j; in Stage III a row is the permuted image's presence vector), and the fixed rank weights of
 /// a block of units are W [units × n]. One sgemm W·Y gives every unit's label sums under every
-/// permutation at once; P follows per permutation as in SPEC §3. The p-value is
+/// permutation at once; P follows per permutation as in docs/3-numbers.md. The p-value is
 /// (1 + #{b : P_b ≥ P}) / (B + 1), so it is never below 1/(B + 1).
 extension LayerAccumulator {
     /// Raw permutation p-values ([C, G], [C, L]; NaN where `snapshot` has no test) of `snapshot`,

@@ -1,12 +1,12 @@
 extension FaceDictionary {
-    /// SPEC §1's rules for raster masks: one mask per image and concept on the S×S grid, runs in
+    /// docs/1-dictionary.md's rules for raster masks: one mask per image and concept on the S×S grid, runs in
     /// order and inside it, and pixels only where the concept is present (`local_label = 1`; a
     /// present concept may have an empty mask).
     func validate(_ rasters: MaskRasters, images n: Int,
                   fail: (String, String) -> DictionaryError) throws(DictionaryError) {
         let dataset = "/images/masks"
         guard version >= 2 else {
-            throw fail(dataset, "raster masks need a version 2 dictionary (SPEC §1); this one is version \(version)")
+            throw fail(dataset, "raster masks need a version 2 dictionary (docs/1-dictionary.md); this one is version \(version)")
         }
         guard rasters.size == maskSize, rasters.conceptCount == concepts.count, rasters.imageCount == n else {
             throw fail(dataset, "holds \(rasters.imageCount) images × \(rasters.conceptCount) concepts of \(rasters.size)×\(rasters.size) masks; expected \(n) × \(concepts.count) of \(maskSize)×\(maskSize)")

@@ -1,4 +1,4 @@
-/// The names of a Face Dictionary's taxonomy (SPEC §1) and how they nest: what a snapshot's
+/// The names of a Face Dictionary's taxonomy (docs/1-dictionary.md) and how they nest: what a snapshot's
 /// counts are named by. The dictionary itself has them, and so do a snapshot file and a published
 /// snapshot, each of which carries a copy; the counts read them from whichever is at hand.
 public protocol TaxonomyNames {

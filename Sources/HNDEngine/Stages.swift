@@ -1,6 +1,6 @@
 import Dispatch
 
-/// The three stages of SPEC §3, evaluated over the images seen so far.
+/// The three stages of docs/3-numbers.md, evaluated over the images seen so far.
 extension LayerAccumulator {
     /// The dissection over the images seen so far (complete once every image arrived).
     public func snapshot() -> LayerSnapshot { snapshotWithRawPValues().snapshot }
@@ -317,7 +317,7 @@ struct BlockRunChunk {
     let lo: BilinearUpsampler.Lanes, hi: BilinearUpsampler.Lanes
 }
 
-/// The decision rules of SPEC §3, in one place.
+/// The decision rules of docs/3-numbers.md, in one place.
 public enum StageRules {
     /// Stage I: biased toward a subgroup iff P ≥ 1/S_g + 0.05.
     public static func isBiased(_ p: Double, subgroups: Int) -> Bool { p >= biasThreshold(subgroups: subgroups) }
@@ -327,7 +327,7 @@ public enum StageRules {
     public static func isPaired(_ p: Double, conceptsInRegion: Int) -> Bool { p > 1.5 / Double(conceptsInRegion) }
 }
 
-/// The image sets of SPEC §3 restricted to the images seen so far; computed once per snapshot.
+/// The image sets of docs/3-numbers.md restricted to the images seen so far; computed once per snapshot.
 struct SeenSets: Sendable {
     let allImages: [Int32]
     let localImages: [Int32]

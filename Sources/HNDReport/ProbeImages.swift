@@ -2,7 +2,7 @@ import Foundation
 import HNDEngine
 import HNDStore
 
-/// The dictionary's probe images (`/images/pixels`, SPEC §1), read one image at a time — a real
+/// The dictionary's probe images (`/images/pixels`, docs/1-dictionary.md), read one image at a time — a real
 /// dictionary holds gigabytes of pixels and a report needs a few dozen thumbnails.
 public final class ProbeImages {
     public let path: String
@@ -133,7 +133,7 @@ public final class ProbeImages {
 
 /// The outline of a concept's mask on a probe image, drawn over its thumbnail.
 public enum MaskOutline: Equatable {
-    /// SPEC §1's ellipse (nil: singular, the mask is empty).
+    /// docs/1-dictionary.md's ellipse (nil: singular, the mask is empty).
     case ellipse(EllipseOutline?)
     /// A raster mask's boundary.
     case raster(RasterEdges)
@@ -204,7 +204,7 @@ public struct RasterEdges: Equatable {
     }
 }
 
-/// The χ² contour of a concept's Gaussian ellipse (SPEC §1) as SVG ellipse parameters in
+/// The χ² contour of a concept's Gaussian ellipse (docs/1-dictionary.md) as SVG ellipse parameters in
 /// normalised image coordinates: the boundary of the concept's mask.
 public struct EllipseOutline: Equatable {
     var cx: Double, cy: Double, rx: Double, ry: Double

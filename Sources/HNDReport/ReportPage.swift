@@ -25,7 +25,7 @@ struct Page {
         body += header(layers, now: now)
         for layer in layers { body += try section(layer) }
         body += "<footer>Written by <code>hndd report</code> on \(Markup.utc(now.timeIntervalSince1970)). "
-            + "Definitions: Teotia, Lapedriza, Ostadabbas, “Interpreting Face Inference Models using Hierarchical Network Dissection”, IJCV 2022; the exact formulas are in hndd’s SPEC §3.</footer>"
+            + "Definitions: Teotia, Lapedriza, Ostadabbas, “Interpreting Face Inference Models using Hierarchical Network Dissection”, IJCV 2022; the exact formulas are in hndd’s docs/3-numbers.md.</footer>"
         let defs = thumbnailDefs.isEmpty ? "" :
             "<svg width=\"0\" height=\"0\" style=\"position:absolute\" aria-hidden=\"true\"><defs>"
             + "<clipPath id=\"unit-square\"><rect width=\"1\" height=\"1\"/></clipPath>"

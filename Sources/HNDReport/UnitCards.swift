@@ -18,7 +18,7 @@ extension Page {
             return "<p class=\"note\">No unit is localised yet; choose one with <code>--unit U</code>.</p>"
         }
         var html = "<p class=\"note\">The snapshot file keeps each unit’s \(s.topImageCount) probe images with the largest maxima (<code>top_images</code>), not its activation maps, "
-            + "so the unit’s thresholded activation cannot be drawn here. The yellow outline is the mask of the unit’s concept (its ellipse or raster, SPEC §1) on images where the concept is present."
+            + "so the unit’s thresholded activation cannot be drawn here. The yellow outline is the mask of the unit’s concept (its ellipse or raster, docs/1-dictionary.md) on images where the concept is present."
             + (requestedUnit == nil ? " Shown: the best-localised paired units, one per concept; choose another with <code>--unit U</code>." : "") + "</p>"
         for u in units {
             html += "<div class=\"unitcard\">" + unitSummary(s, unit: u) + (try strip(s, unit: u, images: images)) + "</div>"

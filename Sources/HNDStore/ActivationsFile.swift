@@ -1,6 +1,6 @@
 import CHDF5
 
-/// An activations file (SPEC §2): `/layers/<layer>/activations` [M, C, h, w] and optional
+/// An activations file (docs/2-activations.md): `/layers/<layer>/activations` [M, C, h, w] and optional
 /// `/layers/<layer>/image_ids` [M]. Read in row batches so memory stays bounded.
 public struct ActivationsFile {
     public let file: HDF5File

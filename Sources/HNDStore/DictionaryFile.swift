@@ -1,6 +1,6 @@
 import HNDEngine
 
-/// Reads a Face Dictionary file (SPEC §1) and checks it: every problem is reported with the file
+/// Reads a Face Dictionary file (docs/1-dictionary.md) and checks it: every problem is reported with the file
 /// and the dataset it is in.
 public enum DictionaryFile {
     /// The `format` attribute of a dictionary file.
@@ -35,7 +35,7 @@ public enum DictionaryFile {
         guard global.shape == [n, categories.count] else {
             throw file.error("/images/global_label", "shape \(global.shape), expected [\(n), \(categories.count)] (images × categories)")
         }
-        // With rasters the ellipses are only informative (SPEC §1): their shape is checked, their
+        // With rasters the ellipses are only informative (docs/1-dictionary.md): their shape is checked, their
         // values (25 MB at the paper's size) are not kept.
         let rastersDefineMasks = version >= 2 && file.exists(MaskFile.dataset)
         let ellipseShape = try file.shape(of: "/images/ellipse")
@@ -52,7 +52,7 @@ public enum DictionaryFile {
         var rasters: MaskRasters?
         if file.exists(MaskFile.dataset) {
             guard version >= 2 else {
-                throw file.error(MaskFile.dataset, "raster masks in a version \(version) file; they need version = 2 (SPEC §1)")
+                throw file.error(MaskFile.dataset, "raster masks in a version \(version) file; they need version = 2 (docs/1-dictionary.md)")
             }
             guard maskSize > 0, maskSize <= Int64(UInt16.max) else {
                 throw file.error("/ (attribute mask_size)", "\(maskSize) cannot hold raster masks (1 ... \(UInt16.max))")

@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import HNDEngine
 
-/// `/images/masks` of a version-2 dictionary (SPEC §1): [N, L, S, ⌈S/8⌉] uint8, each mask row
+/// `/images/masks` of a version-2 dictionary (docs/1-dictionary.md): [N, L, S, ⌈S/8⌉] uint8, each mask row
 /// bit-packed. Read in blocks of images — chunk by chunk, inflated on every core, where the
 /// dataset is deflated (`DeflatedChunks`), else through HDF5 hyperslabs — and each block turned
 /// into runs on every core: the dense array (1.5 GB of bits at the paper's size, twelve times

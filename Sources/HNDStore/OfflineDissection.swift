@@ -2,7 +2,7 @@ import Foundation
 import HNDEngine
 
 /// Offline dissection (`hndd dissect`): the daemon's engine fed from an activations file
-/// (SPEC §2), one layer at a time, in batches of rows read from the file.
+/// (docs/2-activations.md), one layer at a time, in batches of rows read from the file.
 public struct OfflineDissection {
     /// Rows read and fed to the engine at a time.
     public static let defaultBatchSize = 256

@@ -1,7 +1,7 @@
 import Foundation
 import HNDEngine
 
-/// The snapshot file (SPEC §4) and its writer. `S.h5` is a small index (`SnapshotIndex`): the
+/// The snapshot file (docs/4-snapshots.md) and its writer. `S.h5` is a small index (`SnapshotIndex`): the
 /// taxonomy and every dataset's type and shape, whose values HDF5 reads from raw row files in
 /// `S.h5.rows/` (external storage). An append writes the new rows at the end of the row files,
 /// syncs them, then replaces the index by a new one naming one more row (write, sync, rename).

@@ -1,6 +1,6 @@
 import HNDEngine
 
-/// Reads a snapshot file (SPEC §4, `SnapshotSchema`) read-only, checking every dataset's type and
+/// Reads a snapshot file (docs/4-snapshots.md, `SnapshotSchema`) read-only, checking every dataset's type and
 /// shape against the schema. The daemon replaces the file atomically on every append, so the one
 /// handle opened here sees one consistent version of it throughout.
 public final class SnapshotReader {

@@ -1,7 +1,7 @@
 import CHDF5
 import HNDEngine
 
-/// The snapshot file's format (SPEC §4) as data. The file holds the dictionary's taxonomy (the
+/// The snapshot file's format (docs/4-snapshots.md) as data. The file holds the dictionary's taxonomy (the
 /// `/global` and `/local` groups of a Face Dictionary) and, per layer, a group
 /// `/layers/<layer>` (attribute `units` = C) whose datasets all grow by one row per snapshot.
 /// `SnapshotFile` writes and `SnapshotReader` reads exactly the datasets of `datasets`, in that
@@ -50,7 +50,7 @@ public enum SnapshotSchema {
         ]
     }
 
-    /// The taxonomy datasets the file copies from its dictionary (SPEC §1), read back for names.
+    /// The taxonomy datasets the file copies from its dictionary (docs/1-dictionary.md), read back for names.
     public static let categories = "/global/categories"
     public static let subgroups = "/global/subgroups"
     public static let subgroupCategory = "/global/subgroup_category"

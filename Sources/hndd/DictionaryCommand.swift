@@ -8,7 +8,7 @@ struct DictionaryCommand: AsyncParsableCommand {
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate a dictionary against SPEC §1 and print images per concept.")
+            abstract: "Validate a dictionary against docs/1-dictionary.md and print images per concept.")
         @Argument(help: "Face Dictionary file.") var path: String
 
         func run() async throws {

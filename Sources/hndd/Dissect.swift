@@ -3,14 +3,14 @@ import Foundation
 import HNDEngine
 import HNDStore
 
-/// Offline dissection: the daemon's engine fed from an activations file (SPEC §2).
+/// Offline dissection: the daemon's engine fed from an activations file (docs/2-activations.md).
 struct Dissect: HNDDCommand {
     static let configuration = CommandConfiguration(
         abstract: "Dissect layers from an activations file and append one complete snapshot per layer.")
 
-    @Option(help: "Face Dictionary file (SPEC §1).") var dictionary: String
-    @Option(help: "Activations file (SPEC §2).") var activations: String
-    @Option(help: "Snapshot file to create or append to (SPEC §4).") var out: String
+    @Option(help: "Face Dictionary file (docs/1-dictionary.md).") var dictionary: String
+    @Option(help: "Activations file (docs/2-activations.md).") var activations: String
+    @Option(help: "Snapshot file to create or append to (docs/4-snapshots.md).") var out: String
     @Option(name: .customLong("layer"), help: "Layer to dissect (repeatable; default: every layer in the file).")
     var layers: [String] = []
     @OptionGroup var engine: EngineOptions

@@ -1,7 +1,7 @@
 import ArgumentParser
 import HNDEngine
 
-/// The dissection's numbers, shared by `dissect` and `serve` (SPEC §3); defaults from the engine.
+/// The dissection's numbers, shared by `dissect` and `serve` (docs/3-numbers.md); defaults from the engine.
 struct EngineOptions: ParsableArguments {
     @Option(help: "Upper-tail share q of the activation threshold: T is the (1 − q) quantile.")
     var quantile: Double = DissectionOptions().quantile

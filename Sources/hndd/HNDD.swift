@@ -6,7 +6,7 @@ struct HNDD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hndd",
         abstract: "Live Hierarchical Network Dissection of face models.",
-        discussion: "See README.md. File formats and numbers: SPEC §1–§5.",
+        discussion: "See README.md. File formats and numbers: docs/.",
         subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Summary.self, Report.self, DictionaryCommand.self,
                       Keys.self, Merge.self, BenchAppend.self]
     )

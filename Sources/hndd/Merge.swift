@@ -16,7 +16,7 @@ struct Merge: HNDDCommand {
         size, or that share images, are refused with the reason: nothing is written.
         """)
 
-    @Option(help: "The Face Dictionary the shards were made with (SPEC §1).") var dictionary: String
+    @Option(help: "The Face Dictionary the shards were made with (docs/1-dictionary.md).") var dictionary: String
     @Option(name: .customLong("state"), help: "A checkpoint or shard state file (repeatable).") var states: [String] = []
     @Option(name: .customLong("peer"), help: "A running daemon's control endpoint (repeatable).") var peers: [String] = []
     @Option(name: .customLong("peer-key"), help: "Credential for the --peer daemons on TCP.") var peerKey: String?
@@ -24,7 +24,7 @@ struct Merge: HNDDCommand {
     @Option(help: "Only passes of this layer.") var layer: String?
     @Option(help: "Only passes of this run.") var run: String?
     @Option(help: "Only passes of this step.") var step: Int64?
-    @Option(help: "Snapshot file to append the merged rows to (SPEC §4).") var out: String?
+    @Option(help: "Snapshot file to append the merged rows to (docs/4-snapshots.md).") var out: String?
     @Flag(help: "Print one JSON object per merged pass (the keys of `subscribe --json`).") var json = false
     @Option(help: "Seconds to wait for each daemon.") var timeout: Double = 30
 

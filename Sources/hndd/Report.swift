@@ -14,7 +14,7 @@ struct Report: HNDDCommand {
         unit's top-activating probe images. Safe to run while the daemon writes the file.
         """)
 
-    @Argument(help: "Snapshot file (SPEC §4).") var snapshots: String
+    @Argument(help: "Snapshot file (docs/4-snapshots.md).") var snapshots: String
     @Option(help: "HTML file to write.") var out: String
     @Option(name: .customLong("layer"), help: "Layer to report (repeatable; default: every layer in the file).")
     var layers: [String] = []

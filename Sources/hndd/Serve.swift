@@ -5,7 +5,7 @@ import HNDWire
 import Logging
 import ServiceLifecycle
 
-/// The daemon (SPEC §5): dissects probe passes pushed by trainers, publishes snapshots.
+/// The daemon (docs/5-command-line.md): dissects probe passes pushed by trainers, publishes snapshots.
 struct Serve: HNDDCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the daemon: ingest activation batches, publish running snapshots, append finished passes.",
@@ -13,7 +13,7 @@ struct Serve: HNDDCommand {
 
     typealias Defaults = DaemonConfiguration.Defaults
 
-    @Option(help: "Face Dictionary file (SPEC §1).") var dictionary: String
+    @Option(help: "Face Dictionary file (docs/1-dictionary.md).") var dictionary: String
     @Option(name: .customLong("run-dir"), help: "Run directory: sockets, checkpoint, lock (created mode 0700).")
     var runDirectory: String = RunDirectory.defaultPath
     @Option(help: "Snapshot file (default: RUN-DIR/snapshots.h5).") var out: String?

@@ -12,7 +12,7 @@ struct Summary: HNDDCommand {
         record it). Safe to run while the daemon writes the file.
         """)
 
-    @Argument(help: "Snapshot file (SPEC §4).") var snapshots: String
+    @Argument(help: "Snapshot file (docs/4-snapshots.md).") var snapshots: String
     @Option(name: .customLong("layer"), help: "Layer to summarise (repeatable; default: every layer in the file).")
     var layers: [String] = []
     @Option(name: .customLong("run"), help: "Only the rows of this run.") var runName: String?

@@ -279,7 +279,7 @@ struct RandomCase {
     }
 }
 
-/// Mask (n, c) pixel by pixel, from SPEC §1's definition: the raster's bits, else the ellipse
+/// Mask (n, c) pixel by pixel, from docs/1-dictionary.md's definition: the raster's bits, else the ellipse
 /// test at every pixel centre (not the row spans the engine computes).
 func pixelMask(_ d: FaceDictionary, image n: Int, concept c: Int) -> [Bool] {
     let s = d.maskSize

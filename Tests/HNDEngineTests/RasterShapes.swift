@@ -60,7 +60,7 @@ enum RasterShapes {
         return v2
     }
 
-    /// Packs a bitmap's rows as SPEC §1 stores them (numpy `packbits`, big bit order).
+    /// Packs a bitmap's rows as docs/1-dictionary.md stores them (numpy `packbits`, big bit order).
     static func packed(_ bitmap: [Bool], size s: Int) -> [UInt8] {
         let rowBytes = (s + 7) / 8
         var bytes = [UInt8](repeating: 0, count: s * rowBytes)

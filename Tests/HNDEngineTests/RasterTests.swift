@@ -2,7 +2,7 @@ import HNDTestSupport
 import Testing
 @testable import HNDEngine
 
-/// Masks of any shape (SPEC §1 version 2): runs from packed bits, pieces, validation, and exact
+/// Masks of any shape (docs/1-dictionary.md version 2): runs from packed bits, pieces, validation, and exact
 /// counts on both code paths.
 @Suite struct MaskRasterTests {
     /// Random bitmaps (sparse, dense, whole rows, the last column) survive packing and unpacking.

@@ -35,7 +35,7 @@ func rasterDictionary(images n: Int, seed: UInt64 = 1) -> (FaceDictionary, bitma
     return (d, bitmaps)
 }
 
-/// The packed [N, L, S, ⌈S/8⌉] masks of SPEC §1.
+/// The packed [N, L, S, ⌈S/8⌉] masks of docs/1-dictionary.md.
 func packedMasks(_ bitmaps: [Bool], size s: Int) -> [UInt8] {
     let rowBytes = (s + 7) / 8
     var bytes = [UInt8](repeating: 0, count: bitmaps.count / s * rowBytes)
@@ -188,9 +188,9 @@ func writeRasterDictionary(_ d: FaceDictionary, bitmaps: [Bool], to path: String
         }
         expectError(signed, object: "/images/masks", "expected uint8 values (bit-packed mask rows)")
         try writeRasterDictionary(d, bitmaps: bitmaps, to: dir + "/v1.h5", mutate: { try $0.setAttribute("version", Int32(1)) })
-        expectError(dir + "/v1.h5", object: "/images/masks", "raster masks in a version 1 file; they need version = 2 (SPEC §1)")
+        expectError(dir + "/v1.h5", object: "/images/masks", "raster masks in a version 1 file; they need version = 2 (docs/1-dictionary.md)")
         try writeRasterDictionary(d, bitmaps: bitmaps, to: dir + "/v3.h5", mutate: { try $0.setAttribute("version", Int32(3)) })
-        expectError(dir + "/v3.h5", object: "/ (attribute version)", "is 3; this hndd reads versions 1 and 2 of SPEC §1")
+        expectError(dir + "/v3.h5", object: "/ (attribute version)", "is 3; this hndd reads versions 1 and 2 of docs/1-dictionary.md")
         try writeRasterDictionary(d, bitmaps: bitmaps, to: dir + "/source.h5", sources: ["a"])
         expectError(dir + "/source.h5", object: "/images/source", "holds 1 names, expected 200 (one per image)")
     }

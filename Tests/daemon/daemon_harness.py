@@ -78,7 +78,7 @@ class Dataset:
         return doubled
 
     def failures(self, row: dict[str, Any], reference: Optional[dict[str, Any]] = None) -> list[str]:
-        """SPEC §3 tolerance failures of a snapshot row against the reference (empty: it passes)."""
+        """docs/3-numbers.md tolerance failures of a snapshot row against the reference (empty: it passes)."""
         return compare.check_against_reference(row, self.reference if reference is None else reference,
                                                self.subgroup_category, self.concept_region)
 

@@ -104,7 +104,7 @@ TRAINERS = 2
 FLOOD_BATCH = 400  # 400 images x 64 x 7 x 7 float32 = 4.8 MiB per message
 FLOOD_STEPS = 8  # per trainer: 2 x 8 passes x 4 messages = 64 messages, 306 MiB
 QUEUE_MB = 8
-#: Both daemons of the test: a small queue; threshold quantile 0.2 (far above SPEC's 0.005), which
+#: Both daemons of the test: a small queue; threshold quantile 0.2 (far above the manual's 0.005), which
 #: keeps most maps as Stage II candidates and makes every pass's counting long, so the daemon
 #: dissects many times slower per byte than the trainers push (7x on an AMD EPYC with AVX-512,
 #: over 10x on slower CPUs) and its queue fills; and no partial snapshots (each one transiently

@@ -1,5 +1,5 @@
 """Issue 3, Done when #1: four trainer processes push disjoint, shuffled quarters of one probe pass
-concurrently; the complete snapshot meets SPEC §3, and `hndd subscribe --json` sees partial
+concurrently; the complete snapshot meets docs/3-numbers.md, and `hndd subscribe --json` sees partial
 snapshots with non-decreasing images_seen on the way."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_four_ranks_push_shuffled_quarters_concurrently(dataset, run_dir, start_
     assert status["batches_accepted"] == RANKS * -(-dataset.n_images // (RANKS * 25))
     assert sum(status["rejected_batches"].values()) == 0, status["rejected_batches"]
 
-    # The complete snapshot in the file meets SPEC §3 against the exact reference.
+    # The complete snapshot in the file meets docs/3-numbers.md against the exact reference.
     row = complete_row(daemon.snapshot_file, RUN, STEP)
     assert row["images_seen"] == row["images_total"] == dataset.n_images
     failures = dataset.failures(row)

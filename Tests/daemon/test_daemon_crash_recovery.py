@@ -45,7 +45,7 @@ def test_kill_9_mid_pass_then_restart_resumes_the_checkpoint(dataset, run_dir, s
     entry = daemon.wait_pass(RUN, 2, lambda p: p["images_seen"] == first_half and p["images_checkpointed"] == first_half,
                              f"{first_half} images seen and checkpointed")
     assert entry["open"] and not entry["complete"]
-    # SPEC §4: the file opens in h5py while the daemon runs.
+    # docs/4-snapshots.md: the file opens in h5py while the daemon runs.
     assert [(r["step"], r["complete"]) for r in snapshot_rows(daemon.snapshot_file)] == [(1, 1)]
 
     daemon.kill9()

@@ -1,7 +1,7 @@
 """A layer split by image over two daemons (`--shard 1/2`, `--shard 2/2`), fed through a cluster
 file, merged by `hndd merge` from the running daemons and from their kept state files: the merged
 row equals one daemon's row of the whole pass, every dataset bit for bit but `time_unix`, and passes
-SPEC §3 against the NumPy reference. Shards that disagree are refused with the reason, nothing
+docs/3-numbers.md against the NumPy reference. Shards that disagree are refused with the reason, nothing
 written."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A subscriber that joins late (`hndd subscribe --once --json` after a pass finished, or while a
-pass waits for its second half) prints the current state at once; the partial state is SPEC §3
+pass waits for its second half) prints the current state at once; the partial state is docs/3-numbers.md
 applied to the images received so far."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def interpretable_units(row) -> int:
 
 
 def snapshot_as_row(snapshot: "hndd_pb2.Snapshot") -> dict:
-    """A control-endpoint Snapshot in the shape of a SPEC §4 row."""
+    """A control-endpoint Snapshot in the shape of a docs/4-snapshots.md row."""
     units, subgroups, concepts = snapshot.units, len(snapshot.taxonomy.subgroups), len(snapshot.taxonomy.concepts)
     return {
         "images_seen": snapshot.images_seen, "images_total": snapshot.images_total,

@@ -1,4 +1,4 @@
-"""Compares an hndd snapshot row (SPEC §4) with the exact reference, at SPEC §3's tolerances.
+"""Compares an hndd snapshot row (docs/4-snapshots.md) with the exact reference, at docs/3-numbers.md's tolerances.
 
 - Stage I probabilities within 1e-5 (every one); a biased flag must match unless the reference
   probability lies within that tolerance of the 1/S_g + 0.05 boundary.
@@ -6,7 +6,7 @@
 - Region and Network Dissection labels equal for at least 98 % of units.
 - Stage III probabilities within 0.01 for at least 99 % of pairs; a pair whose paired flag
   differs counts as a miss unless the reference probability is within 0.01 of 1.5/K_r.
-- Thresholds T_u: SPEC gives no tolerance because T_u is an exact order statistic; it is
+- Thresholds T_u: the manual (docs/3-numbers.md) gives no tolerance because T_u is an exact order statistic; it is
   checked to float32 rounding (relative 1e-5, absolute 1e-6).
 
 CLI (closing-note figures):
@@ -42,7 +42,7 @@ LOCAL_P_RELATIVE = 0.05
 SIGNIFICANCE_MIN_FRACTION = 0.99
 P_ABSOLUTE = 1e-30
 
-#: SPEC §4 per-layer datasets: name -> (numpy dtype kind and size, or "str"; trailing shape key).
+#: docs/4-snapshots.md per-layer datasets: name -> (numpy dtype kind and size, or "str"; trailing shape key).
 SNAPSHOT_DATASETS: dict[str, tuple[Union[str, np.dtype], tuple[str, ...]]] = {
     "run": ("str", ()),
     "step": (np.dtype(np.int64), ()),
@@ -154,12 +154,12 @@ def check_against_reference(
     subgroup_category: Optional[np.ndarray] = None,
     concept_region: Optional[np.ndarray] = None,
 ) -> list[str]:
-    """Human-readable failures of SPEC §3's tolerances; an empty list means the row passes.
+    """Human-readable failures of docs/3-numbers.md's tolerances; an empty list means the row passes.
 
     ``subgroup_category`` / ``concept_region`` (from the dictionary) locate the flag boundaries
     1/S_g + 0.05 and 1.5/K_r; without them they are inferred from the reference's shapes as best
     possible (flags are then compared only where the reference probability is 0.01 away from
-    every boundary used by SPEC for 2 to 64 members).
+    every boundary used by docs/3-numbers.md for 2 to 64 members).
     """
     failures = _shape_failures(snapshot_row, reference)
     if failures:
@@ -307,7 +307,7 @@ def check_snapshot_file(
     expected_rows: Optional[int] = None,
     require_complete: bool = True,
 ) -> list[str]:
-    """Structure of a SPEC §4 file: attributes, copied dictionary groups, per-layer datasets.
+    """Structure of a docs/4-snapshots.md file: attributes, copied dictionary groups, per-layer datasets.
 
     ``layer_units`` maps each expected layer to its unit count C. With ``require_complete`` the
     last row must be complete with images_seen == images_total.

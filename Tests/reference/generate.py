@@ -1,10 +1,10 @@
-"""Generates a synthetic Face Dictionary (SPEC §1) and activations (SPEC §2) worth dissecting.
+"""Generates a synthetic Face Dictionary (docs/1-dictionary.md) and activations (docs/2-activations.md) worth dissecting.
 
 The data is built so that dissection has something to find: each image has a face whose
 concepts (eyes, eyeglasses, AU12, …) sit at jittered positions, and most units respond to
 something real — a *local* unit fires where one concept's ellipse lies when that concept is
 present, a *global* unit fires more strongly for one subgroup (e.g. female), a *mixed* unit
-does both. The rest are noise or dead (constant) units. Options add the awkward cases SPEC §3
+does both. The rest are noise or dead (constant) units. Options add the awkward cases docs/3-numbers.md
 must survive: negative activations, a category nobody is labelled for, a concept nobody has,
 images outside the local set, two annotation sources with different concept sets, and
 singular ellipses. With ``rasters`` the dictionary is version 2 and its masks are rasters of any
@@ -374,7 +374,7 @@ def make_layer_maps(
 
 
 def write_dictionary(path: Path, dictionary: dict[str, Any]) -> None:
-    """Writes SPEC §1 with variable-length UTF-8 strings."""
+    """Writes docs/1-dictionary.md with variable-length UTF-8 strings."""
     text = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as file:
         file.attrs["format"] = "hndd-dictionary"
@@ -400,7 +400,7 @@ def write_dictionary(path: Path, dictionary: dict[str, Any]) -> None:
 
 
 def write_activations(path: Path, layers: dict[str, tuple[np.ndarray, Optional[np.ndarray]]], dtype: str) -> None:
-    """Writes SPEC §2: /layers/<name>/activations (and image_ids when given)."""
+    """Writes docs/2-activations.md: /layers/<name>/activations (and image_ids when given)."""
     with h5py.File(path, "w") as file:
         for name, (maps, image_ids) in layers.items():
             group = file.create_group(f"layers/{name}")

@@ -1,15 +1,15 @@
-"""Exact two-pass NumPy reference for Hierarchical Network Dissection (SPEC §3).
+"""Exact two-pass NumPy reference for Hierarchical Network Dissection (docs/3-numbers.md).
 
 Written to be obviously correct rather than fast, and independent of the Swift engine:
 it keeps every activation map, computes the threshold with ``np.quantile`` over all raw values,
 and upsamples every map it needs in full. Only the chunking over images (so that
 2,000 × 64 × 112² upsampled maps are never in memory at once) is an optimisation.
 
-Entry point: :func:`dissect_reference`, returning one snapshot row keyed like SPEC §4.
-It accepts files (SPEC §1 dictionary, SPEC §2 activations) or in-memory arrays; passing only
+Entry point: :func:`dissect_reference`, returning one snapshot row keyed like docs/4-snapshots.md.
+It accepts files (docs/1-dictionary.md dictionary, docs/2-activations.md activations) or in-memory arrays; passing only
 some images gives the *partial* snapshot over those images.
 
-Masks are SPEC §1's ellipses (version 1) or, when a version 2 file holds ``/images/masks``, its
+Masks are docs/1-dictionary.md's ellipses (version 1) or, when a version 2 file holds ``/images/masks``, its
 bit-packed rasters, kept packed and unpacked with ``np.unpackbits`` a chunk of images at a time.
 """
 
@@ -34,7 +34,7 @@ PAIRING_FACTOR = 1.5
 #: Bytes of float32 upsampled maps processed at once in Stage II; a few MB stays in cache and
 #: is faster than big chunks (2,000 × 64 × 7×7 → 112² takes about 12 s, 260 MB).
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
-#: SPEC §1 versions: 1 (ellipses), 2 (raster masks may be present, and then define every mask).
+#: docs/1-dictionary.md versions: 1 (ellipses), 2 (raster masks may be present, and then define every mask).
 SUPPORTED_VERSIONS = (1, 2)
 #: Images whose packed masks are read and checked at once.
 MASK_CHUNK_IMAGES = 256
@@ -54,12 +54,12 @@ SNAPSHOT_ROW_KEYS = (
 
 
 class ReferenceInputError(ValueError):
-    """Input that SPEC §1/§2 does not allow; the message names the file, dataset and index."""
+    """Input that docs/1-dictionary.md/§2 does not allow; the message names the file, dataset and index."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FaceDictionary:
-    """The parts of a SPEC §1 Face Dictionary that dissection uses (pixels are not needed)."""
+    """The parts of a docs/1-dictionary.md Face Dictionary that dissection uses (pixels are not needed)."""
 
     categories: list[str]
     subgroups: list[str]
@@ -115,7 +115,7 @@ class FaceDictionary:
         return dictionary
 
     def validate(self) -> None:
-        """Raises ReferenceInputError for shapes and label indices that SPEC §1 rules out."""
+        """Raises ReferenceInputError for shapes and label indices that docs/1-dictionary.md rules out."""
         n_categories, n_subgroups = len(self.categories), len(self.subgroups)
         n_regions, n_concepts = len(self.regions), len(self.concepts)
         where = self.source
@@ -173,7 +173,7 @@ class FaceDictionary:
             fail("mask_size", f"{self.mask_size} is not a positive grid size")
 
     def validate_masks(self, fail) -> None:
-        """SPEC §1 raster rules: version 2, shape [N, L, S, ceil(S/8)] uint8, padding bits 0, and
+        """docs/1-dictionary.md raster rules: version 2, shape [N, L, S, ceil(S/8)] uint8, padding bits 0, and
         bits only where local_label = 1. Checked a chunk of images at a time."""
         expected = (self.n_images, len(self.concepts), self.mask_size, (self.mask_size + 7) // 8)
         if self.version < 2:
@@ -207,7 +207,7 @@ def _read_strings(file: h5py.File, name: str) -> list[str]:
 
 
 def load_dictionary(path: Union[str, Path]) -> FaceDictionary:
-    """Reads a SPEC §1 dictionary file."""
+    """Reads a docs/1-dictionary.md dictionary file."""
     path = Path(path)
     with h5py.File(path, "r") as file:
         required = (
@@ -255,7 +255,7 @@ def load_dictionary(path: Union[str, Path]) -> FaceDictionary:
 
 
 def load_activations(path: Union[str, Path], layer: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads ``/layers/<layer>`` of a SPEC §2 file: float32 maps [M, C, h, w] and int64 image ids [M]."""
+    """Reads ``/layers/<layer>`` of a docs/2-activations.md file: float32 maps [M, C, h, w] and int64 image ids [M]."""
     path = Path(path)
     with h5py.File(path, "r") as file:
         group_name = f"/layers/{layer}"
@@ -648,10 +648,10 @@ def dissect_reference(
     images_total: Optional[int] = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> dict[str, Any]:
-    """Exact two-pass HND of one layer, as one SPEC §4 snapshot row.
+    """Exact two-pass HND of one layer, as one docs/4-snapshots.md snapshot row.
 
-    ``dictionary_path``: a SPEC §1 file, a FaceDictionary, or a mapping with FaceDictionary's field
-    names. ``activations_path``: a SPEC §2 file (then ``layer`` is required and ``image_ids`` comes
+    ``dictionary_path``: a docs/1-dictionary.md file, a FaceDictionary, or a mapping with FaceDictionary's field
+    names. ``activations_path``: a docs/2-activations.md file (then ``layer`` is required and ``image_ids`` comes
     from the file) or float maps [M, C, h, w] with optional ``image_ids`` (default 0..M-1).
     """
     if isinstance(dictionary_path, FaceDictionary):

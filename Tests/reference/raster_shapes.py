@@ -1,4 +1,4 @@
-"""Raster masks (SPEC §1 version 2) for the synthetic dictionary: the shapes the published Face
+"""Raster masks (docs/1-dictionary.md version 2) for the synthetic dictionary: the shapes the published Face
 Dictionary draws and the awkward ones a raster may hold.
 
 Every concept's mask is built from its latent ellipse: most stay that one ellipse; bilateral
@@ -7,7 +7,7 @@ four runs a row); AU6 three blobs across the face (rows with three runs). On top
 present masks are replaced by bands on the grid's edges (left, top, right, bottom, then a frame
 touching all four), others are left empty, and on chosen *striped* images every present mask is
 one-pixel stripes (S/2 runs a row: more than 64 pieces on one image for any S ≥ 28 with a few
-concepts present). `draw` returns the packed [N, L, S, ⌈S/8⌉] uint8 array SPEC §1 stores.
+concepts present). `draw` returns the packed [N, L, S, ⌈S/8⌉] uint8 array docs/1-dictionary.md stores.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def moved(ellipse: np.ndarray, part: SubEllipse) -> np.ndarray:
 
 
 def _inside(ellipse: np.ndarray, mask_size: int, chi2: float) -> np.ndarray:
-    """SPEC §1's pixel test for ellipses [k, 5] on the S×S grid: [k, S, S] bool."""
+    """docs/1-dictionary.md's pixel test for ellipses [k, 5] on the S×S grid: [k, S, S] bool."""
     centres = (np.arange(mask_size) + 0.5) / mask_size
     cx, cy, sxx, sxy, syy = (ellipse[:, i, None, None] for i in range(5))
     dx = centres[None, None, :] - cx

@@ -1,4 +1,4 @@
-"""`hndd dissect` against the exact NumPy reference (SPEC §3 tolerances) and its bad-input errors.
+"""`hndd dissect` against the exact NumPy reference (docs/3-numbers.md tolerances) and its bad-input errors.
 
 Needs the built binary: $HNDD_BIN, else <repo>/.build/release/hndd. A missing binary fails the
 tests (it never skips them). Run: python3 -m pytest Tests/reference -v
@@ -58,7 +58,7 @@ CASES = (
                 GenerationOptions(n_images=500, mask_size=56, seed=105), batch_size=128, quantile=0.01, iou_floor=0.02),
 )
 
-#: Version 2 dictionaries (SPEC §1 raster masks, raster_shapes.py): bilateral concepts as two
+#: Version 2 dictionaries (docs/1-dictionary.md raster masks, raster_shapes.py): bilateral concepts as two
 #: ellipses, eyeglasses as two rings (holes, four runs a row), AU6 as three blobs (three runs a
 #: row), present masks on every edge of the grid and empty ones, striped images of more than 64
 #: pieces (the kernel counts them in groups).
@@ -229,7 +229,7 @@ def test_valid_inputs_of_the_bad_input_tests_are_accepted(valid_inputs, run_hndd
 
 
 # ---------------------------------------------------------------------------------------------
-# Bad raster masks (SPEC §1 version 2): one line naming the file, the dataset, image and concept
+# Bad raster masks (docs/1-dictionary.md version 2): one line naming the file, the dataset, image and concept
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`hndd dissect` on real activations against the NumPy reference (SPEC §3 tolerances).
+"""`hndd dissect` on real activations against the NumPy reference (docs/3-numbers.md tolerances).
 
 The dictionary is the real one of Tests/real_faces.py (1,000 CelebA faces with dlib landmarks
 and 1,000 UTKFace faces; skipped, saying so, where ../shared/data/real-faces or the detector is
@@ -22,7 +22,7 @@ from real_faces import real_dictionary
 
 LAYERS = ("layer2.1.conv2", "layer3.1.conv2")  # 128 units at 8×8 and 256 at 4×4 for 64-px images
 #: Random weights localise little at the paper's top 0.5 % (measured: 2 of 128 and 2 of 256 units,
-#: IoU ≤ 0.05); at the top 5 %, a SPEC option, 34 and 92 units are localised, so Stage II and
+#: IoU ≤ 0.05); at the top 5 %, an option of docs/3-numbers.md (--quantile), 34 and 92 units are localised, so Stage II and
 #: III have something to compare.
 QUANTILE = 0.05
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

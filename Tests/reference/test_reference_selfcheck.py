@@ -1,6 +1,6 @@
 """Checks of the NumPy reference itself, so that comparing hndd against it means something.
 
-Hand-computed cases for each rule of SPEC §3, a plain-loops re-implementation on a tiny random
+Hand-computed cases for each rule of docs/3-numbers.md, a plain-loops re-implementation on a tiny random
 case, invariances (row order, chunking, partial passes), the generator's files and realism, and
 that compare.py notices perturbed snapshots.
 """
@@ -283,7 +283,7 @@ def _naive_dissect(d: ref.FaceDictionary, maps: np.ndarray, quantile: float, flo
         thresholds.append(np.float32(values[k] + (upper - values[k]) * (position - k)))
 
     def in_mask(n: int, c: int, i: int, j: int) -> bool:
-        if d.masks is not None:  # SPEC §1 rasters: bit 7 - (j mod 8) of byte j // 8 of row i
+        if d.masks is not None:  # docs/1-dictionary.md rasters: bit 7 - (j mod 8) of byte j // 8 of row i
             return bool(int(d.masks[n, c, i, j // 8]) >> (7 - j % 8) & 1)
         if d.local_label[n, c] != 1:
             return False

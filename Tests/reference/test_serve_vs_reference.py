@@ -1,7 +1,7 @@
 """`hndd serve` on a version 2 dictionary (raster masks of every shape: bilateral pairs, rings,
 three runs a row, edge bands, empty present masks, striped images of more than 64 pieces) against
 the exact reference: a trainer pushes a shuffled pass over ipc://, and the complete snapshot the
-daemon writes meets SPEC §3's tolerances. tools/test runs Tests/reference twice, on the AVX-512
+daemon writes meets docs/3-numbers.md's tolerances. tools/test runs Tests/reference twice, on the AVX-512
 kernels and on the portable paths (HNDD_NO_AVX512, inherited by the daemon).
 
 The daemon and trainer helpers are Tests/daemon's (daemon_harness.py).

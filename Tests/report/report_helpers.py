@@ -1,5 +1,5 @@
 """Helpers of the `hndd report` tests: reading the numbers the page exposes, computing what they
-should be from the snapshot file, and making test data (the real `hndd dissect`, or synthetic SPEC
+should be from the snapshot file, and making test data (the real `hndd dissect`, or synthetic docs/4-snapshots.md
 §4 files for sizes the engine would take too long to produce in a test). A module of its own, not
 conftest.py: several test directories have a conftest, and only one can be imported as `conftest`."""
 
@@ -131,7 +131,7 @@ def row_table(path: Path, layer: str) -> dict[str, np.ndarray]:
 
 
 def add_pixels(dictionary: Path, size: int) -> np.ndarray:
-    """Draws each image's present concepts (SPEC §1 ellipses) as coloured blobs on a face-coloured
+    """Draws each image's present concepts (docs/1-dictionary.md ellipses) as coloured blobs on a face-coloured
     background and stores them as /images/pixels [N, size, size, 3]; returns the pixels."""
     with h5py.File(dictionary, "r+") as f:
         label = f["images/local_label"][()]
@@ -187,12 +187,12 @@ class TimelineCase:
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic SPEC §4 files for sizes the real engine would take too long to make in a test
+# Synthetic docs/4-snapshots.md files for sizes the real engine would take too long to make in a test
 
 
 def write_synthetic_snapshots(path: Path, taxonomy_from: Path, layer: str, units: int, rows: int,
                               partial_every: int = 0, seed: int = 0, top_k: int = 8) -> None:
-    """A SPEC §4 file whose rows follow the rules of SPEC §3 (biased iff P ≥ 1/S + 0.05, paired iff
+    """A docs/4-snapshots.md file whose rows follow the rules of docs/3-numbers.md (biased iff P ≥ 1/S + 0.05, paired iff
     P > 1.5/K within the unit's region, the baseline label is the best IoU ≥ 0.04) with random
     probabilities; every `partial_every`-th row is partial. Steps are 100·row."""
     rng = np.random.default_rng(seed)

@@ -126,7 +126,7 @@ BILATERAL_OFFSET, BILATERAL_X_SCALE = 0.15, 0.2
 
 
 def write_raster_dictionary(source: Path, path: Path, block: int = 256) -> None:
-    """The version-2 twin of `source`: the same file plus `/images/masks`, SPEC §1's bit-packed
+    """The version-2 twin of `source`: the same file plus `/images/masks`, docs/1-dictionary.md's bit-packed
     rasters, compressed (gzip 1) in chunks of 64 images. Each present concept's raster is its
     ellipse's mask, except the `BILATERAL` concepts, drawn as two ellipses, one per side."""
     shutil.copyfile(source, path)

@@ -1,4 +1,4 @@
-"""Build a Face Dictionary (SPEC §1) from public face datasets on disk (``build-dictionary``).
+"""Build a Face Dictionary (docs/1-dictionary.md) from public face datasets on disk (``build-dictionary``).
 
     python3 -m hndd_client build-dictionary --hnd-folder DIR --out D.h5 [--mask-size S] [--size PX]
         [--skip-missing]
@@ -37,7 +37,7 @@ the paper's detector (``--landmarks dlib``, ``face_detector.py``; ``pip install
 'hndd-client[landmarks]'``). An image without landmarks (no face found) keeps its global labels
 and has every local label −1; the build counts them. Facial parts are present (1) on every image
 that has landmarks. Images are centre-cropped to a square and resized to ``--size``; a concept whose
-landmarks lie outside the crop is marked −1. Masks are written as rasters (SPEC §1 version 2):
+landmarks lie outside the crop is marked −1. Masks are written as rasters (docs/1-dictionary.md version 2):
 bilateral concepts are one ellipse per side. The concepts are the published dictionary's
 (``hnd_folder.published_taxonomy``: 8 parts, no chin) with the attributes only when CelebA is a
 source and the action units only when an AU CSV is. ``/images/source`` is the source's name and the

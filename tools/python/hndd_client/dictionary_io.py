@@ -1,4 +1,4 @@
-"""Reading and writing Face Dictionary files (SPEC §1) with h5py.
+"""Reading and writing Face Dictionary files (docs/1-dictionary.md) with h5py.
 
 Layout written (strings are variable-length UTF-8, root attributes ``format`` = "hndd-dictionary",
 ``version`` = 2 (int32), ``mask_size`` (int32), ``ellipse_chi2`` (float64)):
@@ -10,11 +10,11 @@ Layout written (strings are variable-length UTF-8, root attributes ``format`` = 
     /images/ellipse [N, L, 5] float32    /images/masks [N, L, S, ⌈S/8⌉] uint8 (``masks.py``)
     /images/source [N] str               /images/pixels [N, H, W, 3] uint8 (optional)
 
-``/images/masks`` defines every mask (SPEC §1 version 2); ``/images/ellipse`` is informative:
+``/images/masks`` defines every mask (docs/1-dictionary.md version 2); ``/images/ellipse`` is informative:
 the concept's ellipse where it is one, NaN where it is several (bilateral concepts) or none (a
 mask drawn by hand). ``/images/source`` is each image's path relative to the folder it came from
 (prefixed by the source's name where a build reads several folders; ``synthetic/seed-S/I`` for
-rendered faces). One optional dataset beyond SPEC §1, which readers may ignore:
+rendered faces). One optional dataset beyond docs/1-dictionary.md, which readers may ignore:
 ``/images/landmarks`` [N, 68, 2] float32 (normalised iBUG points the masks came from, NaN when
 unknown).
 
@@ -47,7 +47,7 @@ DEFAULT_MASK_SIZE = 112  # the paper's mask grid
 
 
 class DictionaryError(ValueError):
-    """A dictionary file or an array meant for one breaks SPEC §1; the message says where."""
+    """A dictionary file or an array meant for one breaks docs/1-dictionary.md; the message says where."""
 
 
 @dataclass
@@ -107,7 +107,7 @@ class DictionaryHeader:
 
 def check_image_rows(header: DictionaryHeader, global_label, local_label, ellipse,
                      first_index: int = 0, source: str = "dictionary", rasters: bool = True) -> None:
-    """Checks per-image label and ellipse rows against the header and SPEC §1's rules.
+    """Checks per-image label and ellipse rows against the header and docs/1-dictionary.md's rules.
 
     With ``rasters`` (a version-2 file with ``/images/masks``) a present concept's ellipse may be
     NaN; without, the ellipse is its mask and must be finite."""
@@ -446,7 +446,7 @@ def read_dictionary(path, with_pixels: bool = True, with_masks: bool = False) ->
 
 def read_masks(path, start: int, stop: int) -> np.ndarray:
     """Boolean masks [stop − start, L, S, S] of images [start, stop), from ``/images/masks`` or,
-    in a file without it, from the ellipses (SPEC §1). For a few images at a time: the rows are
+    in a file without it, from the ellipses (docs/1-dictionary.md). For a few images at a time: the rows are
     unpacked, one byte a pixel."""
     source = str(path)
     with _open(path) as file:

@@ -11,7 +11,7 @@ The layout (Teotia, Lapedriza, Ostadabbas's ``visual_dictionary/``):
     DIR/attributes/<id>/…, DIR/AU/<id>/…               0 or 255, the photo's size
     DIR/non_localizable/{Age,Gender,Ethnicity,skin_tone}/<subgroup>/<image files>
 
-What is written (SPEC §1 version 2):
+What is written (docs/1-dictionary.md version 2):
 
 * **Concepts**: exactly the 38 published ones — 8 parts, 18 attributes (CelebA's names), 12 action
   units — under our taxonomy's names (``PART_NAMES``, ``CELEBA_CONCEPTS``, ``AU_NAMES``), in

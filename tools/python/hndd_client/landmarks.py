@@ -1,4 +1,4 @@
-"""68 iBUG landmarks -> the Gaussian ellipses of local concepts (paper §3.1.1, SPEC §1).
+"""68 iBUG landmarks -> the Gaussian ellipses of local concepts (paper §3.1.1, docs/1-dictionary.md).
 
 Each local concept of the taxonomy names the landmarks that outline its region
 (``outline.landmarks`` in ``data/taxonomy.json``). Attributes and action units use the landmarks
@@ -130,7 +130,7 @@ def concept_ellipses(landmarks, taxonomy: Taxonomy, chi2: float = DEFAULT_CHI2,
 
 def concept_masks(landmarks, taxonomy: Taxonomy, size: int, chi2: float = DEFAULT_CHI2,
                   present: Iterable[bool] = None, where: str = "landmarks") -> np.ndarray:
-    """[L, size, size] bool: each present concept's mask, the union of its ellipses' SPEC §1
+    """[L, size, size] bool: each present concept's mask, the union of its ellipses' docs/1-dictionary.md
     masks (each by the exact pixel-centre test); empty where ``present`` is false."""
     points = check_landmarks(landmarks, where)
     masks = np.zeros((len(taxonomy.concepts), size, size), dtype=bool)
@@ -142,7 +142,7 @@ def concept_masks(landmarks, taxonomy: Taxonomy, size: int, chi2: float = DEFAUL
 
 
 def ellipse_mask(ellipse, size: int, chi2: float = DEFAULT_CHI2) -> np.ndarray:
-    """SPEC §1 mask on the size×size grid: centres ((j+.5)/S, (i+.5)/S) with Mahalanobis² ≤ χ².
+    """docs/1-dictionary.md mask on the size×size grid: centres ((j+.5)/S, (i+.5)/S) with Mahalanobis² ≤ χ².
 
     NaN ellipses (absent concepts) and singular covariances give an empty mask.
     """

@@ -1,4 +1,4 @@
-"""Raster concept masks of a version-2 dictionary (SPEC §1 ``/images/masks``).
+"""Raster concept masks of a version-2 dictionary (docs/1-dictionary.md ``/images/masks``).
 
 A mask is an S×S grid of bits, stored row by row as ⌈S/8⌉ bytes: pixel (i, j) is bit 7 − (j mod 8)
 of byte ⌊j/8⌋ of row i — numpy's ``packbits(…, axis=-1)`` with its default big bit order. The bits
@@ -19,7 +19,7 @@ CHECK_SLICE = 256  # images per slice when a whole file's masks are checked
 
 
 class MaskError(ValueError):
-    """Mask rows that break SPEC §1; the message names the image and the concept."""
+    """Mask rows that break docs/1-dictionary.md; the message names the image and the concept."""
 
 
 def packed_width(size: int) -> int:
@@ -28,7 +28,7 @@ def packed_width(size: int) -> int:
 
 
 def pack(masks) -> np.ndarray:
-    """Boolean masks [..., S, S] as SPEC §1 packed rows [..., S, ⌈S/8⌉] uint8 (padding bits 0)."""
+    """Boolean masks [..., S, S] as docs/1-dictionary.md packed rows [..., S, ⌈S/8⌉] uint8 (padding bits 0)."""
     return np.packbits(np.asarray(masks, dtype=bool), axis=-1)
 
 

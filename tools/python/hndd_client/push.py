@@ -1,4 +1,4 @@
-"""`python3 -m hndd_client push`: replay an activations file (SPEC §2) to `hndd serve`, as a
+"""`python3 -m hndd_client push`: replay an activations file (docs/2-activations.md) to `hndd serve`, as a
 trainer would send it: batch by batch, each batch's layers one after another.
 
 `--part K/N` sends only the K-th (1-based) of N disjoint shares of the rows (after `--shuffle`,
@@ -26,7 +26,7 @@ def build_parser():
         prog="python3 -m hndd_client push",
         description="Replay an activations file (/layers/<layer>/activations [M,C,h,w], optional image_ids [M]) "
                     "to hndd serve.")
-    parser.add_argument("--activations", required=True, metavar="A.h5", help="activations file (SPEC §2)")
+    parser.add_argument("--activations", required=True, metavar="A.h5", help="activations file (docs/2-activations.md)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--run-dir", metavar="DIR", help="the daemon's run directory (ipc://DIR/ingest.sock)")
     target.add_argument("--endpoint", metavar="EP", help="the daemon's ingest endpoint, e.g. tcp://127.0.0.1:5555")

@@ -1,4 +1,4 @@
-"""Reading a snapshot file (SPEC §4) from Python and notebooks, while the daemon writes it or not.
+"""Reading a snapshot file (docs/4-snapshots.md) from Python and notebooks, while the daemon writes it or not.
 
     from hndd_client import snapshots
     with snapshots.open("run/snapshots.h5") as f:
@@ -16,7 +16,7 @@ newest. Rows are chosen as `hndd report` chooses them: per (run, step) the lates
 The counts are not computed here: `counts` runs `hndd summary --json` (the engine's
 `SnapshotSummary`, which every view of hndd shows). `units` only names what the file stores per
 unit (its region, Network Dissection label, biased subgroups and paired concepts; interpretable
-is SPEC §3's "biased or paired"), and a test checks that its sums are `counts`' numbers.
+is docs/3-numbers.md's "biased or paired"), and a test checks that its sums are `counts`' numbers.
 
 pandas (tables) and xarray (`xarray`) are optional: ``pip install "hndd-client[notebook]"``.
 """

@@ -2,11 +2,11 @@
 
 ``python3 -m hndd_client synth-dictionary --images N --size PX --out D.h5 --seed S
 [--preview sheet.png] [--mask-size 112] [--grayscale-fraction F] [--workers W]``
-renders N faces (``face_renderer``) and writes a SPEC §1 version-2 dictionary with
+renders N faces (``face_renderer``) and writes a docs/1-dictionary.md version-2 dictionary with
 ``/images/pixels`` and the ground-truth ``/images/landmarks``. Masks are drawn as the published
 Face Dictionary draws them: one ellipse per side for bilateral concepts (the taxonomy's
 ``sides``: high cheekbones, arched eyebrows, …), one ellipse for the others, each rasterised by
-SPEC §1's pixel-centre test and stored in ``/images/masks``; ``/images/ellipse`` keeps the
+docs/1-dictionary.md's pixel-centre test and stored in ``/images/masks``; ``/images/ellipse`` keeps the
 ellipse of one-ellipse concepts (NaN for bilateral ones) and ``/images/source`` reads
 ``synthetic/seed-S/I`` (face I of seed S). Labels: every local concept is annotated (parts are
 always visible, attributes and action units are 1/0 as drawn); global labels are −1 where a
@@ -150,7 +150,7 @@ def _tile_font(size: int):
 
 
 def write_preview(path, dictionary: FaceDictionary, tile: int = 176, columns: int = 8) -> None:
-    """Contact sheet: one tile per local concept (an image showing it, its SPEC §1 mask outlined)
+    """Contact sheet: one tile per local concept (an image showing it, its docs/1-dictionary.md mask outlined)
     and one per global subgroup. Concepts present in no image get an empty tile saying so.
     ``dictionary`` is read with its pixels and masks."""
     header, pixels = dictionary.header, dictionary.pixels
@@ -274,7 +274,7 @@ def _default_workers() -> int:
 
 def main_synth_dictionary(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m hndd_client synth-dictionary",
-                                     description="Render a synthetic Face Dictionary (SPEC §1).")
+                                     description="Render a synthetic Face Dictionary (docs/1-dictionary.md).")
     parser.add_argument("--images", type=positive_int, required=True, help="number of faces")
     parser.add_argument("--size", type=positive_int, required=True, help="image side in pixels (≥ 32)")
     parser.add_argument("--out", required=True, help="dictionary file to write (.h5)")

@@ -69,7 +69,7 @@ class Probe:
     passes only run the model; ``preprocess`` should therefore be deterministic (no augmentation).
 
     Args:
-        dictionary: path of a SPEC §1 dictionary file with ``/images/pixels``.
+        dictionary: path of a docs/1-dictionary.md dictionary file with ``/images/pixels``.
         batch_size: images per batch.
         preprocess: callable on a [B, 3, H, W] float tensor, returning the model's input batch.
         device: where the batches are put (e.g. "cuda"); default: CPU.

@@ -57,7 +57,7 @@ def celeba_truth(data):
 def built(data, tmp_path):
     out = tmp_path / "dictionary.h5"
     assert build_main(arguments(data, out)) == 0
-    return read_dictionary(out, with_masks=True)  # read_dictionary checks every SPEC §1 rule
+    return read_dictionary(out, with_masks=True)  # read_dictionary checks every docs/1-dictionary.md rule
 
 
 def test_built_dictionary_passes_hndd_dictionary_check(data, tmp_path, hndd_binary):

@@ -1,4 +1,4 @@
-"""SPEC §1 version 2 through dictionary_io: raster masks round trip bit for bit, bad rows are refused
+"""docs/1-dictionary.md version 2 through dictionary_io: raster masks round trip bit for bit, bad rows are refused
 naming image and concept, version-1 files stay readable."""
 import h5py
 import numpy as np
@@ -40,7 +40,7 @@ def test_masks_round_trip_bit_for_bit_with_zero_padding(tmp_path, size):
         assert file.attrs["version"] == 2
         stored = file["images/masks"][()]
         assert stored.shape == (12, 3, size, (size + 7) // 8) and stored.dtype == np.uint8
-        np.testing.assert_array_equal(stored, np.packbits(masks, axis=-1))  # SPEC: numpy packbits, big bit order
+        np.testing.assert_array_equal(stored, np.packbits(masks, axis=-1))  # docs/1-dictionary.md: numpy packbits, big bit order
         if size % 8:
             assert not (stored[..., -1] & ((1 << (8 - size % 8)) - 1)).any()
     dictionary = read_dictionary(path, with_masks=True)

@@ -1,4 +1,4 @@
-"""Landmarks -> concept ellipses (one per side for bilateral concepts) -> SPEC §1 masks, on hand-made
+"""Landmarks -> concept ellipses (one per side for bilateral concepts) -> docs/1-dictionary.md masks, on hand-made
 landmark sets."""
 import numpy as np
 import pytest
@@ -221,7 +221,7 @@ def test_bilateral_masks_are_one_ellipse_per_side(roll):
     for concept in bilateral:
         mask = masks[TAXONOMY.concept_index(concept.name)]
         right, left = (ellipse_mask(e.astype(np.float32), size) for e in outline_ellipses(face, concept.outline))
-        np.testing.assert_array_equal(mask, right | left)  # the union of the sides' SPEC §1 masks
+        np.testing.assert_array_equal(mask, right | left)  # the union of the sides' docs/1-dictionary.md masks
         labels, count = ndimage.label(mask)
         assert count == 2, concept.name
         assert not (right & left).any(), concept.name

@@ -142,7 +142,7 @@ def test_dictionary_follows_spec_section_1(small_dictionary):
         assert masks.shape == (150, len(TAXONOMY.concepts), 56, packed_width(56)) and masks.dtype == np.uint8
         assert masks.chunks == (1,) + masks.shape[1:] and masks.compression == "gzip"
         assert h5py.check_string_dtype(file["images/source"].dtype).encoding == "utf-8"
-    dictionary = read_dictionary(small_dictionary, with_masks=True)  # checks every SPEC §1 rule
+    dictionary = read_dictionary(small_dictionary, with_masks=True)  # checks every docs/1-dictionary.md rule
     assert dictionary.sources == [synthetic_source(4, n) for n in range(150)] == [f"synthetic/seed-4/{n}"
                                                                                for n in range(150)]
     header = dictionary.header
@@ -172,7 +172,7 @@ def test_one_ellipse_masks_are_their_ellipse_and_bilateral_ones_two_ellipses_off
     for n in range(len(dictionary)):
         for c in np.flatnonzero(dictionary.local_label[n] == 1):
             mask = dictionary.mask(n, c)
-            if c not in bilateral:  # the stored ellipse by the SPEC §1 test, bit for bit
+            if c not in bilateral:  # the stored ellipse by the docs/1-dictionary.md test, bit for bit
                 np.testing.assert_array_equal(mask, ellipse_mask(dictionary.ellipse[n, c], 56))
                 continue
             assert ndimage.label(mask)[1] == 2, (n, TAXONOMY.concepts[c].name)
