@@ -95,7 +95,7 @@ public struct CandidateMaps: Sendable, Equatable {
     var arena: Arena
 
     /// Arena bytes after the last `discard`: the next is due when they have grown by half.
-    private var bytesAfterDiscard = 0
+    var bytesAfterDiscard = 0  // internal: a restored state sets it (CandidateMapsState.swift)
 
     /// For maps of at most 64 positions: those not in the first column, and not in the last.
     private let notFirstColumn: UInt64, notLastColumn: UInt64
@@ -223,7 +223,7 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Writes one record at `record`, kept under `bound`: the header, the kept words, and the
     /// values of `map` (h×w) at the kept positions, in order.
     @inline(__always)
-    private func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int, bound: Float,
+    func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int, bound: Float,
                        at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) {
         for j in 0..<wordsPerMap { record.storeBytes(of: kept[j], toByteOffset: Self.headerBytes + 8 * j, as: UInt64.self) }
         let values = (record + Self.headerBytes + 8 * wordsPerMap).assumingMemoryBound(to: Float.self)
@@ -354,68 +354,5 @@ public struct CandidateMaps: Sendable, Equatable {
         guard to != from else { return }
         let source = from.assumingMemoryBound(to: UInt32.self), target = to.assumingMemoryBound(to: UInt32.self)
         for i in 0..<(bytes >> 2) { target[i] = source[i] }
-    }
-
-    // MARK: state
-
-    /// The stores' maps as one list of columns (the state format does not depend on how many
-    /// stores a process uses).
-    static func encode(_ stores: [CandidateMaps], into w: inout ByteWriter) {
-        var units: [Int32] = [], images: [Int32] = [], peaks: [Float] = [], kept: [UInt64] = [], values: [Float] = []
-        var valueStart: [Int64] = [0]
-        for store in stores {
-            store.forEach { record in
-                units.append(record.unit); images.append(record.image); peaks.append(record.peak)
-                for j in 0..<store.wordsPerMap { kept.append(record.kept(j)) }
-                values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
-                valueStart.append(Int64(values.count))
-            }
-        }
-        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values); w.put(valueStart)
-    }
-
-    /// Reads what `encode` wrote into `storeCount` stores, each map into `store(unit)`; checks
-    /// each map with `isValid(unit, image)` first.
-    static func decode(from r: inout ByteReader, height: Int, width: Int, storeCount: Int, store: (Int32) -> Int,
-                       isValid: (Int32, Int32) -> Bool) throws(StateError) -> [CandidateMaps] {
-        var stores = [CandidateMaps](repeating: CandidateMaps(height: height, width: width), count: storeCount)
-        let words = stores[0].wordsPerMap
-        let units = try r.getArray(Int32.self), images = try r.getArray(Int32.self)
-        let peaks = try r.getArray(Float.self), kept = try r.getArray(UInt64.self)
-        let values = try r.getArray(Float.self)
-        let valueStart = try r.getArray(Int64.self).map(Int.init)
-        let n = units.count
-        guard images.count == n, peaks.count == n, kept.count == n * words,
-              valueStart.count == n + 1, valueStart.first == 0, valueStart.last == values.count else {
-            throw StateError("candidate maps have inconsistent sizes")
-        }
-        var dense = [Float](repeating: -.infinity, count: height * width)
-        for i in 0..<n {
-            guard isValid(units[i], images[i]) else {
-                throw StateError("candidate map \(i) names unit \(units[i]) of image \(images[i]), which this state cannot have")
-            }
-            let popcount = (0..<words).reduce(0) { $0 + kept[i * words + $1].nonzeroBitCount }
-            guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
-            let s = store(units[i])
-            stores[s].makeUnique()
-            let size = stores[s].recordBytes(values: popcount)
-            stores[s].arena.reserve(size)
-            // Through a dense map (−∞ where not kept), as the record is written from one.
-            for p in dense.indices { dense[p] = -.infinity }
-            var v = valueStart[i]
-            for j in 0..<words {
-                var bits = kept[i * words + j]
-                while bits != 0 { dense[j << 6 | bits.trailingZeroBitCount] = values[v]; v += 1; bits &= bits - 1 }
-            }
-            kept.withUnsafeBufferPointer { kept in
-                stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
-                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used, from: dense)
-            }
-            stores[s].arena.noteRecord(at: stores[s].arena.used)
-            stores[s].arena.used += size
-            stores[s].arena.count += 1
-        }
-        for s in stores.indices { stores[s].bytesAfterDiscard = stores[s].arena.used }
-        return stores
     }
 }

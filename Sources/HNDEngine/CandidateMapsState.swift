@@ -1,0 +1,64 @@
+/// The candidate maps in a checkpoint (`AccumulatorState`): the records of every store as one
+/// list of columns, and back.
+extension CandidateMaps {
+    /// The stores' maps as one list of columns (the state format does not depend on how many
+    /// stores a process uses).
+    static func encode(_ stores: [CandidateMaps], into w: inout ByteWriter) {
+        var units: [Int32] = [], images: [Int32] = [], peaks: [Float] = [], kept: [UInt64] = [], values: [Float] = []
+        var valueStart: [Int64] = [0]
+        for store in stores {
+            store.forEach { record in
+                units.append(record.unit); images.append(record.image); peaks.append(record.peak)
+                for j in 0..<store.wordsPerMap { kept.append(record.kept(j)) }
+                values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
+                valueStart.append(Int64(values.count))
+            }
+        }
+        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values); w.put(valueStart)
+    }
+
+    /// Reads what `encode` wrote into `storeCount` stores, each map into `store(unit)`; checks
+    /// each map with `isValid(unit, image)` first.
+    static func decode(from r: inout ByteReader, height: Int, width: Int, storeCount: Int, store: (Int32) -> Int,
+                       isValid: (Int32, Int32) -> Bool) throws(StateError) -> [CandidateMaps] {
+        var stores = [CandidateMaps](repeating: CandidateMaps(height: height, width: width), count: storeCount)
+        let words = stores[0].wordsPerMap
+        let units = try r.getArray(Int32.self), images = try r.getArray(Int32.self)
+        let peaks = try r.getArray(Float.self), kept = try r.getArray(UInt64.self)
+        let values = try r.getArray(Float.self)
+        let valueStart = try r.getArray(Int64.self).map(Int.init)
+        let n = units.count
+        guard images.count == n, peaks.count == n, kept.count == n * words,
+              valueStart.count == n + 1, valueStart.first == 0, valueStart.last == values.count else {
+            throw StateError("candidate maps have inconsistent sizes")
+        }
+        var dense = [Float](repeating: -.infinity, count: height * width)
+        for i in 0..<n {
+            guard isValid(units[i], images[i]) else {
+                throw StateError("candidate map \(i) names unit \(units[i]) of image \(images[i]), which this state cannot have")
+            }
+            let popcount = (0..<words).reduce(0) { $0 + kept[i * words + $1].nonzeroBitCount }
+            guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
+            let s = store(units[i])
+            stores[s].makeUnique()
+            let size = stores[s].recordBytes(values: popcount)
+            stores[s].arena.reserve(size)
+            // Through a dense map (−∞ where not kept), as the record is written from one.
+            for p in dense.indices { dense[p] = -.infinity }
+            var v = valueStart[i]
+            for j in 0..<words {
+                var bits = kept[i * words + j]
+                while bits != 0 { dense[j << 6 | bits.trailingZeroBitCount] = values[v]; v += 1; bits &= bits - 1 }
+            }
+            kept.withUnsafeBufferPointer { kept in
+                stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
+                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used, from: dense)
+            }
+            stores[s].arena.noteRecord(at: stores[s].arena.used)
+            stores[s].arena.used += size
+            stores[s].arena.count += 1
+        }
+        for s in stores.indices { stores[s].bytesAfterDiscard = stores[s].arena.used }
+        return stores
+    }
+}
