@@ -30,7 +30,7 @@ import Testing
         reader = try SnapshotReader(path: path)
         let rows = try reader.layer(layer.name)
         #expect(rows.rows.map(\.step) == [1, 2, 3])
-        #expect(try reader.snapshot(rows, row: 2, detail: .everything) == distinctSnapshot(step: 3, seen: 1))
+        #expect(try withoutUntestedP(reader.snapshot(rows, row: 2, detail: .everything)) == withoutUntestedP(distinctSnapshot(step: 3, seen: 1)))
     }
 
     @Test func oneWriterAtATime() throws {
