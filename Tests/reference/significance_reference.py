@@ -48,11 +48,9 @@ def _upper_tail(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.where(variance > 1e-20 * scale, p, 1.0)
 
 
-def stage_one_pvalues(max_score, global_label, subgroup_category, probability) -> np.ndarray:
-    """Raw p [C, G] of Stage I's probabilities [C, G] (float64); NaN where a unit's category
-    probabilities are all 0 (not tested)."""
-    n_units, n_subgroups = max_score.shape[1], len(subgroup_category)
-    p = np.full((n_units, n_subgroups), np.nan)
+def _labelled_categories(max_score, global_label, subgroup_category):
+    """Per category with subgroups and labelled images (D_g): its subgroups, the labels of D_g,
+    the rank weights w [|D_g|, C] and which units vary over D_g."""
     for category in range(global_label.shape[1]):
         subgroups = np.nonzero(subgroup_category == category)[0]
         labels = global_label[:, category]
@@ -60,7 +58,15 @@ def stage_one_pvalues(max_score, global_label, subgroup_category, probability) -
         if subgroups.size == 0 or not labelled.any():
             continue
         w, varying = _weights(max_score, labelled, labelled)
-        image_labels = labels[labelled]
+        yield subgroups, labels[labelled], w, varying
+
+
+def stage_one_pvalues(max_score, global_label, subgroup_category, probability) -> np.ndarray:
+    """Raw p [C, G] of Stage I's probabilities [C, G] (float64); NaN where a unit's category
+    probabilities are all 0 (not tested)."""
+    n_units, n_subgroups = max_score.shape[1], len(subgroup_category)
+    p = np.full((n_units, n_subgroups), np.nan)
+    for subgroups, image_labels, w, varying in _labelled_categories(max_score, global_label, subgroup_category):
         counts = {s: int((image_labels == s).sum()) for s in subgroups}
         tested = varying & (probability[:, subgroups].sum(axis=1) > 0)
         for s in subgroups:
@@ -137,14 +143,7 @@ def permutation_pvalues(max_score, global_label, subgroup_category, probability,
     rng = np.random.default_rng(seed)
     n_units, n_subgroups = max_score.shape[1], len(subgroup_category)
     p = np.full((n_units, n_subgroups), np.nan)
-    for category in range(global_label.shape[1]):
-        subgroups = np.nonzero(subgroup_category == category)[0]
-        labels = global_label[:, category]
-        labelled = labels >= 0
-        if subgroups.size == 0 or not labelled.any():
-            continue
-        w, varying = _weights(max_score, labelled, labelled)
-        image_labels = labels[labelled]
+    for subgroups, image_labels, w, varying in _labelled_categories(max_score, global_label, subgroup_category):
         counts = np.array([(image_labels == s).sum() for s in subgroups], dtype=np.float64)
         exceed = np.zeros((n_units, subgroups.size))
         for _ in range(permutations):
