@@ -9,7 +9,8 @@
 seed), starts one `hndd serve`, trains a ResNet-18 per run (`hndd_client.demo train`, two side by
 side, one torch thread each) with probe passes at step 0 and every --every steps, then writes
 ``experiment.html`` and ``results.md``. It resumes: data files and runs whose last complete pass
-is in DIR/snapshots.h5 are kept, the others (re)done. ``page`` only rewrites the page and tables.
+is in DIR/snapshots.h5 are kept, the others (re)done. ``touch DIR/STOP`` lets the running runs
+finish and starts no more (the page then shows what is done). ``page`` only rewrites the page and tables.
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ class Folder:
             os.makedirs(os.path.join(self.path, sub), exist_ok=True)
         self.data, self.logs, self.runs = (os.path.join(self.path, sub) for sub in ("data", "logs", "runs"))
         self.snapshots = os.path.join(self.path, "snapshots.h5")
+        #: `touch DIR/STOP`: no further run starts, those running finish, the page is written.
+        self.stop_file = os.path.join(self.path, "STOP")
 
     def read_json(self, name: str, default):
         path = os.path.join(self.path, name)
@@ -124,6 +127,9 @@ def command_run(options) -> int:
     runs = plan(options.experiments, options.percents, options.seeds)
     folder = Folder(options.dir)
     settle_setting(folder.path, setting)
+    if os.path.exists(folder.stop_file):
+        os.remove(folder.stop_file)
+        say(f"removed {folder.stop_file} (left by a stopped invocation)")
     started = time.time()
     say(f"{len(runs)} runs ({', '.join(options.experiments)} × P = {', '.join(map(str, options.percents))} × "
         f"{options.seeds} seeds) in {folder.path}; setting {json.dumps(setting.to_json())}")
@@ -170,7 +176,9 @@ def train_all(options, setting, folder, dictionary, todo, invocation, timing, st
                               os.path.join(folder.logs, "serve.log"))
         say(f"hndd serve (pid {daemon.pid}) at {run_dir}; {options.parallel} trainers side by side")
         jobs = [job_for(run, setting, folder, dictionary, run_dir, options.hndd) for run in todo]
-        run_jobs(children, jobs, options.parallel, on_done)
+        ran = run_jobs(children, jobs, options.parallel, on_done, lambda: os.path.exists(folder.stop_file))
+        if ran < len(jobs):
+            say(f"{folder.stop_file} exists: stopped after {ran} of {len(jobs)} runs (run again to go on)")
         status = children.stop(daemon, grace=300)  # SIGTERM: writes what is owed, closes the file
         if status != 0:
             raise ExperimentError(f"hndd serve exited with {status}; see {folder.logs}/serve.log")

@@ -92,6 +92,28 @@ def table_lines(entries: Sequence[Measured], experiment: str, layers: Sequence[s
     return lines
 
 
+def compact_lines(entries: Sequence[Measured], experiment: str, layers: Sequence[str], step: int,
+                  low: int, high: int) -> List[str]:
+    """Markdown: per layer, the paper's count · the significant count (min–max over seeds) at the
+    ends of the range, after training and untrained; for eyeglasses also the eye-region units."""
+    paper, significant = PAPER_METRIC[experiment], DIRECTION_METRIC[experiment]
+
+    def cell(layer, metric_pair, percent, at):
+        parts = [series(entries, experiment, layer, m, at).get(percent) for m in metric_pair]
+        return " · ".join(r.text() if r else "–" for r in parts)
+
+    columns = [(f"P = {low}", (paper, significant), low, step), (f"P = {high}", (paper, significant), high, step),
+               ("step 0 (untrained)", (paper, significant), high, 0)]
+    if experiment == "eyeglasses":
+        columns += [(f"eye region P = {low}", ("eye_region",), low, step),
+                    (f"eye region P = {high}", ("eye_region",), high, step)]
+    lines = ["| layer | " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for layer in layers:
+        lines.append(f"| {layer} | " + " | ".join(cell(layer, pair, percent, at) for _, pair, percent, at in columns)
+                     + " |")
+    return lines
+
+
 def direction_lines(entries, experiment: str, layers: Sequence[str], step: int, percents: Sequence[int]) -> List[str]:
     low, high = min(percents), max(percents)
     out = []
@@ -132,16 +154,46 @@ def markdown(entries: Sequence[Measured], context: Context) -> str:
         for step, what in ((s.steps, f"after training (step {s.steps})"), (0, "untrained (step 0)")):
             lines += [f"## {experiment}, {what}: min–max over seeds (median)", ""]
             lines += table_lines(entries, experiment, s.layers, step, metrics) + [""]
+        lines += [f"## {experiment}: {METRICS[PAPER_METRIC[experiment]][0]} · {METRICS[DIRECTION_METRIC[experiment]][0]}, "
+                  f"min–max over seeds, step {s.steps}", ""]
+        lines += compact_lines(entries, experiment, s.layers, s.steps, min(context.percents),
+                               max(context.percents)) + [""]
         lines += [f"Direction at step {s.steps}:", ""] + direction_lines(entries, experiment, s.layers, s.steps,
                                                                            context.percents) + [""]
     return "\n".join(lines) + "\n"
+
+
+def markdown_html(text: str) -> str:
+    """The few Markdown forms `markdown` writes (headings, bullets, tables, lines) as HTML."""
+    out: List[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            tag = "th" if not out or not out[-1].startswith("<tr") else "td"
+            if tag == "th":
+                out.append("<table>")
+            out.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if out and out[-1].startswith("<tr"):
+            out.append("</table>")
+        if line.startswith("## "):
+            out.append(f"<h3>{html.escape(line[3:])}</h3>")
+        elif line.startswith("- "):
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if out and out[-1].startswith("<tr"):
+        out.append("</table>")
+    return "\n".join(out)
 
 
 def page(entries: Sequence[Measured], curves: Dict[str, Dict[Run, np.ndarray]], context: Context) -> str:
     """The whole page; `curves` is layer -> run -> sorted probabilities (experiment_results.sorted_curves)."""
     s = context.setting
     body = [f"<h1>tools/experiment: the paper's §5.1 and §5.2, P = {min(context.percents)}–{max(context.percents)}, "
-            f"{context.seeds} seeds</h1>", "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>"
+            f"{context.seeds} seed{'s' if context.seeds > 1 else ''}</h1>", "<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>"
                                                            for line in summary_lines(context)) + "</ul>",
             "<p>Lines: the median over seeds; bands: min–max over seeds. Counts are hndd's own "
             "(<code>hndd summary --json</code>); significant = Benjamini–Hochberg q = 0.05 under the permutation null "
@@ -159,9 +211,12 @@ def page(entries: Sequence[Measured], curves: Dict[str, Dict[Run, np.ndarray]], 
         body.append(f"<h3>{experiment}</h3><div class='row'>")
         body += [curve_chart(curves.get(layer, {}), experiment, layer, context.percents) for layer in s.layers]
         body.append("</div>")
-    body.append("<h2>Tables</h2><pre>" + html.escape(markdown(entries, context)) + "</pre>")
+    tables = markdown(entries, context)
+    tables = tables[tables.find("\n## ") + 1:]  # the summary above is already on the page
+    body.append("<h2>Tables</h2>" + markdown_html(tables))
     style = ("body{font-family:sans-serif;max-width:1150px;margin:1em auto;padding:0 1em}"
-             ".row{display:flex;flex-wrap:wrap;gap:8px}pre{font-size:12px;overflow-x:auto}")
+             ".row{display:flex;flex-wrap:wrap;gap:8px}table{border-collapse:collapse;font-size:12px;margin:4px 0}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>hndd experiment</title>"
             f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 

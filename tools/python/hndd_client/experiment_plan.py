@@ -100,7 +100,8 @@ def parse_run(name: str) -> Optional[Run]:
 
 
 def plan(experiments, percents, seeds: int) -> List[Run]:
-    """The runs, P = 50 and 100 of every seed first: a stopped experiment has the ends of the range."""
+    """The runs in the order that leaves the most to read if the experiment is stopped early: the
+    ends of the range (every seed) first, then the middle P values seed by seed."""
     for experiment in experiments:
         if experiment not in EXPERIMENTS:
             raise ExperimentError(f"unknown experiment {experiment!r}; choose from {', '.join(EXPERIMENTS)}")
@@ -110,8 +111,9 @@ def plan(experiments, percents, seeds: int) -> List[Run]:
     if seeds < 1:
         raise ExperimentError(f"--seeds must be at least 1, not {seeds}")
     ends = [p for p in percents if p in (min(percents), max(percents))]
-    ordered = ends + [p for p in percents if p not in ends]
-    return [Run(e, p, s) for p in ordered for s in range(seeds) for e in experiments]
+    middle = [p for p in percents if p not in ends]
+    return ([Run(e, p, s) for p in ends for s in range(seeds) for e in experiments]
+            + [Run(e, p, s) for s in range(seeds) for p in middle for e in experiments])
 
 
 def dictionary_path(data_dir: str, setting: Setting) -> str:

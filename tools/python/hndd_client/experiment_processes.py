@@ -48,11 +48,13 @@ class Children:
             self.processes.remove(process)
         return process.returncode
 
-    def close(self) -> None:
+    def close(self, grace: float = 120.0) -> None:
+        """SIGTERM to all; SIGKILL to those still running after `grace` seconds (the daemon may
+        need a while to write the passes it owes)."""
         for process in list(self.processes):
             if process.poll() is None:
                 process.terminate()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace
         for process in list(self.processes):
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
@@ -137,12 +139,13 @@ class Job:
     process: Optional[subprocess.Popen] = None
 
 
-def run_jobs(children: Children, jobs: List[Job], slots: int, on_done) -> None:
-    """Runs the jobs, `slots` at a time; each job's commands one after another. The first failure
-    raises (the caller's `Children` then ends the others)."""
+def run_jobs(children: Children, jobs: List[Job], slots: int, on_done, stop_requested=lambda: False) -> int:
+    """Runs the jobs, `slots` at a time; each job's commands one after another; the jobs run.
+    The first failure raises (the caller's `Children` then ends the others). Once
+    `stop_requested()` is true no job starts; those running finish."""
     waiting, active = list(jobs), []
-    while waiting or active:
-        while waiting and len(active) < slots:
+    while (waiting and not stop_requested()) or active:
+        while waiting and len(active) < slots and not stop_requested():
             job = waiting.pop(0)
             job.started = time.time()
             _advance(children, job)
@@ -162,6 +165,7 @@ def run_jobs(children: Children, jobs: List[Job], slots: int, on_done) -> None:
             else:
                 active.remove(job)
                 on_done(job)
+    return len(jobs) - len(waiting)
 
 
 def _advance(children: Children, job: Job) -> None:
