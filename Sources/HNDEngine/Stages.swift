@@ -18,6 +18,7 @@ extension LayerAccumulator {
         var raw = RawPValues(global: .init(repeating: .nan, count: tested ? units * g : 0),
                              local: .init(repeating: .nan, count: tested ? units * l : 0))
         let nullSets = tested ? NullSets(sets, index: index) : nil
+        let change = tested ? ChangeTestOutput(self) : nil
         let thresholds = stageTwoThresholds()
         let counts = stageTwoCounts(thresholds: thresholds)
 
@@ -36,13 +37,14 @@ extension LayerAccumulator {
                 threshold: threshold, globalProb: globalProb, globalBiased: globalBiased, iou: iou,
                 region: region, localProb: localProb, localPaired: localPaired,
                 netdissect: netdissect, topImages: topImages,
-                significance: nullSets.map { SignificanceOutput(sets: $0, global: rawGlobal, local: rawLocal) }))
+                significance: nullSets.map { SignificanceOutput(sets: $0, global: rawGlobal, local: rawLocal, change: change) }))
             DispatchQueue.concurrentPerform(iterations: units) { u in
                 dissect(unit: u, sets: sets, threshold: thresholds[u], counts: counts, into: out.value)
             }
         }}}}}}}}}}}
         guard tested else { return (snap, nil) }
         Self.applyFalseDiscovery(raw, to: &snap)
+        change?.apply(to: &snap)
         return (snap, raw)
     }
 
@@ -79,7 +81,7 @@ extension LayerAccumulator {
             // Stage I: rank-weighted scores per global category over D_g. Categories usually
             // label the same images: those share one ranking.
             let perCategory = sets.subgroupsPerCategory
-            var ranks: [Double] = [], ranked = -1
+            var ranks: [Double] = [], ranked = -1, baselineRanks = BaselineRanks()
             for (category, members) in sets.categoryImages.enumerated() {
                 guard let (lo, hi) = RankedScores.range(of: column, at: members), hi > lo else { continue }
                 let labels = sets.categoryLabels[category]
@@ -113,6 +115,10 @@ extension LayerAccumulator {
                 if let tests = out.significance, total > 0 {
                     testStageOne(unit: u, category: category, counts: sets.subgroupCounts, weights: weights,
                                  probabilities: score, into: tests)
+                    if let change = tests.change {
+                        testChange(unit: u, category: category, sets: sets, into: change, cache: &baselineRanks,
+                                   now: StageOneColumn(column: column, ranks: ranks, lo: lo, hi: hi, total: total, probabilities: score))
+                    }
                 }
             }
 
