@@ -78,7 +78,7 @@ def test_three_layers_are_the_issues_shapes():
     assert workloads.THREE_LAYERS == ("512x7x7", "1024x14x14", "2048x7x7")
 
 
-@pytest.mark.parametrize("images,n,batch", [(35632, 4454, 256), (20, 6, 4), (10, 4, 8)])
+@pytest.mark.parametrize("images,n,batch", [(35632, 2227, 256), (35632, 4454, 256), (20, 6, 4), (10, 4, 8)])
 def test_tiled_ids_are_distinct_and_carry_map_i_mod_n(images, n, batch):
     maps = np.arange(n * 2 * 1 * 1, dtype=np.float32).reshape(n, 2, 1, 1)
     messages = list(workloads.tiled("L", maps, images, batch))
@@ -88,6 +88,8 @@ def test_tiled_ids_are_distinct_and_carry_map_i_mod_n(images, n, batch):
         assert batch_ids.size <= batch
         assert np.array_equal(batch_maps, maps[batch_ids % n])
         assert np.shares_memory(batch_maps, maps)  # a view: no straddling a repeat, no copy
+    if (images, n, batch) == (35632, 2227, 256):
+        assert len(messages) == 16 * 9  # 8 full batches and one of 179 per repeat
     if (images, n, batch) == (35632, 4454, 256):
         assert len(messages) == 8 * 18  # 17 full batches and one of 102 per repeat
 
