@@ -20,7 +20,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // libzmq's .pc file carries -isystem flags SwiftPM rejects: no pkgConfig, link directly.
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", providers: [.apt(["libzmq3-dev"])]),
-        // sgemm for the permutation nulls of the significance tests. Debian's openblas.pc names a
+        // sgemm for the explicit permutation check of the significance tests (and `hndd bench-stages`,
+        // which shows why Stage I/III stay loops: docs/performance.md). Debian's openblas.pc names a
         // per-variant include directory: no pkgConfig, link directly (cblas.h is on the default path).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
 

@@ -33,11 +33,12 @@ public enum Checkpoint {
     }
 
     public static func write(_ book: PassBook, to path: String) throws {
-        try write(passes: Array(book.open.values), finished: Array(book.finished), index: book.index, options: book.options, to: path)
+        try write(passes: Array(book.open.values), finished: Array(book.finished), index: book.index, options: book.options,
+                  baselines: book.baselines, to: path)
     }
 
     public static func write(passes: [OpenPass], finished: [PassKey], index: DictionaryIndex, options: DissectionOptions,
-                             to path: String) throws {
+                             baselines: [RunLayer: [Float]] = [:], to path: String) throws {
         var w = ByteWriter()
         w.bytes += magic
         w.put(fingerprint(index, options))
@@ -50,6 +51,14 @@ public enum Checkpoint {
         }
         w.put(Int64(finished.count))
         for key in finished { w.put(key.run); w.put(key.layer); w.put(key.step) }
+        // Optional trailing section (checkpoints written before it end here): each run's layer's
+        // baseline maxima.
+        if !baselines.isEmpty {
+            w.put(Int64(baselines.count))
+            for (runLayer, maxima) in baselines.sorted(by: { ($0.key.run, $0.key.layer) < ($1.key.run, $1.key.layer) }) {
+                w.put(runLayer.run); w.put(runLayer.layer); w.put(maxima)
+            }
+        }
         let temporary = path + ".writing"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(w.bytes)) else {
             throw StateError("cannot write checkpoint \(temporary)")
@@ -73,6 +82,8 @@ public enum Checkpoint {
         public let fingerprint: UInt64
         public let passes: [Entry]
         public let finished: [PassKey]
+        /// Baseline maxima per run's layer (none in a checkpoint written before them).
+        public var baselines: [RunLayer: [Float]] = [:]
     }
 
     /// Reads a checkpoint file; nil when there is none.
@@ -91,14 +102,20 @@ public enum Checkpoint {
         for _ in 0..<(try r.get(Int64.self)) {
             finished.append(PassKey(run: try r.getString(), layer: try r.getString(), step: try r.get(Int64.self)))
         }
+        var baselines: [RunLayer: [Float]] = [:]
+        if !r.isAtEnd {
+            for _ in 0..<(try r.get(Int64.self)) {
+                baselines[RunLayer(run: try r.getString(), layer: try r.getString())] = try r.getArray(Float.self)
+            }
+        }
         guard r.isAtEnd else { throw StateError("\(path): trailing bytes") }
-        return Contents(fingerprint: fingerprint, passes: passes, finished: finished)
+        return Contents(fingerprint: fingerprint, passes: passes, finished: finished, baselines: baselines)
     }
 
     /// The passes of a checkpoint file restored for `index` and `options`, which it must have been
     /// written for.
     public static func passes(_ path: String, index: DictionaryIndex, options: DissectionOptions)
-        throws(StateError) -> (passes: [OpenPass], finished: [PassKey])? {
+        throws(StateError) -> (passes: [OpenPass], finished: [PassKey], baselines: [RunLayer: [Float]])? {
         guard let contents = try contents(path) else { return nil }
         guard contents.fingerprint == fingerprint(index, options) else {
             throw StateError("\(path) was written for another dictionary or other options; move it away to start afresh")
@@ -111,14 +128,15 @@ public enum Checkpoint {
             pass.imagesCheckpointed = accumulator.imagesSeen
             passes.append(pass)
         }
-        return (passes, contents.finished)
+        return (passes, contents.finished, contents.baselines)
     }
 
     /// Reads a checkpoint into `book`; returns the number of passes resumed.
     public static func read(_ path: String, into book: inout PassBook) throws(StateError) -> Int {
-        guard let (passes, finished) = try passes(path, index: book.index, options: book.options) else { return 0 }
+        guard let (passes, finished, baselines) = try passes(path, index: book.index, options: book.options) else { return 0 }
         for pass in passes { book.restore(pass) }
         book.restoreFinished(finished)
+        book.restoreBaselines(baselines)
         return passes.count
     }
 }

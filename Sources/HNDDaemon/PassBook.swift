@@ -55,6 +55,8 @@ public struct PassBook: Sendable {
     /// Passes already written, so late batches are refused instead of opening a new pass.
     public private(set) var finished: Set<PassKey> = []
     public private(set) var finishedCount: [String: Int] = [:]
+    /// Per run's layer, the maxima [C, N] of its baseline pass (`PassBaselines.swift`).
+    public internal(set) var baselines: [RunLayer: [Float]] = [:]
     /// The images this daemon holds, when it serves one share of them (nil: every image).
     public let shard: ImageShard?
     /// Images a pass waits for: the dictionary's, or the shard's share of them.
@@ -105,6 +107,7 @@ public struct PassBook: Sendable {
         open[key]!.updatedAt = now
         open[key]!.duplicates += outcome.duplicates
         shapeOfLayer[key.layer] = (units, height, width)
+        if isNew { attachBaseline(to: key) }
         return outcome
     }
 
@@ -130,6 +133,7 @@ public struct PassBook: Sendable {
 
     /// Closes a pass and returns its final snapshot (complete or not).
     public mutating func finish(_ key: PassKey, now: Double) -> (OpenPass, LayerSnapshot)? {
+        recordBaselineIfFirst(key)
         guard let pass = open.removeValue(forKey: key) else { return nil }
         finished.insert(key)
         finishedCount[key.layer, default: 0] += 1

@@ -47,6 +47,8 @@ public struct MergedPass: Sendable {
     public let snapshot: LayerSnapshot
     public let sources: [String]
     public let duplicates: [Int64]
+    /// What the log should say about the merge, e.g. that the merged pass has no baseline.
+    public var notes: [String] = []
     /// Where the merge's time went (the README's scaling model uses them).
     public let timings: MergeTimings
 }
@@ -95,6 +97,7 @@ public struct ShardMerge: Sendable {
             try checkDictionary(shard, options: options, fail: fail)
         }
         var merged: LayerAccumulator?
+        var withoutBaseline: [String] = []
         var timings = MergeTimings(), clock = ContinuousClock.now
         func lap() -> Double { let now = ContinuousClock.now; defer { clock = now }; return Double((now - clock) / .seconds(1)) }
         for shard in shards {
@@ -103,6 +106,7 @@ public struct ShardMerge: Sendable {
                 throw fail("\(shard.source): \(error)")
             }
             timings.decode += lap()
+            if state.baselineMaxima == nil { withoutBaseline.append(shard.source) }
             guard merged != nil else { merged = state; continue }
             do { try merged!.merge(state) } catch {
                 throw fail("\(shard.source) cannot join \(shards.prefix { $0.source != shard.source }.map(\.source).joined(separator: ", ")): \(error)")
@@ -114,8 +118,14 @@ public struct ShardMerge: Sendable {
         snapshot.run = key.run
         snapshot.step = key.step
         snapshot.timeUnix = now
-        return MergedPass(key: key, snapshot: snapshot, sources: shards.map(\.source), duplicates: shards.flatMap(\.duplicates),
-                          timings: timings)
+        var pass = MergedPass(key: key, snapshot: snapshot, sources: shards.map(\.source), duplicates: shards.flatMap(\.duplicates),
+                              timings: timings)
+        if !withoutBaseline.isEmpty {
+            pass.notes.append("pass (\(key)): no baseline pass (not tested beyond the untrained network): "
+                              + (withoutBaseline.count == shards.count ? "no shard has one"
+                                 : "\(withoutBaseline.joined(separator: ", ")) \(withoutBaseline.count == 1 ? "has" : "have") none"))
+        }
+        return pass
     }
 
     func checkDictionary(_ shard: PassShard, options: DissectionOptions, fail: (String) -> DaemonError) throws {

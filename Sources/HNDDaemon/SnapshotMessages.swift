@@ -43,6 +43,10 @@ extension Hndd_Snapshot {
             localP = s.localP
             localSignificant = s.localSignificant.map { $0 != 0 }
         }
+        if s.changeTested {
+            globalChangeP = s.globalChangeP
+            globalBeyondUntrained = s.globalBeyondUntrained.map { $0 != 0 }
+        }
         self.taxonomy = taxonomy
         duplicatesReported = duplicates
     }
@@ -72,6 +76,11 @@ extension LayerSnapshot {
             globalSignificant = m.globalSignificant.map { $0 ? 1 : 0 }
             localP = m.localP
             localSignificant = m.localSignificant.map { $0 ? 1 : 0 }
+        }
+        if !m.globalChangeP.isEmpty {
+            changeTested = true
+            globalChangeP = m.globalChangeP
+            globalBeyondUntrained = m.globalBeyondUntrained.map { $0 ? 1 : 0 }
         }
     }
 }

@@ -57,6 +57,7 @@ extension LayerAccumulator {
         if let refusal = mergeRefusal(other) { throw refusal }
         guard other.units > 0 else { return }
         if units == 0 { start(units: other.units, height: other.height, width: other.width) }
+        mergeBaseline(of: other)
         mergeImages(of: other)
         for u in 0..<units { topValues[u].merge(other.topValues[u]) }
         mergeCandidates(of: other)

@@ -19,6 +19,8 @@ extension LayerAccumulator {
         }
         // The stores, as one: a restored state may run with another number of workers.
         if units > 0 { CandidateMaps.encode(candidates, into: &w) }
+        // Optional trailing section (states written before it end here): the baseline maxima.
+        if let baselineMaxima { w.put(Self.baselineTag); w.put(baselineMaxima) }
         return w.bytes
     }
 
@@ -65,8 +67,17 @@ extension LayerAccumulator {
                 unit >= 0 && Int(unit) < c && image >= 0 && Int(image) < imageCount && seen[Int(image)]
             }
         }
+        if !r.isAtEnd {
+            guard try r.get(UInt32.self) == Self.baselineTag else { throw StateError("trailing bytes after the state") }
+            let baseline = try r.getArray(Float.self)
+            guard c == 0 || baseline.count == c * index.imageCount else { throw StateError("the baseline maxima of layer \(layer) have the wrong size") }
+            baselineMaxima = baseline
+        }
         guard r.isAtEnd else { throw StateError("trailing bytes after the state") }
     }
+
+    /// Marks the baseline section of a state.
+    static let baselineTag: UInt32 = 0x4C53_4142 // "BASL"
 }
 
 /// The leading fields of a layer state: what it is of (layer, dictionary size, options, shape)

@@ -74,6 +74,9 @@ public struct LayerAccumulator: Sendable {
     public internal(set) var candidates: [CandidateMaps] = []
     /// Σ over seen images of D_c of |L_{n,c}|, per concept.
     public internal(set) var maskAreaSeen: [Double]
+    /// [C, N] maxima of the run's first complete pass, for "biased beyond the untrained network"
+    /// (`setBaseline`); nil until the run has one.
+    public internal(set) var baselineMaxima: [Float]?
     var upsampler: BilinearUpsampler?
     /// The AVX-512 Stage II count, where the CPU has it.
     var countKernel: CountKernel?

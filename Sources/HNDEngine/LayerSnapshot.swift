@@ -38,6 +38,15 @@ public struct LayerSnapshot: Sendable, Equatable {
     public var localP: [Float]
     /// [C, L] 1 when paired and the adjusted p-value is at most `FalseDiscovery.rate`.
     public var localSignificant: [UInt8]
+    /// The change test against the run's baseline pass ("biased beyond the untrained network").
+    public var change: ChangeTestValues
+    /// Whether the snapshot holds the change test (complete passes of a layer with a baseline).
+    public var changeTested: Bool { get { change.tested } set { change.tested = newValue } }
+    /// [C, G] adjusted p-value of "P rose since the baseline pass" (`BaselineChange`); 1 where
+    /// untested, NaN when the snapshot has no change test.
+    public var globalChangeP: [Float] { get { change.p } set { change.p = newValue } }
+    /// [C, G] 1 when biased, significant, and the change-p is at most `FalseDiscovery.rate`.
+    public var globalBeyondUntrained: [UInt8] { get { change.flags } set { change.flags = newValue } }
     /// [C] concept index of the Network Dissection baseline, −1 none.
     public var netdissectConcept: [Int32]
     /// [C, k] the images with the largest unit maxima, largest first; −1 pads.
@@ -63,6 +72,8 @@ public struct LayerSnapshot: Sendable, Equatable {
         globalSignificant = .init(repeating: 0, count: units * subgroupCount)
         localP = .init(repeating: .nan, count: units * conceptCount)
         localSignificant = .init(repeating: 0, count: units * conceptCount)
+        change = ChangeTestValues(p: .init(repeating: .nan, count: units * subgroupCount),
+                                  flags: .init(repeating: 0, count: units * subgroupCount))
         netdissectConcept = .init(repeating: -1, count: units)
         topImages = .init(repeating: -1, count: units * topImageCount)
     }
@@ -83,6 +94,21 @@ public struct LayerSnapshot: Sendable, Equatable {
     public func isSignificantlyPaired(unit u: Int) -> Bool {
         localSignificant[(u * conceptCount)..<((u + 1) * conceptCount)].contains(1)
     }
+    public func isBiasedBeyondUntrained(unit u: Int) -> Bool {
+        globalBeyondUntrained[(u * subgroupCount)..<((u + 1) * subgroupCount)].contains(1)
+    }
     public var interpretableUnits: Int { (0..<units).filter(isInterpretable).count }
     public var netdissectUnits: Int { netdissectConcept.filter { $0 >= 0 }.count }
+}
+
+/// A snapshot's change-test arrays. Equal when bit for bit equal: a snapshot without the test
+/// holds NaN p-values, and it must still equal itself.
+public struct ChangeTestValues: Sendable, Equatable {
+    public var tested = false
+    public var p: [Float]
+    public var flags: [UInt8]
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.tested == b.tested && a.flags == b.flags && a.p.map(\.bitPattern) == b.p.map(\.bitPattern)
+    }
 }

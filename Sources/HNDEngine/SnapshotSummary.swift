@@ -83,6 +83,9 @@ public struct SnapshotSummary: Sendable, Equatable {
     /// The same counts with only significant pairings (adjusted p ≤ `FalseDiscovery.rate`); nil
     /// when the snapshot skipped the tests (a partial pass).
     public var significant: Significant?
+    /// Units biased beyond the untrained network (the run's baseline pass); nil when the snapshot
+    /// has no change test (a partial pass, or no baseline yet).
+    public var beyondUntrained: BeyondUntrained?
     /// Localised units per region, in dictionary order.
     public var unitsPerRegion: [Count]
     /// Units paired with each local concept, most first, zeros left out.
@@ -138,6 +141,7 @@ public struct SnapshotSummary: Sendable, Equatable {
         }
         typeUnits = zip(FaceDictionary.ConceptType.names, typePaired).map { Count(name: $0, units: $1) }
         significant = s.significanceTested ? Self.significantCounts(s, taxonomy: t) : nil
+        beyondUntrained = s.changeTested ? BeyondUntrained(s, taxonomy: t) : nil
     }
 
     static func significantCounts(_ s: LayerSnapshot, taxonomy t: some TaxonomyNames) -> Significant {

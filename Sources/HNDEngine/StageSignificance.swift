@@ -37,6 +37,8 @@ struct SignificanceOutput {
     let sets: NullSets
     let global: UnsafeMutableBufferPointer<Double>
     let local: UnsafeMutableBufferPointer<Double>
+    /// The change tests against the baseline pass, when the layer has one.
+    var change: ChangeTestOutput? = nil
 }
 
 extension LayerAccumulator {

@@ -142,6 +142,7 @@ struct Page {
         return "<div class=\"stats\">" + items.map { count, key, label in
             "<div class=\"stat\" data-stat=\"\(key)\"><b>\(Markup.integer(count))</b><span>\(label) · \(Markup.percent(count, of: summary.units))"
                 + (significant[key].map { "<br>significant (q \(FalseDiscovery.rate)): <b data-significant=\"\(key)\" style=\"display:inline;font-size:14px\">\(Markup.integer($0))</b>" } ?? "")
+                + (key == "biased" ? summary.beyondUntrained.map { "<br>beyond the untrained network: <b data-beyond-untrained=\"units\" style=\"display:inline;font-size:14px\">\(Markup.integer($0.units))</b>" } ?? "" : "")
                 + "</span></div>"
         }.joined() + "</div>"
     }

@@ -41,8 +41,9 @@ extension Page {
             + (partial.isEmpty ? [] : [.init(name: "partial pass (left out of the lines)", colour: mainChart.axisMarkColour, marker: "▲")]))
             + mainChart.svg() + "<figcaption><b>Interpretable units over training</b>: one point per complete probe pass of run “\(Markup.escape(run))”"
             + " (\(points.count) passes, steps \(Markup.integer(points.first!.row.step))–\(Markup.integer(points.last!.row.step)))."
-            + (main.contains { $0.key == "untrained" } ? " “Significant”: biased or paired with a Benjamini–Hochberg adjusted p ≤ \(FalseDiscovery.rate) under the permutation null; "
-                + "the flat line is the first complete pass (the untrained network): units above it are biased beyond the untrained network." : "")
+            + (main.contains { $0.key == "significant_interpretable" } ? " “Significant”: biased or paired with a Benjamini–Hochberg adjusted p ≤ \(FalseDiscovery.rate) under the permutation null." : "")
+            + (main.contains { $0.key == "untrained" } ? " “Beyond the untrained network”: units biased toward a subgroup whose P rose since the run’s first complete pass by more than chance "
+                + "(a per-unit test, Benjamini–Hochberg q = \(FalseDiscovery.rate); docs/3-numbers.md)." : "")
             + "</figcaption></figure>"
 
         let regions = taxonomy.regions.enumerated().map { r, name in
@@ -66,17 +67,18 @@ extension Page {
 }
 
 extension Page {
-    /// The significant counts over training and, flat, the first complete pass's (the untrained
-    /// network's reference line); none when no pass holds the tests.
+    /// The significant counts over training and, where tested against the run's first complete
+    /// pass (the untrained network), the units biased beyond it; none when no pass holds the tests.
     func significanceSeries(_ points: [TimelinePoint], steps: [Double]) -> [LineChart.Series] {
         let tested = zip(steps, points).compactMap { step, p in p.summary.significant.map { (step, $0) } }
-        guard let first = tested.first else { return [] }
+        guard !tested.isEmpty else { return [] }
+        let beyond = zip(steps, points).compactMap { step, p in p.summary.beyondUntrained.map { (step, Double($0.units)) } }
         return [
             .init(name: "interpretable and significant", colour: Palette.distinct[0], points: tested.map { ($0.0, Double($0.1.interpretable)) },
                   dashed: true, key: "significant_interpretable"),
-            .init(name: "untrained network (step \(Markup.tick(first.0))): \(first.1.interpretable) significant",
-                  colour: "#999999", points: [(steps.first!, Double(first.1.interpretable)), (steps.last!, Double(first.1.interpretable))],
-                  dashed: true, key: "untrained"),
-        ]
+        ] + (beyond.isEmpty ? [] : [
+            .init(name: "biased beyond the untrained network (step \(Markup.tick(beyond[0].0)) is the baseline)",
+                  colour: "#999999", points: beyond, dashed: true, key: "untrained"),
+        ])
     }
 }

@@ -23,7 +23,8 @@ extension Page {
                 + significance(s, p: s.localP[u * l + $0], significant: s.localSignificant[u * l + $0]) }
         let biased = (0..<g).filter { s.globalBiased[u * g + $0] != 0 }
             .map { "\(taxonomy.subgroups[$0]) \(Markup.fixed(Double(s.globalProb[u * g + $0])))"
-                + significance(s, p: s.globalP[u * g + $0], significant: s.globalSignificant[u * g + $0]) }
+                + significance(s, p: s.globalP[u * g + $0], significant: s.globalSignificant[u * g + $0])
+                + beyondUntrained(s, index: u * g + $0) }
         return UnitCells(threshold: Markup.significant(Double(s.threshold[u])), region: region, netdissect: netdissect,
                          paired: paired.joined(separator: "; "), biased: biased.joined(separator: ", "))
     }
@@ -35,6 +36,13 @@ extension Page {
         return " · p \(Markup.significant(Double(p)))" + (significant != 0 ? "" : " (not significant)")
     }
 
+    /// " · beyond untrained (change p 0.001)" when the pairing is biased beyond the untrained
+    /// network; nothing when the snapshot has no change test or the pairing is not.
+    func beyondUntrained(_ s: LayerSnapshot, index i: Int) -> String {
+        guard s.changeTested, s.globalBeyondUntrained[i] != 0 else { return "" }
+        return " · beyond untrained (change p \(Markup.significant(Double(s.globalChangeP[i]))))"
+    }
+
     /// Every unit, 256 to a collapsible page so a 2,048-unit layer stays easy to scroll.
     func unitTable(_ s: LayerSnapshot) -> String {
         let pageSize = 256
@@ -43,6 +51,8 @@ extension Page {
         var html = "<p class=\"note\">Threshold T: the unit’s activation quantile (Stage II). Paired: Stage III probability P and IoU; biased: Stage I probability P. "
             + (s.significanceTested ? "p: the pairing’s Benjamini–Hochberg adjusted p-value under the permutation null; “not significant” marks p > \(FalseDiscovery.rate) "
                + "(the paper’s rule holds, but chance explains it as well). " : "")
+            + (s.changeTested ? "“Beyond untrained”: P rose since the run’s first complete pass (the untrained network) by more than chance "
+               + "(adjusted change p ≤ \(FalseDiscovery.rate)). " : "")
             + "A blue left edge marks interpretable units.</p>"
         for start in stride(from: 0, to: s.units, by: pageSize) {
             let end = min(start + pageSize, s.units)

@@ -14,6 +14,9 @@ public struct OfflineDissection {
     /// snapshot, and all of it.
     public struct Phases: Sendable {
         public var reading = 0.0, engine = 0.0, snapshot = 0.0, total = 0.0
+        /// CPU seconds of the final snapshot, over all threads: what it costs on a shared machine,
+        /// where its wall time depends on the other loads.
+        public var snapshotCPU = 0.0
         /// With `permutations` > 0: the explicit permutation check of the analytic p-values.
         public var check: PermutationAgreement?
     }
@@ -81,32 +84,26 @@ public struct OfflineDissection {
     }
 
     /// Every row of one layer through the engine: its snapshot (recorded as `run`, `step`) and
-    /// where the time went.
-    public func dissect(_ plan: ActivationsFile.Layer, run: String = Self.defaultRun,
-                        step: Int64 = Self.defaultStep) throws(StoreError) -> (snapshot: LayerSnapshot, phases: Phases) {
+    /// where the time went. With `baseline` (another activations file of the same images and
+    /// layer, e.g. the untrained network's), the snapshot also tests "biased beyond the untrained
+    /// network" against it.
+    public func dissect(_ plan: ActivationsFile.Layer, run: String = Self.defaultRun, step: Int64 = Self.defaultStep,
+                        baseline: ActivationsFile? = nil) throws(StoreError) -> (snapshot: LayerSnapshot, phases: Phases) {
         let started = Date()
         var phases = Phases()
-        var accumulator = LayerAccumulator(layer: plan.name, index: index, options: options)
-        var buffer: [Float] = []
-        for start in stride(from: 0, to: plan.rows, by: batchSize) {
-            let count = min(batchSize, plan.rows - start)
-            let readStarted = Date()
-            try activations.readRows(plan, start: start, count: count, into: &buffer)
-            phases.reading += Date().timeIntervalSince(readStarted)
-            let ids = Array(plan.imageIDs[start..<(start + count)])
-            let addStarted = Date()
-            defer { phases.engine += Date().timeIntervalSince(addStarted) }
-            do {
-                _ = try buffer.withUnsafeBufferPointer { values throws(BatchError) in
-                    try accumulator.add(imageIDs: ids, units: plan.units, height: plan.height, width: plan.width, values: values)
-                }
-            } catch {
-                throw StoreError(file: activations.path, object: plan.dataset, message: "rows \(start)..<\(start + count): \(error)")
+        // The baseline first, so that only its maxima stay in memory while the layer is fed.
+        let baselineMaxima = try baseline.map { file throws(StoreError) in try self.baselineMaxima(plan, from: file) }
+        var accumulator = try feed(plan, from: activations, phases: &phases)
+        if let baseline, let baselineMaxima {
+            do { try accumulator.setBaseline(maxima: baselineMaxima) } catch {
+                throw StoreError(file: baseline.path, object: "/layers/\(plan.name)/activations",
+                                 message: "as the baseline of \(activations.path): \(error)")
             }
         }
-        let snapshotStarted = Date()
+        let snapshotStarted = Date(), cpuStarted = Self.processCPUSeconds()
         var (snapshot, raw) = accumulator.snapshotWithRawPValues()
         phases.snapshot = Date().timeIntervalSince(snapshotStarted)
+        phases.snapshotCPU = Self.processCPUSeconds() - cpuStarted
         if permutations > 0, let raw {
             let checkStarted = Date()
             let permuted = accumulator.permutationPValues(of: snapshot, permutations: permutations, seed: 1)
@@ -118,5 +115,52 @@ public struct OfflineDissection {
         snapshot.timeUnix = Date().timeIntervalSince1970
         phases.total = Date().timeIntervalSince(started)
         return (snapshot, phases)
+    }
+
+    /// User and system CPU seconds of this process so far, all threads.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    /// The maxima [C, N] of layer `plan.name` in `file`, which must hold every dictionary image.
+    func baselineMaxima(_ plan: ActivationsFile.Layer, from file: ActivationsFile) throws(StoreError) -> [Float] {
+        let basePlan = try file.layer(plan.name)
+        guard basePlan.units == plan.units else {
+            throw StoreError(file: file.path, object: basePlan.dataset,
+                             message: "has \(basePlan.units) units, the layer in \(activations.path) has \(plan.units): not its baseline")
+        }
+        var ignored = Phases()
+        let base = try feed(basePlan, from: file, phases: &ignored)
+        guard base.imagesSeen == index.imageCount else {
+            throw StoreError(file: file.path, object: basePlan.dataset,
+                             message: "holds \(base.imagesSeen) of the dictionary's \(index.imageCount) images: a baseline pass must hold every image")
+        }
+        return base.maxima
+    }
+
+    /// A fresh accumulator fed every row of `plan` from `file`, in batches.
+    func feed(_ plan: ActivationsFile.Layer, from file: ActivationsFile, phases: inout Phases) throws(StoreError) -> LayerAccumulator {
+        var accumulator = LayerAccumulator(layer: plan.name, index: index, options: options)
+        var buffer: [Float] = []
+        for start in stride(from: 0, to: plan.rows, by: batchSize) {
+            let count = min(batchSize, plan.rows - start)
+            let readStarted = Date()
+            try file.readRows(plan, start: start, count: count, into: &buffer)
+            phases.reading += Date().timeIntervalSince(readStarted)
+            let ids = Array(plan.imageIDs[start..<(start + count)])
+            let addStarted = Date()
+            defer { phases.engine += Date().timeIntervalSince(addStarted) }
+            do {
+                _ = try buffer.withUnsafeBufferPointer { values throws(BatchError) in
+                    try accumulator.add(imageIDs: ids, units: plan.units, height: plan.height, width: plan.width, values: values)
+                }
+            } catch {
+                throw StoreError(file: file.path, object: plan.dataset, message: "rows \(start)..<\(start + count): \(error)")
+            }
+        }
+        return accumulator
     }
 }

@@ -127,9 +127,10 @@ public final class SnapshotReader {
         s.timeUnix = r.timeUnix
         s.significanceTested = r.complete && layer.datasets.contains { $0.name == SnapshotSchema.significanceFlag }
         let group = SnapshotSchema.group(ofLayer: layer.name)
-        for dataset in layer.datasets where detail == .everything || dataset.isCounted {
+        for dataset in layer.datasets where detail == .everything || dataset.isCounted || dataset.name == SnapshotSchema.changeP {
             try dataset.io.readRow?(file, group + "/" + dataset.name, row, taxonomy, &s)
         }
+        s.changeTested = r.complete && s.globalChangeP.contains { !$0.isNaN }
         return s
     }
 }

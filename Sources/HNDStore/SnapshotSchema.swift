@@ -19,6 +19,9 @@ public enum SnapshotSchema {
 
     /// A file holds the significance tests (issue 17) of its complete rows iff it has this dataset.
     public static let significanceFlag = "global_significant"
+    /// A complete row holds the change test against its run's baseline pass iff this dataset's row
+    /// is not NaN (the counts read it with the flags).
+    public static let changeP = "global_change_p"
 
     /// Every dataset of a layer's group.
     public static var datasets: [SnapshotDataset] {
@@ -46,6 +49,13 @@ public enum SnapshotSchema {
             .perUnit("local_p", [.units, .concepts], .values,
                      "adjusted p-value of P (Stage III); 1 outside the unit's region, NaN in a partial pass", \.localP, optional: true),
             .flags("local_significant", [.units, .concepts], "1 when paired and local_p ≤ \(FalseDiscovery.rate)", \.localSignificant, optional: true),
+            // Beyond the untrained network (issue 17): complete passes of a layer with a baseline pass.
+            .perUnit(changeP, [.units, .subgroups], .values,
+                     "adjusted p-value of \"P rose since the run's baseline pass\" (Stage I); 1 untested, NaN without a baseline or in a partial pass",
+                     \.globalChangeP, optional: true),
+            .flags("global_beyond_untrained", [.units, .subgroups],
+                   "1 when global_significant and global_change_p ≤ \(FalseDiscovery.rate) (biased beyond the untrained network)",
+                   \.globalBeyondUntrained, optional: true),
             .imageIDs("top_images", "ids of the k images with the unit's largest maxima, largest first; −1 pads", \.topImages),
         ]
     }

@@ -290,7 +290,13 @@ extension Hndd_Snapshot {
             ("local_significant", localSignificant.count, unitCount * conceptCount),
         ]
         let tested = significance.contains { $0.1 > 0 }
-        for (field, actual, wanted) in expected + (tested ? significance : []) where actual != wanted {
+        // So are the change-test arrays when the layer has no baseline pass yet.
+        let change: [(String, Int, Int)] = [
+            ("global_change_p", globalChangeP.count, unitCount * subgroupCount),
+            ("global_beyond_untrained", globalBeyondUntrained.count, unitCount * subgroupCount),
+        ]
+        let changeTested = change.contains { $0.1 > 0 }
+        for (field, actual, wanted) in expected + (tested ? significance : []) + (changeTested ? change : []) where actual != wanted {
             throw .protocolViolation("snapshot of layer '\(layer)': \(field) has \(actual) values, expected \(wanted) "
                 + "for \(unitCount) units, \(subgroupCount) subgroups, \(conceptCount) concepts, k = \(topImagesPerUnit)")
         }

@@ -21,6 +21,8 @@ struct Dissect: HNDDCommand {
     @Option(name: .customLong("check-permutations"),
             help: "Also compute the raw p-values by B explicit permutations (sgemm) and print how far the analytic ones are (0: no check).")
     var permutations: Int = 0
+    @Option(help: "Activations file of the run's baseline pass (the same images and layers, e.g. the untrained network): also test \"biased beyond the untrained network\" against it.")
+    var baseline: String?
     @Option(name: .customLong("keep-partials"), help: "Retention: each layer of --out keeps every complete row and only its latest N incomplete ones.")
     var keepPartials: Int?
 
@@ -35,19 +37,22 @@ struct Dissect: HNDDCommand {
         let dissection = OfflineDissection(dictionary: dictionary, activations: try ActivationsFile(activations),
                                            options: engine.dissection, batchSize: batchSize, permutations: permutations)
         let plans = try dissection.plans(layers)
+        let baselineFile = try baseline.map { try ActivationsFile($0) }
         let output = try SnapshotFile(path: out, dictionary: dictionary, keepPartials: keepPartials)
         var snapshots: [LayerSnapshot] = []
         for plan in plans {
-            let (snapshot, phases) = try dissection.dissect(plan, run: run, step: step)
+            let (snapshot, phases) = try dissection.dissect(plan, run: run, step: step, baseline: baselineFile)
             snapshots.append(snapshot)
             let counts = SnapshotSummary(snapshot, taxonomy: dictionary)
             print("\(plan.name): \(plan.rows) images × \(plan.units) units × \(plan.height)×\(plan.width) in "
-                  + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s",
-                           phases.total, Double(plan.rows) / max(phases.total, 1e-9), phases.reading, phases.engine, phases.snapshot)
+                  + String(format: "%.2f s (%.0f images/s; reading %.2f s, engine %.2f s, snapshot %.2f s (CPU %.2f s)",
+                           phases.total, Double(plan.rows) / max(phases.total, 1e-9), phases.reading, phases.engine, phases.snapshot,
+                           phases.snapshotCPU)
                   + "; kernels \(EngineKernels.path)); "
                   + "interpretable \(counts.interpretable), localised \(counts.localised), "
                   + "Network Dissection \(counts.netdissect) of \(counts.units) units"
                   + (counts.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" } ?? "")
+                  + (counts.beyondUntrained.map { "; biased beyond the untrained network \($0.units)" } ?? "")
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
             if let check = phases.check {
                 print("\(plan.name): permutation check, B = \(check.permutations): \(check.pairs) tested pairs, largest |analytic − permutation| "

@@ -8,7 +8,7 @@ struct HNDD: AsyncParsableCommand {
         abstract: "Live Hierarchical Network Dissection of face models.",
         discussion: "See README.md. File formats and numbers: docs/.",
         subcommands: [Dissect.self, Serve.self, Subscribe.self, Status.self, Summary.self, Report.self, DictionaryCommand.self,
-                      Keys.self, Merge.self, BenchAppend.self]
+                      Keys.self, Merge.self, BenchAppend.self, BenchStages.self]
     )
 }
 

@@ -44,6 +44,7 @@ struct Merge: HNDDCommand {
             let bytes = shards.filter { $0.key == pass.key }.reduce(0) { $0 + $1.state.count }
             let read = String(format: "%.1f MB of state read in %.3f s (all sources)", Double(bytes) / 1e6, collected)
             FileHandle.standardError.write(Data("hndd merge: pass (\(pass.key)): \(pass.sources.count) shards, \(read); \(pass.timings)\n".utf8))
+            for note in pass.notes { FileHandle.standardError.write(Data("hndd merge: \(note)\n".utf8)) }
         }
         for pass in merged where pass.sources.count < sourceCount {
             FileHandle.standardError.write(Data("hndd: warning: pass (\(pass.key)) was found in \(pass.sources.count) of \(sourceCount) sources\n".utf8))

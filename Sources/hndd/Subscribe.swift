@@ -110,6 +110,9 @@ struct SubscriberView {
         lines.append("units per type       " + s.typeUnits.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
         lines.append("top concepts         " + (s.conceptUnits.isEmpty ? "—" : s.conceptUnits.prefix(8).map { "\($0.name) \($0.units)" }.joined(separator: "  ")))
         lines.append("biased per subgroup  " + s.subgroupUnits.filter { $0.units > 0 }.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
+        if let b = s.beyondUntrained {
+            lines.append("beyond untrained     \(b.units) units   " + b.categoryUnits.filter { $0.units > 0 }.map { "\($0.name) \($0.units)" }.joined(separator: "  "))
+        }
         if !m.duplicatesReported.isEmpty { lines.append("repeated image ids   \(m.duplicatesReported.count) (counted once)") }
         lines.append("")
         if let previous = history.previous(ofStep: m.step) {

@@ -39,5 +39,6 @@ struct Summary: HNDDCommand {
             + "Network Dissection \(s.netdissect) of \(s.units) units"
             + (s.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" }
                ?? "; significance skipped")
+            + (s.beyondUntrained.map { "; biased beyond the untrained network \($0.units)" } ?? "")
     }
 }

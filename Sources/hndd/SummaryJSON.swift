@@ -20,6 +20,7 @@ enum SummaryJSON {
             "duplicates_reported": duplicates.map { $0 as Any } ?? NSNull(), "changes_since_previous_pass": changes,
             "significant": significant(summary.significant),
             "significance_skipped": summary.significant != nil ? NSNull() : (complete ? Self.predates : Self.partial),
+            "beyond_untrained": beyondUntrained(summary.beyondUntrained),
         ]
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         // The two per-unit arrays are joined here: through JSONSerialization (an NSNumber per
@@ -27,6 +28,14 @@ enum SummaryJSON {
         func list(_ values: [Int32]) -> String { "[" + values.map(String.init).joined(separator: ",") + "]" }
         return String(decoding: data.dropLast(), as: UTF8.self)
             + ",\"netdissect_concept\":\(list(s.netdissectConcept)),\"region\":\(list(s.region))}"
+    }
+
+    /// Units biased beyond the untrained network (the run's baseline pass), or null when the
+    /// snapshot has no change test (a partial pass, no baseline yet, or a file from before it).
+    static func beyondUntrained(_ b: SnapshotSummary.BeyondUntrained?) -> Any {
+        guard let b else { return NSNull() }
+        func counts(_ list: [SnapshotSummary.Count]) -> [String: Int] { Dictionary(list.map { ($0.name, $0.units) }, uniquingKeysWith: +) }
+        return ["units": b.units, "units_per_category": counts(b.categoryUnits), "units_per_subgroup": counts(b.subgroupUnits)]
     }
 
     static let partial = "partial pass: significance is computed at complete passes only"

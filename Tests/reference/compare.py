@@ -62,6 +62,8 @@ SNAPSHOT_DATASETS: dict[str, tuple[Union[str, np.dtype], tuple[str, ...]]] = {
     "global_significant": (np.dtype(np.uint8), ("C", "G")),
     "local_p": (np.dtype(np.float32), ("C", "L")),
     "local_significant": (np.dtype(np.uint8), ("C", "L")),
+    "global_change_p": (np.dtype(np.float32), ("C", "G")),
+    "global_beyond_untrained": (np.dtype(np.uint8), ("C", "G")),
 }
 
 

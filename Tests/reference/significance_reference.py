@@ -156,3 +156,110 @@ def permutation_pvalues(max_score, global_label, subgroup_category, probability,
         tested = varying & (probability[:, subgroups].sum(axis=1) > 0)
         p[np.ix_(tested, subgroups)] = (1 + exceed[tested]) / (permutations + 1)
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the untrained network: did P_k rise since the baseline pass by more than chance?
+# ---------------------------------------------------------------------------------------------
+# D(pi) = P_k(t; pi) - P_k(0; pi) with the SAME label permutation pi for both passes. Its
+# first-order expansion around the observed labels is X(pi) = sum_n d(n, pi(n)) with
+# d(n, i) = sum_j c_nj x_ij / N_j, c_nj = a^t_j w_t(n) / T_t - a^0_j w_0(n) / T_0,
+# a^x_j = [j == k] - P_k(x) (the totals T move with the labels too). Here d is built as an
+# explicit [n, n] matrix, image by image, and X's permutation mean and variance come from
+# Hoeffding's general formula for sum_n d(n, pi(n)): E = sum(d) / n,
+# Var = sum((d - row mean - column mean + grand mean)^2) / (n - 1).
+
+
+def _hoeffding_upper_tail(d: np.ndarray) -> float:
+    """P(sum_n d[n, pi(n)] >= 0) for a uniform permutation pi (normal tail); 1 if it cannot vary."""
+    n = d.shape[0]
+    if n < 2:
+        return 1.0
+    mean = d.sum() / n
+    centred = d - d.mean(axis=1, keepdims=True) - d.mean(axis=0, keepdims=True) + d.mean()
+    variance = (centred ** 2).sum() / (n - 1)
+    if variance <= 1e-12 * (d ** 2).sum():
+        return 1.0
+    return float(norm.sf(-mean / np.sqrt(variance)))
+
+
+def _category_terms(max_score, labelled, image_labels, subgroups):
+    """Per unit: w / T over D_g ([n, C], 0 for units that do not vary) and P of the category's
+    subgroups ([C, S]), from the reference's own Stage I (`hnd_reference.stage_one` conventions)."""
+    w, varying = _weights(max_score, labelled, labelled)
+    w = np.where(varying[None, :], w, 0.0)
+    counts = np.array([(image_labels == s).sum() for s in subgroups], dtype=np.float64)
+    onehot = (image_labels[:, None] == subgroups[None, :]).astype(np.float64)
+    cs = (onehot.T @ w) / np.where(counts > 0, counts, 1.0)[:, None]  # [S, C]
+    total = cs.sum(axis=0)
+    scaled = w / np.where(total > 0, total, 1.0)[None, :]
+    probability = np.where(total > 0, cs / np.where(total > 0, total, 1.0), 0.0).T
+    return scaled, probability, counts
+
+
+def change_pvalues(max_now, max_base, global_label, subgroup_category):
+    """Raw one-sided p [C, G] of "P rose since the baseline" and the change D [C, G]; NaN where
+    the current unit does not vary over D_g (the engine skips those)."""
+    n_units, n_subgroups = max_now.shape[1], len(subgroup_category)
+    p = np.full((n_units, n_subgroups), np.nan)
+    rise = np.zeros((n_units, n_subgroups))
+    for category in range(global_label.shape[1]):
+        subgroups = np.nonzero(subgroup_category == category)[0]
+        labels = global_label[:, category]
+        labelled = labels >= 0
+        if subgroups.size == 0 or not labelled.any():
+            continue
+        image_labels = labels[labelled]
+        u, p_now, counts = _category_terms(max_now, labelled, image_labels, subgroups)
+        v, p_base, _ = _category_terms(max_base, labelled, image_labels, subgroups)
+        _, now_varying = _weights(max_now, labelled, labelled)
+        position = np.searchsorted(subgroups, image_labels)
+        for unit in np.nonzero(now_varying)[0]:
+            for i, s in enumerate(subgroups):
+                rise[unit, s] = p_now[unit, i] - p_base[unit, i]
+                if counts[i] == 0:
+                    p[unit, s] = 1.0
+                    continue
+                a_now = (np.arange(subgroups.size) == i) - p_now[unit, i]
+                a_base = (np.arange(subgroups.size) == i) - p_base[unit, i]
+                # h_i per image i (the label moved onto image n by the permutation): x_ij / N_j.
+                h_now = a_now[position] / counts[position]
+                h_base = a_base[position] / counts[position]
+                d = np.outer(u[:, unit], h_now) - np.outer(v[:, unit], h_base)
+                p[unit, s] = _hoeffding_upper_tail(d)
+    return p, rise
+
+
+def beyond_untrained(max_now, max_base, global_label, subgroup_category, row: dict) -> dict:
+    """`global_change_p` (BH-adjusted over the layer's tested units x subgroups, 1 untested) and
+    `global_beyond_untrained` (biased, significant, change-p <= q, D > 0) of a complete row that
+    holds the reference's `global_biased` and `global_significant`."""
+    raw, rise = change_pvalues(max_now, max_base, global_label, subgroup_category)
+    adjusted = adjust(raw)
+    flags = (row["global_biased"].astype(bool) & row["global_significant"].astype(bool)
+             & (adjusted <= FALSE_DISCOVERY_RATE) & (rise > 0))
+    return {"global_change_p": adjusted.astype(np.float32), "global_beyond_untrained": flags.astype(np.uint8),
+            "global_change_raw_p": raw, "global_change": rise}
+
+
+def change_permutation_pvalue(max_now, max_base, global_label, subgroup_category, unit: int, subgroup: int,
+                              permutations: int, seed: int) -> float:
+    """One (unit, subgroup)'s raw change p by explicit joint permutations of the labels (the same
+    permutation for both passes, P recomputed from scratch): (1 + #{b: D_b >= D}) / (B + 1)."""
+    import hnd_reference
+    category = int(subgroup_category[subgroup])
+    labels = global_label[:, category]
+    labelled = labels >= 0
+    now, base = max_now[labelled][:, [unit]], max_base[labelled][:, [unit]]
+
+    def change(image_labels):
+        table = np.full((image_labels.size, global_label.shape[1]), -1, dtype=global_label.dtype)
+        table[:, category] = image_labels
+        p_now, _ = hnd_reference.stage_one(now, table, subgroup_category)
+        p_base, _ = hnd_reference.stage_one(base, table, subgroup_category)
+        return p_now[0, subgroup] - p_base[0, subgroup]
+
+    observed = change(labels[labelled])
+    rng = np.random.default_rng(seed)
+    exceed = sum(change(rng.permutation(labels[labelled])) >= observed - 1e-12 for _ in range(permutations))
+    return (1 + exceed) / (permutations + 1)

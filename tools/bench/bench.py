@@ -15,9 +15,17 @@ Workloads are generated deterministically (seeded): a synthetic dictionary of th
 responses, as trained convolutional layers give. A pool of distinct batches is generated once and
 cycled with fresh image ids, so generation never limits the sender.
 
-    python3 tools/bench/bench.py                 # all three workloads, paper-sized pass
+    python3 tools/bench/bench.py                 # the three single layers, paper-sized pass
     python3 tools/bench/bench.py --quick         # small pass, for a smoke run
     python3 tools/bench/bench.py --workload 512x7x7 --images 35632
+    python3 tools/bench/bench.py --workload three-layers    # the three interleaved, as `watch` sends them
+    python3 tools/bench/bench.py --workload real --dtype float16   # ResNet-50 maps of real faces
+
+--workload three-layers runs 512x7x7, 1024x14x14 and 2048x7x7 end to end each alone, then the
+three interleaved in one pass to one `hndd serve` (tools/bench/workloads.py says how), and
+reports the combined images/s against the sum of the three alone, each layer's latency and the
+daemon's peak RSS. --workload real is the single-layer figures on a torchvision ResNet-50's
+layer4.2.conv1 (random initialisation) of real faces, computed once and cached.
     python3 tools/bench/bench.py --rasters --rounds 2   # version 1 against version 2 (raster masks)
 
 With --rasters each workload (default: the paper's 512x7x7) is run with the version-1 dictionary
@@ -29,6 +37,7 @@ are left out), plus the time and peak RSS of `hndd dictionary check` on each dic
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import os
@@ -51,6 +60,9 @@ sys.path.insert(0, str(REPO / "tools" / "python"))
 from hndd_client import Client  # noqa: E402
 from hndd_client.curve import load_credential  # noqa: E402
 from hndd_client.wire import hndd_pb2  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workloads  # noqa: E402  (the three-layer and real-map passes)
 
 WORKLOADS = {"512x7x7": (512, 7, 7), "2048x7x7": (2048, 7, 7), "1024x14x14": (1024, 14, 14)}
 MASK = 112
@@ -177,13 +189,15 @@ def batch_pool(units: int, h: int, w: int, batches: int, seed: int, batch: int) 
     return pool
 
 
-def write_activations(path: Path, layer: str, pool: list[np.ndarray], images: int) -> None:
-    batch, units, h, w = pool[0].shape
+def write_activations(path: Path, messages, shape: tuple[int, int, int], images: int, batch: int) -> None:
+    """The pass's `messages` (one layer's) as `hndd dissect` reads them: /layers/L/activations, float32."""
     with h5py.File(path, "w") as f:
-        d = f.create_dataset(f"layers/{layer}/activations", (images, units, h, w), np.float32, chunks=(batch, units, h, w))
-        for k, start in enumerate(range(0, images, batch)):
-            count = min(batch, images - start)
-            d[start:start + count] = pool[k % len(pool)][:count]
+        datasets = {}
+        for layer, ids, maps in messages:
+            if layer not in datasets:
+                datasets[layer] = f.create_dataset(f"layers/{layer}/activations", (images, *shape), np.float32,
+                                                   chunks=(batch, *shape))
+            datasets[layer][ids[0]:ids[-1] + 1] = maps
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -246,8 +260,11 @@ def transport_credential(binary: str, run_dir: Path, transport: str) -> Path | N
     return Path(made.stdout.strip())
 
 
-def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray], images: int, work: Path,
+def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, images: int, work: Path,
                 snapshot_interval: float = 1.0, queue_mb: float | None = None, transport: str = "ipc") -> dict:
+    """End to end: `messages()`'s batches (of `layers`) from one client to one `hndd serve`,
+    until every layer's complete snapshot has arrived. With several layers, each one's latency
+    (from the pass's last batch sent) and the daemon's cost of its complete snapshot too."""
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(mode=0o700)
@@ -263,49 +280,32 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
                 sys.exit(f"bench: hndd serve did not start; see {work / 'serve.log'}")
             time.sleep(0.05)
         endpoints = json.loads((run_dir / "endpoints.json").read_text())
-        context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        if key is not None:
-            load_credential(key).apply(sub)
-        sub.connect(endpoints["publish"])
-        sub.setsockopt(zmq.SUBSCRIBE, layer.encode() + b"\0")
-        time.sleep(0.3)
-        done = threading.Event()
-        received = {}
-
-        def listen():
-            while not done.is_set():
-                if sub.poll(100):
-                    _, payload = sub.recv_multipart()
-                    s = hndd_pb2.Snapshot.FromString(payload)
-                    if s.complete:
-                        received["at"] = time.perf_counter()
-                        done.set()
-
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
+        complete_at = subscribe_complete(endpoints["publish"], key, layers)
         client = Client(endpoint=endpoints["ingest"], key=key, run="bench", max_queue_mb=1024, on_full="block",
                         block_timeout=3600)
         started = time.perf_counter()
-        batch = pool[0].shape[0]
-        for k, start in enumerate(range(0, images, batch)):
-            count = min(batch, images - start)
-            client.send(layer, 1, np.arange(start, start + count), pool[k % len(pool)][:count])
+        for layer, ids, maps in messages():
+            client.send(layer, 1, ids, maps)
         client.flush()
         last_sent = time.perf_counter()
-        done.wait(600)
+        complete_at.done.wait(600)
         client.close()
-        if "at" not in received:
-            sys.exit("bench: no complete snapshot within 600 s")
+        if len(complete_at) < len(layers):
+            sys.exit(f"bench: no complete snapshot of {sorted(set(layers) - set(complete_at))} within 600 s")
         rss = peak_rss_mb(proc.pid)
         log.flush()
-        # The daemon's own figure for the complete snapshot (compute and publish).
-        cost = re.findall(r"snapshot_s=([0-9.]+)", (work / "serve.log").read_text())
-        return {"transport": transport, "end_to_end_images_per_s": images / (received["at"] - started),
-                "end_to_end_seconds": received["at"] - started,
-                "latency_last_batch_to_snapshot_s": received["at"] - last_sent,
-                "complete_snapshot_cost_s": float(cost[-1]) if cost else float("nan"),
-                "serve_peak_rss_mb": rss}
+        # The daemon's own figure for each complete snapshot (compute and publish).
+        costs = snapshot_costs((work / "serve.log").read_text())
+        finished = max(complete_at.values())
+        r = {"transport": transport, "end_to_end_images_per_s": images / (finished - started),
+             "end_to_end_seconds": finished - started, "latency_last_batch_to_snapshot_s": finished - last_sent,
+             "complete_snapshot_cost_s": float(costs.get(max(complete_at, key=complete_at.get), "nan")),
+             "serve_peak_rss_mb": rss}
+        if len(layers) > 1:
+            r["layers"] = {layer: {"complete_after_s": complete_at[layer] - started,
+                                   "latency_last_batch_to_snapshot_s": complete_at[layer] - last_sent,
+                                   "complete_snapshot_cost_s": float(costs.get(layer, "nan"))} for layer in layers}
+        return r
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -315,33 +315,77 @@ def bench_serve(binary: str, dictionary: Path, layer: str, pool: list[np.ndarray
         log.close()
 
 
-def bench_raw_zmq(pool: list[np.ndarray], images: int, work: Path) -> dict:
-    """The same 2-frame messages through PUSH → PULL over ipc://, the receiver only counting."""
+def snapshot_costs(log: str) -> dict[str, str]:
+    """Layer → the daemon's cost of its last written pass, from `hndd serve`'s log lines
+    ("pass complete ... pass=run R, layer L, step S ... snapshot_s=T")."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"layer ([^,\s]+), step .*?snapshot_s=([0-9.]+)", log)}
+
+
+class CompleteTimes(dict):
+    """Layer → time its complete snapshot arrived; `done` is set once every layer's has."""
+
+    def __init__(self, layers: list[str]):
+        super().__init__()
+        self.done = threading.Event()
+        self.layers = set(layers)
+
+
+def subscribe_complete(endpoint: str, key, layers: list[str]) -> CompleteTimes:
+    """A subscriber thread on `layers` that notes when each one's complete snapshot arrives."""
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    if key is not None:
+        load_credential(key).apply(sub)
+    sub.connect(endpoint)
+    for layer in layers:
+        sub.setsockopt(zmq.SUBSCRIBE, layer.encode() + b"\0")
+    time.sleep(0.3)
+    times = CompleteTimes(layers)
+
+    def listen():
+        while not times.done.is_set():
+            if sub.poll(100):
+                _, payload = sub.recv_multipart()
+                s = hndd_pb2.Snapshot.FromString(payload)
+                if s.complete and s.layer not in times:
+                    times[s.layer] = time.perf_counter()
+                    if set(times) >= times.layers:
+                        times.done.set()
+        sub.close(0)
+
+    threading.Thread(target=listen, daemon=True).start()
+    return times
+
+
+def bench_raw_zmq(messages, work: Path) -> dict:
+    """`messages()`'s batches as the same 2-frame messages PUSH → PULL over ipc://, the receiver
+    only counting (the maps go as they are, zero-copy, as the pool's bytes did before)."""
     context = zmq.Context()
     endpoint = f"ipc://{work}/raw.sock"
     pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 8)  # received messages waiting for the counting thread: memory stays bounded
     pull.bind(endpoint)
     push = context.socket(zmq.PUSH)
     push.connect(endpoint)
     header = hndd_pb2.BatchHeader(protocol_version=1, run="bench", layer="x", step=1).SerializeToString()
-    payloads = [p.tobytes() for p in pool]
-    batch = pool[0].shape[0]
-    count = (images + batch - 1) // batch
+    sent, layers = [], set()
+    for layer, ids, maps in messages():
+        sent.append((ids.size, np.ascontiguousarray(maps)))
+        layers.add(layer)
 
     def receive():
-        for _ in range(count):
-            pull.recv_multipart(copy=False)
+        for _ in sent:
+            pull.recv_multipart(copy=False)  # and dropped: the pass is far bigger than memory
 
     receiver = threading.Thread(target=receive)
     started = time.perf_counter()
     receiver.start()
-    for k in range(count):
-        push.send_multipart([header, payloads[k % len(payloads)]], copy=False)
+    for _, maps in sent:
+        push.send_multipart([header, maps], copy=False)
     receiver.join()
     seconds = time.perf_counter() - started
     push.close(0); pull.close(0); context.term()
-    return {"raw_zmq_images_per_s": count * batch / seconds,
-            "raw_zmq_gb_per_s": count * len(payloads[0]) / seconds / 1e9}
+    return {"raw_zmq_images_per_s": sum(n for n, _ in sent) / len(layers) / seconds,
+            "raw_zmq_gb_per_s": sum(maps.nbytes for _, maps in sent) / seconds / 1e9}
 
 
 def bench_numpy(dictionary: Path, pool: list[np.ndarray], images: int) -> dict:
@@ -395,7 +439,8 @@ def bench_numpy(dictionary: Path, pool: list[np.ndarray], images: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="default: all three")
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS) + sorted(PASSES),
+                        help="default: the three single synthetic layers")
     parser.add_argument("--images", type=int, help="probe pass size (default 35,632; --quick 4,096)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
@@ -406,6 +451,8 @@ def main(argv=None) -> int:
                              "and dissect reads the rounded values from a float32 file (default float32)")
     parser.add_argument("--snapshot-interval", type=float, default=1.0,
                         help="hndd serve's partial snapshot interval during the end-to-end run (default 1 s)")
+    parser.add_argument("--real-images", type=int, default=workloads.REAL_IMAGES,
+                        help=f"--workload real: distinct real faces, tiled to the pass (default {workloads.REAL_IMAGES})")
     parser.add_argument("--rasters", action="store_true",
                         help="version 1 against version 2 (raster masks, bilateral concepts as two ellipses), alternating")
     parser.add_argument("--rounds", type=int, default=2, help="with --rasters: rounds of v1 and v2 (default 2)")
@@ -414,6 +461,8 @@ def main(argv=None) -> int:
                              "CURVE (a client credential); tools/bench/cluster.py --curve alternates the last two")
     args = parser.parse_args(argv)
     if args.rasters:
+        if set(args.workload or []) - set(WORKLOADS):
+            parser.error(f"--rasters runs single synthetic layers only: {', '.join(WORKLOADS)}")
         return compare_versions(args)
     images = args.images or (4096 if args.quick else 35632)
     n_global = min(11000, images * 11000 // 35632)
@@ -424,35 +473,100 @@ def main(argv=None) -> int:
         dictionary = work / "dictionary.h5"
         write_dictionary(dictionary, n_global, images - n_global, args.seed)
         for name in args.workload or list(WORKLOADS):
-            units, h, w = WORKLOADS[name]
-            batch = batch_size(units, h, w)
-            pool = batch_pool(units, h, w, 8, args.seed, batch)
-            if args.dtype == "float16":
-                pool = [p.astype(np.float16) for p in pool]
-            layer = f"bench{name}"
-            activations = work / "activations.h5"
-            write_activations(activations, layer, pool, images)
-            r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch, "dtype": args.dtype,
-                 "activations_mb": images * units * h * w * 4 / 2**20}
-            r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
-            print(f"{name}: dissect done: {r}", flush=True)
-            activations.unlink()
-            r.update(bench_serve(binary, dictionary, layer, pool, images, work, args.snapshot_interval,
-                                 transport=args.transport))
-            r.update(bench_raw_zmq(pool, images, work))
-            r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
-            r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
-            r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
-            results[name] = r
+            run = PASSES.get(name, run_single)
+            results[name] = r = run(name, binary=binary, dictionary=dictionary, images=images, work=work, args=args)
             print(f"{name}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    return finish(results, args)
+
+
+def finish(results: dict, args) -> int:
+    """Every bench run's epilogue (bench.py's and cluster.py's): the machine's load, then --json."""
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def wire(pool: list[np.ndarray], dtype: str) -> list[np.ndarray]:
+    return [p.astype(np.float16) for p in pool] if dtype == "float16" else pool
+
+
+def run_single(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
+    """One synthetic layer: every figure of the module doc."""
+    units, h, w = WORKLOADS[name]
+    batch = batch_size(units, h, w)
+    pool = wire(batch_pool(units, h, w, 8, args.seed, batch), args.dtype)
+    layer = f"bench{name}"
+    return measure_layer(layer, lambda: workloads.cycled(layer, pool, images), (units, h, w), batch, pool,
+                         binary=binary, dictionary=dictionary, images=images, work=work, args=args)
+
+
+def run_real(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
+    """--workload real: ResNet-50's layer4.2.conv1 on real faces (workloads.py), tiled to the pass."""
+    maps = workloads.real_maps(args.real_images, args.seed)
+    maps = maps.astype(np.float16) if args.dtype == "float16" else np.asarray(maps)
+    batch = batch_size(*maps.shape[1:])
+    layer = workloads.REAL_LAYER
+    messages = lambda: workloads.tiled(layer, maps, images, batch)  # noqa: E731
+    r = {"real_images": maps.shape[0], "repeats": images / maps.shape[0]}
+    r.update(measure_layer(layer, messages, maps.shape[1:], batch, [m for _, _, m in itertools.islice(messages(), 8)],
+                           binary=binary, dictionary=dictionary, images=images, work=work, args=args))
+    return r
+
+
+def measure_layer(layer: str, messages, shape, batch: int, pool: list[np.ndarray], *, binary: str, dictionary: Path,
+                  images: int, work: Path, args) -> dict:
+    """dissect, end to end, raw ZeroMQ and NumPy (on `pool`, a few of the batches) for one layer's pass."""
+    units, h, w = shape
+    r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch, "dtype": args.dtype,
+         "activations_mb": images * units * h * w * 4 / 2**20}
+    activations = work / "activations.h5"
+    write_activations(activations, messages(), shape, images, batch)
+    r.update(bench_dissect(binary, dictionary, activations, layer, images, work, batch))
+    print(f"{layer}: dissect done: {r}", flush=True)
+    activations.unlink()
+    r.update(bench_serve(binary, dictionary, [layer], messages, images, work, args.snapshot_interval,
+                         transport=args.transport))
+    r.update(bench_raw_zmq(messages, work))
+    r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
+    r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]
+    r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
+    r["load_average"] = os.getloadavg()[0]
+    return r
+
+
+def run_three_layers(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
+    """--workload three-layers: each layer alone, then the three interleaved as `watch` sends them
+    (`watch`'s probe batch for every layer), all to one `hndd serve`; and raw ZeroMQ for the
+    interleaved messages. `hndd dissect` is left out: the single workloads measure it."""
+    pools = {f"bench{shape}": wire(batch_pool(*WORKLOADS[shape], 8, args.seed, workloads.WATCH_BATCH), args.dtype)
+             for shape in workloads.THREE_LAYERS}
+    r: dict = {"images": images, "batch": workloads.WATCH_BATCH, "dtype": args.dtype, "layers_in_order": list(pools),
+               "alone": {}}
+    serve = dict(images=images, work=work, snapshot_interval=args.snapshot_interval, transport=args.transport)
+    for layer, pool in pools.items():
+        r["alone"][layer] = bench_serve(binary, dictionary, [layer], lambda: workloads.cycled(layer, pool, images), **serve)
+        r["alone"][layer]["load_average"] = os.getloadavg()[0]
+        print(f"{layer} alone: {r['alone'][layer]}", flush=True)
+    messages = lambda: workloads.interleaved(pools, images)  # noqa: E731
+    r.update(bench_serve(binary, dictionary, list(pools), messages, **serve))
+    r.update(bench_raw_zmq(messages, work))
+    alone_seconds = sum(a["end_to_end_seconds"] for a in r["alone"].values())
+    r["sum_alone_seconds"] = alone_seconds
+    r["sum_alone_images_per_s"] = images / alone_seconds
+    r["together_over_sum_alone"] = r["end_to_end_images_per_s"] / r["sum_alone_images_per_s"]
+    r["serve_peak_rss_mb_alone_max"] = max(a["serve_peak_rss_mb"] for a in r["alone"].values())
+    r["end_to_end_share_of_raw_zmq"] = r["end_to_end_images_per_s"] / r["raw_zmq_images_per_s"]
+    r["load_average"] = os.getloadavg()[0]
+    return r
+
+
+#: The workloads beyond one synthetic layer (`WORKLOADS`), by their --workload name.
+PASSES = {"three-layers": run_three_layers, "real": run_real}
 
 
 def compare_versions(args) -> int:
@@ -477,14 +591,16 @@ def compare_versions(args) -> int:
             batch = batch_size(units, h, w)
             pool = batch_pool(units, h, w, 8, args.seed, batch)
             layer = f"bench{name}"
+            messages = lambda: workloads.cycled(layer, pool, images)  # noqa: E731
             activations = work / "activations.h5"
-            write_activations(activations, layer, pool, images)
+            write_activations(activations, messages(), (units, h, w), images, batch)
             for round_ in range(args.rounds):
                 measured = {}
                 for version in ((1, 2) if round_ % 2 == 0 else (2, 1)):
                     r = {"workload": name, "version": version, "round": round_, "images": images}
                     r.update(bench_dissect(binary, dictionaries[version], activations, layer, images, work, batch))
-                    r.update(bench_serve(binary, dictionaries[version], layer, pool, images, work, args.snapshot_interval))
+                    r.update(bench_serve(binary, dictionaries[version], [layer], messages, images, work,
+                                         args.snapshot_interval))
                     r["load_average"] = os.getloadavg()[0]
                     measured[version] = r
                     results["runs"].append(r)
@@ -499,11 +615,7 @@ def compare_versions(args) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()
-    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return finish(results, args)
 
 
 if __name__ == "__main__":

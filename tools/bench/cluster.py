@@ -128,10 +128,8 @@ def feed_until_done(daemons: Daemons, pool: list[np.ndarray], images: int, clust
     """Seconds from the first batch sent (through the cluster file) to every daemon done."""
     client = Client(cluster=str(cluster), run="bench", max_queue_mb=1024, on_full="block", block_timeout=3600)
     started = time.perf_counter()
-    batch = pool[0].shape[0]
-    for k, start in enumerate(range(0, images, batch)):
-        count = min(batch, images - start)
-        client.send(LAYER, 1, np.arange(start, start + count), pool[k % len(pool)][:count])
+    for layer, ids, maps in bench.workloads.cycled(LAYER, pool, images):
+        client.send(layer, 1, ids, maps)
     client.flush()
     deadline = time.time() + 900
     while not daemons.done():
@@ -215,7 +213,8 @@ def bench_curve(binary: str, dictionary: Path, pool, images: int, work: Path, ro
     runs = []
     for round_ in range(rounds):
         for transport in (("tcp", "curve") if round_ % 2 == 0 else ("curve", "tcp")):
-            r = bench.bench_serve(binary, dictionary, LAYER, pool, images, work, transport=transport)
+            r = bench.bench_serve(binary, dictionary, [LAYER], lambda: bench.workloads.cycled(LAYER, pool, images),
+                                  images, work, transport=transport)
             r.update({f"raw_zmq_{k}": v for k, v in bench_raw_tcp(pool, images, transport == "curve").items()})
             r.update(round=round_, load_average=os.getloadavg()[0])
             runs.append(r)
@@ -257,11 +256,7 @@ def main(argv=None) -> int:
                                                                   for k, v in r.items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()
-    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return bench.finish(results, args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 
 // The hndd wire protocol, version 1.
 //
-// Three ZeroMQ endpoints live in a run directory DIR (SPEC §5):
+// Three ZeroMQ endpoints live in a run directory DIR (docs/5-command-line.md):
 //   ipc://DIR/ingest.sock   trainers PUSH  -> daemon PULL   batches of activations
 //   ipc://DIR/publish.sock  daemon PUB     -> clients SUB   running snapshots, one topic per layer
 //   ipc://DIR/control.sock  clients REQ/DEALER <-> daemon REP/ROUTER   ControlRequest / ControlReply
@@ -151,7 +151,7 @@ public nonisolated struct Hndd_BatchHeader: Sendable {
   fileprivate var _rank: UInt32? = nil
 }
 
-/// The dictionary's names, so that a snapshot explains itself (SPEC §1).
+/// The dictionary's names, so that a snapshot explains itself (docs/1-dictionary.md).
 public nonisolated struct Hndd_Taxonomy: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -183,7 +183,7 @@ public nonisolated struct Hndd_Taxonomy: Sendable {
   public init() {}
 }
 
-/// One row of SPEC §4 for one layer, published as frame 1 under the layer's topic and returned
+/// One row of docs/4-snapshots.md for one layer, published as frame 1 under the layer's topic and returned
 /// for a SnapshotRequest. Matrices are flattened in C order: [C*G] is unit-major, element
 /// (u, s) at u*G + s. G = len(taxonomy.subgroups), L = len(taxonomy.concepts).
 public nonisolated struct Hndd_Snapshot: @unchecked Sendable {
@@ -335,6 +335,18 @@ public nonisolated struct Hndd_Snapshot: @unchecked Sendable {
   public var localSignificant: [Bool] {
     get {_storage._localSignificant}
     set {_uniqueStorage()._localSignificant = newValue}
+  }
+
+  /// Beyond the untrained network (complete passes of a layer with a baseline pass, else empty):
+  public var globalChangeP: [Float] {
+    get {_storage._globalChangeP}
+    set {_uniqueStorage()._globalChangeP = newValue}
+  }
+
+  /// [C*G] global_significant and global_change_p <= 0.05
+  public var globalBeyondUntrained: [Bool] {
+    get {_storage._globalBeyondUntrained}
+    set {_uniqueStorage()._globalBeyondUntrained = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -855,7 +867,7 @@ nonisolated extension Hndd_Taxonomy: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}layer\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{3}time_unix\0\u{1}units\0\u{1}threshold\0\u{3}global_prob\0\u{3}global_biased\0\u{1}iou\0\u{1}region\0\u{3}local_prob\0\u{3}local_paired\0\u{3}netdissect_concept\0\u{3}top_images_per_unit\0\u{3}top_images\0\u{1}taxonomy\0\u{3}duplicates_reported\0\u{3}global_p\0\u{3}global_significant\0\u{3}local_p\0\u{3}local_significant\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}layer\0\u{1}run\0\u{1}step\0\u{3}images_seen\0\u{3}images_total\0\u{1}complete\0\u{3}time_unix\0\u{1}units\0\u{1}threshold\0\u{3}global_prob\0\u{3}global_biased\0\u{1}iou\0\u{1}region\0\u{3}local_prob\0\u{3}local_paired\0\u{3}netdissect_concept\0\u{3}top_images_per_unit\0\u{3}top_images\0\u{1}taxonomy\0\u{3}duplicates_reported\0\u{3}global_p\0\u{3}global_significant\0\u{3}local_p\0\u{3}local_significant\0\u{3}global_change_p\0\u{3}global_beyond_untrained\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -883,6 +895,8 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _globalSignificant: [Bool] = []
     var _localP: [Float] = []
     var _localSignificant: [Bool] = []
+    var _globalChangeP: [Float] = []
+    var _globalBeyondUntrained: [Bool] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -918,6 +932,8 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _globalSignificant = source._globalSignificant
       _localP = source._localP
       _localSignificant = source._localSignificant
+      _globalChangeP = source._globalChangeP
+      _globalBeyondUntrained = source._globalBeyondUntrained
     }
   }
 
@@ -961,6 +977,8 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 23: try { try decoder.decodeRepeatedBoolField(value: &_storage._globalSignificant) }()
         case 24: try { try decoder.decodeRepeatedFloatField(value: &_storage._localP) }()
         case 25: try { try decoder.decodeRepeatedBoolField(value: &_storage._localSignificant) }()
+        case 26: try { try decoder.decodeRepeatedFloatField(value: &_storage._globalChangeP) }()
+        case 27: try { try decoder.decodeRepeatedBoolField(value: &_storage._globalBeyondUntrained) }()
         default: break
         }
       }
@@ -1048,6 +1066,12 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if !_storage._localSignificant.isEmpty {
         try visitor.visitPackedBoolField(value: _storage._localSignificant, fieldNumber: 25)
       }
+      if !_storage._globalChangeP.isEmpty {
+        try visitor.visitPackedFloatField(value: _storage._globalChangeP, fieldNumber: 26)
+      }
+      if !_storage._globalBeyondUntrained.isEmpty {
+        try visitor.visitPackedBoolField(value: _storage._globalBeyondUntrained, fieldNumber: 27)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1082,6 +1106,8 @@ nonisolated extension Hndd_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._globalSignificant != rhs_storage._globalSignificant {return false}
         if _storage._localP != rhs_storage._localP {return false}
         if _storage._localSignificant != rhs_storage._localSignificant {return false}
+        if _storage._globalChangeP != rhs_storage._globalChangeP {return false}
+        if _storage._globalBeyondUntrained != rhs_storage._globalBeyondUntrained {return false}
         return true
       }
       if !storagesAreEqual {return false}

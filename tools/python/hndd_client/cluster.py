@@ -16,13 +16,13 @@ image: each lists a `shard` K/N and receives the images with id mod N == K - 1 (
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .jsonfile import read_json_file
 from .wire import Endpoints
 
 CLUSTER_FORMAT = "hndd-cluster"
@@ -93,13 +93,7 @@ class Cluster:
 def load_cluster(path) -> Cluster:
     """Reads and checks a cluster file (see the module doc)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            root = json.load(f)
-    except OSError as error:
-        raise ClusterError(f"{path}: cannot read the cluster file: {error.strerror}") from None
-    except ValueError as error:
-        raise ClusterError(f"{path}: not JSON: {error}") from None
+    root = read_json_file(path, "cluster file", ClusterError)
     if not isinstance(root, dict) or root.get("format") != CLUSTER_FORMAT or root.get("version") != 1:
         raise ClusterError(f"{path}: expected a JSON object with \"format\": \"{CLUSTER_FORMAT}\" and \"version\": 1")
     entries = root.get("daemons")

@@ -11,7 +11,6 @@ may read gets a warning naming it and its mode, as ssh warns of a private key (i
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -21,6 +20,8 @@ from typing import Optional
 
 import zmq
 import zmq.utils.z85
+
+from .jsonfile import read_json_file
 
 logger = logging.getLogger("hndd_client")
 
@@ -54,13 +55,7 @@ class Credential:
 def load_credential(path) -> Credential:
     """Reads and checks a credential file (see the module doc); warns when others may read it."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as error:
-        raise CredentialError(f"{path}: cannot read the credential file: {error.strerror}") from None
-    except ValueError as error:
-        raise CredentialError(f"{path}: not JSON (an hndd credential file is JSON): {error}") from None
+    data = read_json_file(path, "credential file", CredentialError, " (an hndd credential file is JSON)")
     if not isinstance(data, dict):
         raise CredentialError(f"{path}: not a JSON object")
     if data.get("format") != CREDENTIAL_FORMAT or data.get("version") != 1:

@@ -401,6 +401,9 @@ class LayerSeries:
     significant_paired_with: Dict[str, np.ndarray] = field(default_factory=dict)
     significant_biased_toward: Dict[str, np.ndarray] = field(default_factory=dict)
     tested: Optional[np.ndarray] = None  # per step: the pass holds the significance tests
+    # Units biased beyond the untrained network (`hndd summary --json`'s "beyond_untrained",
+    # tested against the run's first complete pass) per subgroup; -1 at a step without the test.
+    beyond_biased_toward: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def summary_rows(hndd: str, path: str) -> List[dict]:
@@ -436,6 +439,11 @@ def read_series(path: str, hndd: str) -> Dict[str, Dict[str, LayerSeries]]:
             names = sorted({name for t in tested if t for name in t[key]})
             return {name: np.array([t[key].get(name, 0) if t else -1 for t in tested]) for name in names}
 
+        def beyond(key: str) -> Dict[str, np.ndarray]:
+            tested = [row.get("beyond_untrained") for row in rows]
+            names = sorted({name for t in tested if t for name in t[key]})
+            return {name: np.array([t[key].get(name, 0) if t else -1 for t in tested]) for name in names}
+
         series.setdefault(run, {})[layer] = LayerSeries(
             steps=np.array(sorted(by_step)),
             paired_with=per_step("units_per_concept"),
@@ -443,7 +451,8 @@ def read_series(path: str, hndd: str) -> Dict[str, Dict[str, LayerSeries]]:
             interpretable=np.array([row["interpretable_units"] for row in rows]), units=int(rows[0]["units"]),
             significant_paired_with=significant("units_per_concept"),
             significant_biased_toward=significant("units_per_subgroup"),
-            tested=np.array([row.get("significant") is not None for row in rows]))
+            tested=np.array([row.get("significant") is not None for row in rows]),
+            beyond_biased_toward=beyond("units_per_subgroup"))
     return series
 
 
@@ -469,6 +478,12 @@ def _significant(counts: Dict[str, np.ndarray], name: str, tested: np.ndarray) -
     return counts[name] if name in counts else np.where(tested, 0, -1)
 
 
+def _beyond(series: LayerSeries, subgroup: str) -> np.ndarray:
+    """Units biased beyond the untrained network toward `subgroup` per step, -1 where untested
+    (hndd's summary lists every subgroup of a tested pass, zeros included)."""
+    return series.beyond_biased_toward.get(subgroup, np.full(len(series.steps), -1))
+
+
 def finding_tables(series, layers: Sequence[str]) -> List[str]:
     """Markdown lines of both experiments' tables, from what the snapshot file holds."""
     lines: List[str] = []
@@ -488,7 +503,8 @@ def finding_tables(series, layers: Sequence[str]) -> List[str]:
         lines.append("")
         lines.extend(_table(series, gray, layers,
                             lambda s: (s.biased_toward.get("grayscale"),
-                                       _significant(s.significant_biased_toward, "grayscale", s.tested)), "{} · {}"))
+                                       _significant(s.significant_biased_toward, "grayscale", s.tested)), "{} · {}",
+                            beyond=lambda s: ("`grayscale`", _beyond(s, "grayscale"))))
         lines.append("")
     smile = experiments(series, "smile")
     if smile:
@@ -533,7 +549,9 @@ def accuracy_table(summary_path: str) -> List[str]:
     return lines
 
 
-def _table(series, runs, layers, pick, cell_format) -> List[str]:
+def _table(series, runs, layers, pick, cell_format, beyond=None) -> List[str]:
+    """`beyond`: a LayerSeries -> (what, per-step count of units biased beyond the untrained
+    network, -1 where untested), taken from hndd's summary, never recomputed here."""
     header = ["step"]
     columns = []
     units_by_layer = {}
@@ -556,17 +574,16 @@ def _table(series, runs, layers, pick, cell_format) -> List[str]:
             else:
                 cells.append(cell_format.format(*(_at(v, column.steps, step) for v in values)))
         lines.append("| " + " | ".join(cells) + " |")
-    beyond = []
-    for name, column in zip(header[1:], columns):
-        significant = pick(column)[-1]
-        if significant is not None and len(significant) and significant[0] >= 0 and significant[-1] >= 0:
-            beyond.append(f"{name}: {int(significant[-1]) - int(significant[0]):+d} (step {int(column.steps[0])}: "
-                          f"{int(significant[0])}, step {int(column.steps[-1])}: {int(significant[-1])})")
+    found, what = [], ""
+    for name, column in zip(header[1:], columns) if beyond else ():
+        what, counts = beyond(column)
+        if len(counts) and counts[-1] >= 0:
+            found.append(f"{name}: {int(counts[-1])} (step {int(column.steps[-1])})")
     units = ", ".join(f"{layer}: {count}" for layer, count in units_by_layer.items())
     lines.append("")
-    if beyond:
-        lines.append("Units beyond the untrained network (significant at the last pass minus at the first, "
-                     "the untrained reference): " + "; ".join(beyond) + ".")
+    if found:
+        lines.append(f"Units biased beyond the untrained network toward {what} at the last pass (P rose since the run's "
+                     "first complete pass, tested per unit, Benjamini–Hochberg q = 0.05): " + "; ".join(found) + ".")
     lines.append(f"Units per layer — {units}. '·': the paper's count · those significant (Benjamini–Hochberg "
                  f"q = 0.05 under the permutation null; 'n/a' where the pass has no tests). '–': no complete pass at that step.")
     return lines

@@ -1,0 +1,136 @@
+"""tools/bench/workloads.py: the bench's passes — one layer cycled, three layers interleaved as
+`hndd_client.torch.watch` sends them (checked against watch itself), real maps tiled — and the
+real-face selection. Fast: tiny shapes; the ResNet-50 part runs on one face."""
+import inspect
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import workloads  # noqa: E402
+
+
+def pool_of(shape, batches, batch, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.random((batch, *shape), dtype=np.float32) for _ in range(batches)]
+
+
+def test_cycled_covers_every_id_once_and_cycles_the_pool():
+    pool = pool_of((2, 3, 3), 3, 4, 0)
+    messages = list(workloads.cycled("L", pool, 14))
+    assert [m[1].tolist() for m in messages] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13]]
+    assert all(layer == "L" for layer, _, _ in messages)
+    assert np.array_equal(messages[3][2], pool[0][:2])  # batch 3 is pool batch 0, cut to the pass
+    assert np.array_equal(messages[1][2], pool[1])
+
+
+def test_interleaved_order_is_watchs_order(tmp_path):
+    """watch, driving a model whose three watched modules output the pools' batches, sends exactly
+    the (layer, ids, shape) sequence `interleaved` yields — layers in the order they were named."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    from hndd_client.synth import generate_dictionary
+    from hndd_client.torch import watch
+
+    images, batch = 10, 4
+    shapes = {"late": (8, 2, 2), "early": (2, 4, 4), "middle": (4, 3, 3)}  # named out of forward order
+    pools = {name: pool_of(shape, 1, batch, k) for k, (name, shape) in enumerate(shapes.items())}
+
+    class Emit(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            count = x.shape[0]
+            return torch.from_numpy(pools[self.name][0][:count].copy())
+
+    class Three(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.early, self.middle, self.late = Emit("early"), Emit("middle"), Emit("late")
+
+        def forward(self, x):
+            return [self.early(x), self.middle(x), self.late(x)]
+
+    sent = []
+    client = types.SimpleNamespace(stats=types.SimpleNamespace(sent_batches=0, queued_bytes=0),
+                                   send=lambda layer, step, ids, a: sent.append((layer, ids.tolist(), tuple(a.shape))))
+    path = tmp_path / "D.h5"
+    generate_dictionary(str(path), images=images, size=32, seed=1, mask_size=16)
+    watcher = watch(Three(), list(shapes), str(path), every=1, client=client, batch_size=batch, dtype=None)
+    watcher.step(0)
+    expected = [(layer, ids.tolist(), tuple(maps.shape)) for layer, ids, maps in workloads.interleaved(pools, images)]
+    assert sent == expected
+    assert [s[0] for s in sent[:3]] == ["late", "early", "middle"]
+    assert len(sent) == 3 * 3 and sent[-1][1] == [8, 9]
+
+
+def test_watch_batch_is_watchs_default():
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    from hndd_client.torch import watch
+    assert inspect.signature(watch).parameters["batch_size"].default == workloads.WATCH_BATCH
+
+
+def test_three_layers_are_the_issues_shapes():
+    assert workloads.THREE_LAYERS == ("512x7x7", "1024x14x14", "2048x7x7")
+
+
+@pytest.mark.parametrize("images,n,batch", [(35632, 2227, 256), (35632, 4454, 256), (20, 6, 4), (10, 4, 8)])
+def test_tiled_ids_are_distinct_and_carry_map_i_mod_n(images, n, batch):
+    maps = np.arange(n * 2 * 1 * 1, dtype=np.float32).reshape(n, 2, 1, 1)
+    messages = list(workloads.tiled("L", maps, images, batch))
+    ids = np.concatenate([m[1] for m in messages])
+    assert np.array_equal(ids, np.arange(images))  # every id once, in order
+    for _, batch_ids, batch_maps in messages:
+        assert batch_ids.size <= batch
+        assert np.array_equal(batch_maps, maps[batch_ids % n])
+        assert np.shares_memory(batch_maps, maps)  # a view: no straddling a repeat, no copy
+    if (images, n, batch) == (35632, 2227, 256):
+        assert len(messages) == 16 * 9  # 8 full batches and one of 179 per repeat
+    if (images, n, batch) == (35632, 4454, 256):
+        assert len(messages) == 8 * 18  # 17 full batches and one of 102 per repeat
+
+
+def test_real_face_files_alternate_the_two_datasets(tmp_path):
+    celeba, utk = tmp_path / "celeba" / "img_align_celeba", tmp_path / "utkface" / "UTKFace"
+    celeba.mkdir(parents=True), utk.mkdir(parents=True)
+    for i in range(3):
+        (celeba / f"{i:06d}.jpg").touch()
+    for i in range(5):
+        (utk / f"{i}_0_0_0.jpg.chip.jpg").touch()
+    files = workloads.real_face_files(tmp_path, 7)
+    assert [f.parent.name for f in files] == ["img_align_celeba", "UTKFace"] * 3 + ["UTKFace"]
+    with pytest.raises(SystemExit):
+        workloads.real_face_files(tmp_path, 9)
+
+
+def test_real_maps_are_resnet50_layer4_2_conv1_and_seeded():
+    pytest.importorskip("torchvision", reason="torchvision is not installed")
+    if not workloads.REAL_FACES.is_dir():
+        pytest.skip(f"real faces absent: {workloads.REAL_FACES}")
+    files = workloads.real_face_files(workloads.REAL_FACES, 1)
+    first = workloads.compute_real_maps(files, seed=7, threads=1)
+    again = workloads.compute_real_maps(files, seed=7, threads=1)
+    assert first.shape == (1, 512, 7, 7) and first.dtype == np.float32
+    assert np.array_equal(first, again)  # the seed fixes the random initialisation
+    assert np.isfinite(first).all() and (first > 0).any() and (first < 0).any()  # a conv's output, before its ReLU
+
+
+def test_snapshot_costs_reads_each_layers_line_of_the_serve_log():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    log = ("2026-12-02T03:44:08+0000 info hndd: images=4096/4096 interpretable=48/512 pass=run bench, layer "
+           "bench512x7x7, step 1 snapshot_s=0.285 [HNDDaemon] pass complete\n"
+           "2026-12-02T03:44:20+0000 info hndd: images=4096/4096 interpretable=121/1024 pass=run bench, layer "
+           "layer4.2.conv1, step 1 snapshot_s=1.760 [HNDDaemon] pass complete\n")
+    assert bench.snapshot_costs(log) == {"bench512x7x7": "0.285", "layer4.2.conv1": "1.760"}
+
+
+def test_finish_prints_the_load_and_writes_the_json(tmp_path, capsys):
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    out = tmp_path / "r.json"
+    assert bench.finish({"real": {"images": 3}}, types.SimpleNamespace(json=str(out))) == 0
+    assert "load average at the end: " in capsys.readouterr().out
+    assert out.read_text().replace(" ", "").replace("\n", "") == '{"real":{"images":3}}'
