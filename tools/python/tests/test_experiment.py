@@ -178,7 +178,7 @@ def _torch_available() -> bool:
 @pytest.mark.skipif(not _torch_available(), reason="needs torch and torchvision (HNDD_WITH_TORCH=1 tools/setup)")
 def test_tiny_end_to_end(hndd_binary, tmp_path):
     """1 P, 1 seed, 2 steps at 48 px: the folder ends with a page and the tables, and a second
-    invocation redoes nothing. About 40 s on 2 idle cores, more under load: marked learnable."""
+    invocation redoes nothing. 32 s on a quiet 2-core machine, minutes under load: marked learnable."""
     folder = tmp_path / "e"
     command = [str(Path(__file__).resolve().parents[2] / "experiment"), "--dir", str(folder), "--scale", "demo",
                "--steps", "2", "--every", "2", "--images", "64", "--dictionary-images", "48", "--size", "48",
