@@ -1,3 +1,5 @@
+import Foundation
+
 /// One complete snapshot's change tests against the baseline (`BaselineChange`): per unit and
 /// subgroup the raw p-value and the observed change D, written by the units' workers into
 /// disjoint slices, then adjusted across the layer (Benjamini–Hochberg) into the snapshot.
@@ -62,6 +64,12 @@ extension LayerAccumulator {
         let counts = subgroups.map { sets.subgroupCounts[$0] }
         out.baseline.withUnsafeBufferPointer { baseline in
             let column0 = baseline.baseAddress! + u * out.imageCount
+            // A unit whose maxima equal the baseline's (every unit at the baseline pass itself)
+            // has D = 0 and X ≡ 0: p = 1, without ranking the baseline again.
+            if memcmp(column0, now.column, out.imageCount * MemoryLayout<Float>.stride) == 0 {
+                for s in subgroups { out.rise[u * out.subgroupCount + s] = 0; out.raw[u * out.subgroupCount + s] = 1 }
+                return
+            }
             var w0 = [Double](repeating: 0, count: members.count)
             var score0 = [Double](repeating: 0, count: index.dictionary.subgroupCount)
             if let (lo0, hi0) = RankedScores.range(of: column0, at: members), hi0 > lo0 {
