@@ -48,17 +48,24 @@ def _upper_tail(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.where(variance > 1e-20 * scale, p, 1.0)
 
 
-def _labelled_categories(max_score, global_label, subgroup_category):
-    """Per category with subgroups and labelled images (D_g): its subgroups, the labels of D_g,
-    the rank weights w [|D_g|, C] and which units vary over D_g."""
+def _category_sets(global_label, subgroup_category):
+    """Per category with subgroups and labelled images: its subgroups, the mask of D_g and the
+    labels of D_g."""
     for category in range(global_label.shape[1]):
         subgroups = np.nonzero(subgroup_category == category)[0]
         labels = global_label[:, category]
         labelled = labels >= 0
         if subgroups.size == 0 or not labelled.any():
             continue
+        yield subgroups, labelled, labels[labelled]
+
+
+def _labelled_categories(max_score, global_label, subgroup_category):
+    """Per category with subgroups and labelled images (D_g): its subgroups, the labels of D_g,
+    the rank weights w [|D_g|, C] and which units vary over D_g."""
+    for subgroups, labelled, image_labels in _category_sets(global_label, subgroup_category):
         w, varying = _weights(max_score, labelled, labelled)
-        yield subgroups, labels[labelled], w, varying
+        yield subgroups, image_labels, w, varying
 
 
 def stage_one_pvalues(max_score, global_label, subgroup_category, probability) -> np.ndarray:
@@ -203,13 +210,7 @@ def change_pvalues(max_now, max_base, global_label, subgroup_category):
     n_units, n_subgroups = max_now.shape[1], len(subgroup_category)
     p = np.full((n_units, n_subgroups), np.nan)
     rise = np.zeros((n_units, n_subgroups))
-    for category in range(global_label.shape[1]):
-        subgroups = np.nonzero(subgroup_category == category)[0]
-        labels = global_label[:, category]
-        labelled = labels >= 0
-        if subgroups.size == 0 or not labelled.any():
-            continue
-        image_labels = labels[labelled]
+    for subgroups, labelled, image_labels in _category_sets(global_label, subgroup_category):
         u, p_now, counts = _category_terms(max_now, labelled, image_labels, subgroups)
         v, p_base, _ = _category_terms(max_base, labelled, image_labels, subgroups)
         _, now_varying = _weights(max_now, labelled, labelled)
