@@ -87,6 +87,21 @@ def test_values_are_the_datasets_rows(dissected):
         assert np.array_equal(x.sel(step=100).values, raw[f"layers/{LAYERS[0]}/global_prob"][1])
 
 
+def test_every_per_unit_dataset_hndd_writes_can_be_read(dissected):
+    """VALUE_AXES follows the file hndd writes: every [T, C, ...] dataset of a layer is readable
+    by name, with the axes the file has, and nothing else is claimed."""
+    out, _ = dissected
+    with snapshots.open(out) as f, h5py.File(out, "r") as raw:
+        group = raw[f"layers/{LAYERS[0]}"]
+        units = f.units_of(LAYERS[0])
+        per_unit = {name for name, d in group.items() if d.ndim >= 2 and d.shape[1] == units}
+        assert per_unit == set(snapshots.VALUE_AXES), "a per-unit dataset the reader does not know, or the other way round"
+        for name in sorted(per_unit):
+            v = f.values(LAYERS[0], name, run="late", steps=[0])
+            assert v.values.shape == (1,) + group[name].shape[1:] and len(v.dims) == group[name].ndim
+            assert np.array_equal(v.values, group[name][[v.row[0]]], equal_nan=v.values.dtype.kind == "f")
+
+
 def test_only_the_rows_asked_for_are_read():
     class Recording:
         shape, dtype = (2000, 4), np.float32

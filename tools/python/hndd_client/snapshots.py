@@ -36,7 +36,9 @@ import numpy as np
 #: The per-unit datasets `values` reads, with the names of their axes after (step, unit).
 VALUE_AXES = {"threshold": (), "global_prob": ("subgroup",), "global_biased": ("subgroup",), "iou": ("concept",),
               "local_prob": ("concept",), "local_paired": ("concept",), "region": (), "netdissect_concept": (),
-              "top_images": ("rank",)}
+              "top_images": ("rank",), "global_p": ("subgroup",), "global_significant": ("subgroup",),
+              "local_p": ("concept",), "local_significant": ("concept",), "global_change_p": ("subgroup",),
+              "global_beyond_untrained": ("subgroup",)}
 BOOKKEEPING = ("step", "images_seen", "images_total", "complete", "time_unix")
 
 
