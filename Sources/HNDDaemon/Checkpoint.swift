@@ -2,8 +2,9 @@ import Foundation
 import HNDEngine
 
 /// The open passes of a daemon on disk, so a restart on the same run directory resumes them with
-/// exact numbers. Written whole to a temporary file, synced and renamed: a `kill -9` leaves the
-/// previous checkpoint or the new one. The same format holds the kept passes of an image shard
+/// exact numbers. Streamed to a temporary file (never built whole in memory: several large open
+/// passes would double the daemon's memory), synced and renamed: a `kill -9` leaves the previous
+/// checkpoint or the new one. The same format holds the kept passes of an image shard
 /// (`ShardStates`), and `hndd merge` reads both.
 public enum Checkpoint {
     static let magic = Array("HNDDCKP1".utf8)
@@ -39,15 +40,17 @@ public enum Checkpoint {
 
     public static func write(passes: [OpenPass], finished: [PassKey], index: DictionaryIndex, options: DissectionOptions,
                              baselines: [RunLayer: [Float]] = [:], to path: String) throws {
-        var w = ByteWriter()
-        w.bytes += magic
+        let temporary = path + ".writing"
+        let file = try CheckpointFile(creating: temporary)
+        var w = ByteWriter(streamingTo: file)
+        for byte in magic { w.put(byte) }
         w.put(fingerprint(index, options))
         w.put(Int64(passes.count))
         for pass in passes {
             w.put(pass.key.run); w.put(pass.key.layer); w.put(pass.key.step)
             w.put(pass.startedAt); w.put(pass.updatedAt)
             w.put(pass.duplicates)
-            w.put(pass.accumulator.encodedState())
+            w.putLengthPrefixed { pass.accumulator.encodeState(into: &$0) }
         }
         w.put(Int64(finished.count))
         for key in finished { w.put(key.run); w.put(key.layer); w.put(key.step) }
@@ -59,12 +62,8 @@ public enum Checkpoint {
                 w.put(runLayer.run); w.put(runLayer.layer); w.put(maxima)
             }
         }
-        let temporary = path + ".writing"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(w.bytes)) else {
-            throw StateError("cannot write checkpoint \(temporary)")
-        }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
+        w.flush()
+        try file.syncAndClose()
         guard rename(temporary, path) == 0 else { throw StateError("cannot rename checkpoint into \(path): \(String(cString: strerror(errno)))") }
     }
 

@@ -5,6 +5,13 @@ extension LayerAccumulator {
 
     public func encodedState() -> [UInt8] {
         var w = ByteWriter()
+        encodeState(into: &w)
+        return w.bytes
+    }
+
+    /// Writes the state into `w`, which may stream it on (a checkpoint file): the same bytes as
+    /// `encodedState`, without holding them all.
+    public func encodeState(into w: inout ByteWriter) {
         w.put(Self.stateMagic)
         w.put(layer)
         w.put(Int64(index.imageCount)); w.put(Int64(index.conceptCount))
@@ -21,7 +28,6 @@ extension LayerAccumulator {
         if units > 0 { CandidateMaps.encode(candidates, into: &w) }
         // Optional trailing section (states written before it end here): the baseline maxima.
         if let baselineMaxima { w.put(Self.baselineTag); w.put(baselineMaxima) }
-        return w.bytes
     }
 
     /// Restores a state written by `encodedState` for the same dictionary and options.
@@ -120,23 +126,6 @@ public struct StateError: Error, CustomStringConvertible, Equatable {
 #if _endian(big)
 #error("checkpoints assume a little-endian machine")
 #endif
-
-/// Little-endian fixed-width values, length-prefixed arrays and strings, for checkpoints.
-public struct ByteWriter {
-    public var bytes: [UInt8] = []
-    public init() {}
-    public mutating func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    public mutating func put(_ v: Double) { put(v.bitPattern) }
-    public mutating func put(_ v: Float) { put(v.bitPattern) }
-    public mutating func put(_ s: String) { put(Array(s.utf8)) }
-    /// Arrays are copied as raw memory: every platform Swift runs hndd on is little-endian.
-    public mutating func put<T: FixedWidthInteger>(_ a: [T]) {
-        put(Int64(a.count))
-        a.withUnsafeBytes { bytes += $0 }
-    }
-    public mutating func put(_ a: [Float]) { put(a.map(\.bitPattern)) }
-    public mutating func put(_ a: [Double]) { put(a.map(\.bitPattern)) }
-}
 
 public struct ByteReader {
     let bytes: [UInt8]

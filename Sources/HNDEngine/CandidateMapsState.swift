@@ -2,19 +2,26 @@
 /// list of columns, and back.
 extension CandidateMaps {
     /// The stores' maps as one list of columns (the state format does not depend on how many
-    /// stores a process uses).
+    /// stores a process uses). Each column is written straight from the stores, never gathered
+    /// first: the maps are most of a pass's memory, and a gathered copy of them at every
+    /// checkpoint was most of the daemon's peak.
     static func encode(_ stores: [CandidateMaps], into w: inout ByteWriter) {
-        var units: [Int32] = [], images: [Int32] = [], peaks: [Float] = [], kept: [UInt64] = [], values: [Float] = []
-        var valueStart: [Int64] = [0]
-        for store in stores {
-            store.forEach { record in
-                units.append(record.unit); images.append(record.image); peaks.append(record.peak)
-                for j in 0..<store.wordsPerMap { kept.append(record.kept(j)) }
-                values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
-                valueStart.append(Int64(values.count))
-            }
+        var records = 0, valueTotal = 0
+        for store in stores { store.forEach { record in records += 1; valueTotal += record.valueCount } }
+        func column(_ count: Int, _ put: (inout ByteWriter, Record, Int) -> Void) {
+            w.put(Int64(count))
+            for store in stores { store.forEach { record in put(&w, record, store.wordsPerMap) } }
         }
-        w.put(units); w.put(images); w.put(peaks); w.put(kept); w.put(values); w.put(valueStart)
+        column(records) { w, record, _ in w.put(record.unit) }
+        column(records) { w, record, _ in w.put(record.image) }
+        column(records) { w, record, _ in w.put(record.peak) }
+        column(records * (stores.first?.wordsPerMap ?? 0)) { w, record, words in for j in 0..<words { w.put(record.kept(j)) } }
+        column(valueTotal) { w, record, words in
+            w.append(UnsafeRawBufferPointer(UnsafeBufferPointer(start: record.values(words: words), count: record.valueCount)))
+        }
+        var valueStart: Int64 = 0
+        w.put(Int64(records + 1)); w.put(valueStart)
+        for store in stores { store.forEach { record in valueStart += Int64(record.valueCount); w.put(valueStart) } }
     }
 
     /// Reads what `encode` wrote into `storeCount` stores, each map into `store(unit)`; checks
