@@ -100,10 +100,10 @@ public struct OfflineDissection {
                                  message: "as the baseline of \(activations.path): \(error)")
             }
         }
-        let snapshotStarted = Date(), cpuStarted = Self.processCPUSeconds()
+        let snapshotStarted = Date(), cpuStarted = ProcessCPU.seconds()
         var (snapshot, raw) = accumulator.snapshotWithRawPValues()
         phases.snapshot = Date().timeIntervalSince(snapshotStarted)
-        phases.snapshotCPU = Self.processCPUSeconds() - cpuStarted
+        phases.snapshotCPU = ProcessCPU.seconds() - cpuStarted
         if permutations > 0, let raw {
             let checkStarted = Date()
             let permuted = accumulator.permutationPValues(of: snapshot, permutations: permutations, seed: 1)
@@ -115,14 +115,6 @@ public struct OfflineDissection {
         snapshot.timeUnix = Date().timeIntervalSince1970
         phases.total = Date().timeIntervalSince(started)
         return (snapshot, phases)
-    }
-
-    /// User and system CPU seconds of this process so far, all threads.
-    static func processCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// The maxima [C, N] of layer `plan.name` in `file`, which must hold every dictionary image.
