@@ -17,6 +17,9 @@ public struct OfflineDissection {
         /// CPU seconds of the final snapshot, over all threads: what it costs on a shared machine,
         /// where its wall time depends on the other loads.
         public var snapshotCPU = 0.0
+        /// With a baseline: seconds to build its weights for the change test (`BaselineWeights`),
+        /// once, before the snapshot; their bytes.
+        public var baselineWeights: (seconds: Double, bytes: Int)?
         /// With `permutations` > 0: the explicit permutation check of the analytic p-values.
         public var check: PermutationAgreement?
     }
@@ -98,6 +101,10 @@ public struct OfflineDissection {
             do { try accumulator.setBaseline(maxima: baselineMaxima) } catch {
                 throw StoreError(file: baseline.path, object: "/layers/\(plan.name)/activations",
                                  message: "as the baseline of \(activations.path): \(error)")
+            }
+            let weightsStarted = Date()
+            if let weights = accumulator.buildBaselineWeights() {
+                phases.baselineWeights = (Date().timeIntervalSince(weightsStarted), weights.bytes)
             }
         }
         let snapshotStarted = Date(), cpuStarted = ProcessCPU.seconds()
