@@ -45,7 +45,7 @@ public final class Daemon: @unchecked Sendable {
         taxonomy = Hndd_Taxonomy(dictionary)
         book = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
                         passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter,
-                        shard: configuration.shard)
+                        shard: configuration.shard, keptBaselineWeights: configuration.keptBaselineWeights)
         dictionaryFingerprint = Checkpoint.dictionaryFingerprint(book.index)
         let defaults = Endpoints(runDirectory: configuration.runDirectory.path)
         endpoints = Endpoints(ingest: resolveEndpoint(configuration.ingest, default: defaults.ingest),

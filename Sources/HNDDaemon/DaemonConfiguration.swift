@@ -17,6 +17,9 @@ public struct DaemonConfiguration: Sendable {
         public static let queueBudgetMB = 64.0
         /// Finished passes an image-shard daemon keeps per layer for `hndd merge` (on disk).
         public static let keptShardPasses = 4
+        /// Run-layers whose baseline's change-test weights stay built (`BaselineWeightsCache`):
+        /// ≈ 45 MB each at 512 units, ≈ 180 MB at 2,048 (docs/performance.md).
+        public static let keptBaselineWeights = 6
     }
 
     public var dictionaryPath: String
@@ -38,6 +41,7 @@ public struct DaemonConfiguration: Sendable {
     /// The share of the images this daemon holds, when a layer is split by image over several.
     public var shard: ImageShard?
     public var keptShardPasses = Defaults.keptShardPasses
+    public var keptBaselineWeights = Defaults.keptBaselineWeights
     /// Retention: at start, each layer keeps its complete rows and only this many incomplete ones.
     public var keepPartials: Int?
 

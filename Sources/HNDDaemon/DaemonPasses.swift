@@ -1,5 +1,6 @@
 import Foundation
 import HNDEngine
+import HNDStore
 import HNDWire
 
 /// What the engine thread does with batches and passes: apply, refuse, publish, write, checkpoint.
@@ -21,6 +22,7 @@ extension Daemon {
         switch result {
         case let .success((key, outcome)):
             counters.batchesAccepted += 1
+            prepareBaselineWeights() // a new pass of a run-layer whose weights were dropped
             counters.imagesAccepted += UInt64(outcome.accepted)
             if !outcome.duplicates.isEmpty {
                 logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
@@ -43,10 +45,10 @@ extension Daemon {
         var rows: [LayerSnapshot] = []
         var written: [OpenPass] = []
         for key in due {
-            let started = Date().timeIntervalSince1970
+            let started = Date().timeIntervalSince1970, cpuStarted = ProcessCPU.seconds()
             guard let (pass, snapshot) = book.finish(key, now: now) else { continue }
             publishSnapshot(snapshot, duplicates: pass.duplicates, on: publish)
-            let published = Date().timeIntervalSince1970
+            let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
             rows.append(snapshot)
             written.append(pass)
             var status = passStatus(pass)
@@ -59,7 +61,9 @@ extension Daemon {
                             : (snapshot.complete ? "pass complete" : "pass written incomplete"),
                         metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(book.expectedImages)",
                                    "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
-                                   "snapshot_s": "\(String(format: "%.3f", published - started))"])
+                                   "snapshot_s": "\(String(format: "%.3f", published - started))",
+                                   // All threads of the daemon, the receiver's too: what it cost on a shared machine.
+                                   "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"])
         }
         if let shardStates {
             keep(written, in: shardStates)
@@ -71,6 +75,19 @@ extension Daemon {
             }
         }
         checkpoint()
+        prepareBaselineWeights()
+    }
+
+    /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
+    /// after the due passes are out: the baseline pass's own snapshot does not wait for them.
+    func prepareBaselineWeights() {
+        guard !book.baselineWeights.pending.isEmpty else { return }
+        for built in book.prepareBaselineWeights(clock: { Date().timeIntervalSince1970 }) {
+            logger.info("baseline weights built", metadata: [
+                "baseline": "\(built.runLayer)", "seconds": "\(String(format: "%.3f", built.seconds))",
+                "MB": "\(String(format: "%.1f", Double(built.bytes) / 1e6))",
+                "kept_MB": "\(String(format: "%.1f", Double(book.baselineWeights.bytes) / 1e6))"])
+        }
     }
 
     /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state
@@ -127,5 +144,6 @@ extension Daemon {
             book.dropWritten(PassKey(run: run, layer: layer, step: step))
         }
         if resumed > 0 { logger.info("resumed open passes from checkpoint", metadata: ["passes": "\(resumed)"]) }
+        prepareBaselineWeights()
     }
 }

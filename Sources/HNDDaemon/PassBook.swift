@@ -57,13 +57,16 @@ public struct PassBook: Sendable {
     public private(set) var finishedCount: [String: Int] = [:]
     /// Per run's layer, the maxima [C, N] of its baseline pass (`PassBaselines.swift`).
     public internal(set) var baselines: [RunLayer: [Float]] = [:]
+    /// What the change test needs of those baselines, built once each (`BaselineWeightsCache`).
+    public internal(set) var baselineWeights = BaselineWeightsCache(limit: DaemonConfiguration.Defaults.keptBaselineWeights)
     /// The images this daemon holds, when it serves one share of them (nil: every image).
     public let shard: ImageShard?
     /// Images a pass waits for: the dictionary's, or the shard's share of them.
     public let expectedImages: Int
 
     public init(index: DictionaryIndex, options: DissectionOptions, passTimeout: Double, supersededAfter: Double,
-                shard: ImageShard? = nil) {
+                shard: ImageShard? = nil, keptBaselineWeights: Int = DaemonConfiguration.Defaults.keptBaselineWeights) {
+        baselineWeights = BaselineWeightsCache(limit: keptBaselineWeights)
         self.index = index
         self.options = options
         self.passTimeout = passTimeout

@@ -52,7 +52,7 @@ public enum BaselineChange {
 }
 
 /// The baseline a layer's change test compares with: the maxima [C, N] of the run's first
-/// complete pass (only those; its rank weights are recomputed at each complete snapshot).
+/// complete pass, and what the test needs of them (`BaselineWeights`), built once.
 public enum BaselineError: Error, Equatable, CustomStringConvertible {
     case shape(expected: Int, got: Int)
     case incomplete(seen: Int, total: Int)
@@ -67,11 +67,15 @@ public enum BaselineError: Error, Equatable, CustomStringConvertible {
 
 extension LayerAccumulator {
     /// Uses `maxima` ([C, N] unit-major, as `maxima`) of the run's first complete pass as the
-    /// baseline. The layer's unit count must be known (after its first batch) or given.
-    public mutating func setBaseline(maxima baseline: [Float], units c: Int? = nil) throws(BaselineError) {
+    /// baseline, with its `weights` when they were built already (otherwise each complete
+    /// snapshot builds them: `buildBaselineWeights` keeps them). The layer's unit count must be
+    /// known (after its first batch) or given.
+    public mutating func setBaseline(maxima baseline: [Float], units c: Int? = nil, weights: BaselineWeights? = nil) throws(BaselineError) {
         let expected = (c ?? units) * index.imageCount
         guard expected > 0, baseline.count == expected else { throw .shape(expected: expected, got: baseline.count) }
+        if let weights, weights.units * weights.imageCount != expected { throw .shape(expected: expected, got: weights.units * weights.imageCount) }
         baselineMaxima = baseline
+        baselineWeights = weights
     }
 
     /// Uses the maxima of `other`, a complete pass of the same layer, as the baseline.
@@ -80,18 +84,29 @@ extension LayerAccumulator {
         try setBaseline(maxima: other.maxima, units: other.units)
     }
 
-    public mutating func clearBaseline() { baselineMaxima = nil }
+    /// Builds and keeps the baseline's weights, so that complete snapshots only do their own
+    /// pass's work; returns them (nil without a baseline or before the unit count is known).
+    @discardableResult
+    public mutating func buildBaselineWeights() -> BaselineWeights? {
+        guard let baselineMaxima, units > 0 else { return nil }
+        if let baselineWeights, baselineWeights.fits(units: units, imageCount: index.imageCount) { return baselineWeights }
+        baselineWeights = try? BaselineWeights(maxima: baselineMaxima, units: units, index: index)
+        return baselineWeights
+    }
+
+    public mutating func clearBaseline() { baselineMaxima = nil; baselineWeights = nil }
 
     /// Merging shards: the baseline maxima of `other`'s images join this state's, as the maxima
     /// do, when both have a baseline; otherwise the merged state has none (`ShardMerge` says so).
     mutating func mergeBaseline(of other: LayerAccumulator) {
         guard var mine = baselineMaxima, let theirs = other.baselineMaxima, mine.count == theirs.count else {
-            baselineMaxima = nil
+            clearBaseline()
             return
         }
         let n = index.imageCount, c = mine.count / max(n, 1)
         let images = (0..<n).filter { other.seen[$0] }
         baselineMaxima = nil // mine is the only reference while it changes
+        baselineWeights = nil // of other maxima
         for u in 0..<c { for image in images { mine[u * n + image] = theirs[u * n + image] } }
         baselineMaxima = mine
     }

@@ -5,6 +5,9 @@ import Foundation
 /// disjoint slices, then adjusted across the layer (Benjamini–Hochberg) into the snapshot.
 final class ChangeTestOutput: @unchecked Sendable {
     let baseline: [Float]
+    /// The baseline's w_0, T_0 and P(0) (`BaselineWeights`): the layer's, or built for this
+    /// snapshot when it has none; nil only when the maxima equal the baseline's (every p is 1).
+    let weights: BaselineWeights?
     let imageCount: Int, subgroupCount: Int
     /// [C, G] raw p-values (NaN: not tested) and D = P(t) − P(0).
     let raw: UnsafeMutableBufferPointer<Double>
@@ -14,6 +17,12 @@ final class ChangeTestOutput: @unchecked Sendable {
     init?(_ layer: LayerAccumulator) {
         guard let baseline = layer.baselineMaxima, layer.units > 0, baseline.count == layer.units * layer.index.imageCount else { return nil }
         self.baseline = baseline
+        if let kept = layer.baselineWeights, kept.fits(units: layer.units, imageCount: layer.index.imageCount) {
+            weights = kept
+        } else {
+            // The baseline pass itself (the same buffer: compared at once) needs no weights.
+            weights = baseline == layer.maxima ? nil : try? BaselineWeights(maxima: baseline, units: layer.units, index: layer.index)
+        }
         imageCount = layer.index.imageCount
         subgroupCount = layer.index.dictionary.subgroupCount
         raw = .allocate(capacity: layer.units * subgroupCount)
@@ -36,14 +45,6 @@ final class ChangeTestOutput: @unchecked Sendable {
     }
 }
 
-/// The baseline pass's average ranks over a category's images, kept while the next category
-/// shares them (as Stage I's ranks are).
-struct BaselineRanks {
-    var ranks: [Double] = []
-    var ranked = -1
-    var scratch: [UInt64] = []
-}
-
 /// Stage I's view of one unit in one category, as the change test needs it.
 struct StageOneColumn {
     let column: UnsafePointer<Float>
@@ -57,52 +58,30 @@ struct StageOneColumn {
 
 extension LayerAccumulator {
     /// The change tests of unit `u` in `category`, current pass `now` against the baseline.
-    func testChange(unit u: Int, category: Int, sets: SeenSets, into out: ChangeTestOutput, cache: inout BaselineRanks,
-                    now: StageOneColumn) {
-        let members = sets.categoryImages[category], labels = sets.categoryLabels[category]
+    func testChange(unit u: Int, category: Int, sets: SeenSets, into out: ChangeTestOutput, now: StageOneColumn) {
+        let members = sets.categoryImages[category]
         let subgroups = index.dictionary.subgroupsOfCategory[category]
+        let g = out.subgroupCount
+        // A unit whose maxima equal the baseline's (every unit at the baseline pass itself)
+        // has D = 0 and X ≡ 0: p = 1, without looking at the baseline's weights.
+        guard let weights = out.weights, !out.baseline.withUnsafeBufferPointer({ baseline in
+            memcmp(baseline.baseAddress! + u * out.imageCount, now.column, out.imageCount * MemoryLayout<Float>.stride) == 0
+        }) else {
+            for s in subgroups { out.rise[u * g + s] = 0; out.raw[u * g + s] = 1 }
+            return
+        }
         let counts = subgroups.map { sets.subgroupCounts[$0] }
-        out.baseline.withUnsafeBufferPointer { baseline in
-            let column0 = baseline.baseAddress! + u * out.imageCount
-            // A unit whose maxima equal the baseline's (every unit at the baseline pass itself)
-            // has D = 0 and X ≡ 0: p = 1, without ranking the baseline again.
-            if memcmp(column0, now.column, out.imageCount * MemoryLayout<Float>.stride) == 0 {
-                for s in subgroups { out.rise[u * out.subgroupCount + s] = 0; out.raw[u * out.subgroupCount + s] = 1 }
-                return
-            }
-            var w0 = [Double](repeating: 0, count: members.count)
-            var score0 = [Double](repeating: 0, count: index.dictionary.subgroupCount)
-            if let (lo0, hi0) = RankedScores.range(of: column0, at: members), hi0 > lo0 {
-                if cache.ranked != sets.sameImagesAs[category] {
-                    if cache.ranks.count < members.count { cache.ranks = [Double](repeating: 0, count: members.count) }
-                    RankedScores.forEachAverageRank(values: column0, members: members, scratch: &cache.scratch) { position, rank in
-                        cache.ranks[position] = rank
-                    }
-                    cache.ranked = sets.sameImagesAs[category]
-                }
-                let span0 = Double(hi0) - Double(lo0)
-                for position in members.indices {
-                    w0[position] = cache.ranks[position] * (Double(column0[Int(members[position])]) - Double(lo0)) / span0
-                    score0[Int(labels[position])] += w0[position]
-                }
-            }
-            var total0 = 0.0
-            for s in subgroups {
-                score0[s] = sets.subgroupCounts[s] > 0 ? score0[s] / Double(sets.subgroupCounts[s]) : 0
-                total0 += score0[s]
-            }
-            let span = Double(now.hi) - Double(now.lo)
-            var sums = BaselineChange.Sums()
-            for position in members.indices {
-                let w = now.ranks[position] * (Double(now.column[Int(members[position])]) - Double(now.lo)) / span
-                sums.add(current: w / now.total, baseline: total0 > 0 ? w0[position] / total0 : 0)
-            }
-            let g = out.subgroupCount
-            for (i, s) in subgroups.enumerated() {
-                let p0 = total0 > 0 ? score0[s] / total0 : 0, pt = now.probabilities[s]
-                out.rise[u * g + s] = pt - p0
-                out.raw[u * g + s] = BaselineChange.pValue(subgroup: i, counts: counts, current: pt, baseline: p0, sums: sums)
-            }
+        let w0 = weights.weights(unit: u, category: category), total0 = weights.total(unit: u, category: category)
+        let span = Double(now.hi) - Double(now.lo)
+        var sums = BaselineChange.Sums()
+        for (position, weight0) in zip(members.indices, w0) {
+            let w = now.ranks[position] * (Double(now.column[Int(members[position])]) - Double(now.lo)) / span
+            sums.add(current: w / now.total, baseline: total0 > 0 ? weight0 / total0 : 0)
+        }
+        for (i, s) in subgroups.enumerated() {
+            let p0 = weights.probability(unit: u, subgroup: s), pt = now.probabilities[s]
+            out.rise[u * g + s] = pt - p0
+            out.raw[u * g + s] = BaselineChange.pValue(subgroup: i, counts: counts, current: pt, baseline: p0, sums: sums)
         }
     }
 }

@@ -77,6 +77,9 @@ public struct LayerAccumulator: Sendable {
     /// [C, N] maxima of the run's first complete pass, for "biased beyond the untrained network"
     /// (`setBaseline`); nil until the run has one.
     public internal(set) var baselineMaxima: [Float]?
+    /// What the change test needs of the baseline, built once (`BaselineWeights`); nil: built
+    /// by each complete snapshot that needs them.
+    public internal(set) var baselineWeights: BaselineWeights?
     var upsampler: BilinearUpsampler?
     /// The AVX-512 Stage II count, where the CPU has it.
     var countKernel: CountKernel?

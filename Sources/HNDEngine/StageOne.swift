@@ -5,7 +5,7 @@ extension LayerAccumulator {
     /// `out` holds the tests). `column` is the unit's maxima over all images.
     func stageOne(unit u: Int, column: UnsafePointer<Float>, sets: SeenSets, scratch: inout [UInt64],
                   into out: SnapshotBuffers) {
-        var ranks = CategoryRanks(), baselineRanks = BaselineRanks()
+        var ranks = CategoryRanks()
         for category in sets.categoryImages.indices {
             guard let scores = stageOneScores(category: category, column: column, sets: sets, ranks: &ranks,
                                               scratch: &scratch) else { continue }
@@ -15,7 +15,7 @@ extension LayerAccumulator {
                 testStageOne(unit: u, category: category, counts: sets.subgroupCounts, weights: scores.weights,
                              probabilities: probabilities, into: tests)
                 if let change = tests.change, let (lo, hi) = RankedScores.range(of: column, at: sets.categoryImages[category]) {
-                    testChange(unit: u, category: category, sets: sets, into: change, cache: &baselineRanks,
+                    testChange(unit: u, category: category, sets: sets, into: change,
                                now: StageOneColumn(column: column, ranks: ranks.ranks, lo: lo, hi: hi, total: total, probabilities: probabilities))
                 }
             }

@@ -86,8 +86,10 @@ struct SeenSets: Sendable {
     /// For each category, the first category whose images (in the same order) it shares.
     let sameImagesAs: [Int]
 
-    init(_ layer: LayerAccumulator) {
-        let index = layer.index, seen = layer.seen
+    init(_ layer: LayerAccumulator) { self.init(index: layer.index, seen: layer.seen) }
+
+    /// The sets over the images `seen` marks (all of them: those of a complete pass).
+    init(index: DictionaryIndex, seen: [Bool]) {
         allImages = (0..<index.imageCount).filter { seen[$0] }.map(Int32.init)
         localImages = allImages.filter { index.inLocalSet[Int($0)] }
         var counts = [Int](repeating: 0, count: index.dictionary.subgroupCount)

@@ -17,6 +17,9 @@ public struct OfflineDissection {
         /// CPU seconds of the final snapshot, over all threads: what it costs on a shared machine,
         /// where its wall time depends on the other loads.
         public var snapshotCPU = 0.0
+        /// With a baseline: seconds to build its weights for the change test (`BaselineWeights`),
+        /// once, before the snapshot; their bytes.
+        public var baselineWeights: (seconds: Double, bytes: Int)?
         /// With `permutations` > 0: the explicit permutation check of the analytic p-values.
         public var check: PermutationAgreement?
     }
@@ -99,11 +102,15 @@ public struct OfflineDissection {
                 throw StoreError(file: baseline.path, object: "/layers/\(plan.name)/activations",
                                  message: "as the baseline of \(activations.path): \(error)")
             }
+            let weightsStarted = Date()
+            if let weights = accumulator.buildBaselineWeights() {
+                phases.baselineWeights = (Date().timeIntervalSince(weightsStarted), weights.bytes)
+            }
         }
-        let snapshotStarted = Date(), cpuStarted = Self.processCPUSeconds()
+        let snapshotStarted = Date(), cpuStarted = ProcessCPU.seconds()
         var (snapshot, raw) = accumulator.snapshotWithRawPValues()
         phases.snapshot = Date().timeIntervalSince(snapshotStarted)
-        phases.snapshotCPU = Self.processCPUSeconds() - cpuStarted
+        phases.snapshotCPU = ProcessCPU.seconds() - cpuStarted
         if permutations > 0, let raw {
             let checkStarted = Date()
             let permuted = accumulator.permutationPValues(of: snapshot, permutations: permutations, seed: 1)
@@ -115,14 +122,6 @@ public struct OfflineDissection {
         snapshot.timeUnix = Date().timeIntervalSince1970
         phases.total = Date().timeIntervalSince(started)
         return (snapshot, phases)
-    }
-
-    /// User and system CPU seconds of this process so far, all threads.
-    static func processCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// The maxima [C, N] of layer `plan.name` in `file`, which must hold every dictionary image.

@@ -54,6 +54,10 @@ struct Dissect: HNDDCommand {
                   + (counts.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" } ?? "")
                   + (counts.beyondUntrained.map { "; biased beyond the untrained network \($0.units)" } ?? "")
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
+            if let weights = phases.baselineWeights {
+                print("\(plan.name): baseline weights for the change test built once in "
+                      + String(format: "%.2f s (%.1f MB)", weights.seconds, Double(weights.bytes) / 1e6))
+            }
             if let check = phases.check {
                 print("\(plan.name): permutation check, B = \(check.permutations): \(check.pairs) tested pairs, largest |analytic − permutation| "
                       + String(format: "%.4f, %.2f s", check.worstDifference, check.seconds))

@@ -55,3 +55,47 @@ import Testing
         #expect(old.baselines.isEmpty)
     }
 }
+
+/// The change test's weights: built once per baseline off the latency path, given to the open
+/// passes, and kept for at most `limit` run-layers (least recently used first, never one with an
+/// open pass).
+@Suite struct BaselineWeightsCacheTests {
+    func book(limit: Int) -> PassBook {
+        PassBook(index: DictionaryIndex(bookDictionary()), options: .init(), passTimeout: 100, supersededAfter: 5,
+                 keptBaselineWeights: limit)
+    }
+
+    @Test func weightsAreBuiltAfterTheBaselinePassAndGivenToLaterPasses() throws {
+        var b = book(limit: 6)
+        let first = PassKey(run: "r", layer: "l", step: 0), open = PassKey(run: "r", layer: "l", step: 1)
+        try b.push(open, [0, 1], at: 0)
+        try b.push(first, [0, 1, 2, 3, 4], at: 1)
+        _ = b.finish(first, now: 2)
+        #expect(b.open[open]!.accumulator.baselineWeights == nil && b.baselineWeights.pending == [RunLayer(first)])
+        let built = b.prepareBaselineWeights(clock: { 0 })
+        #expect(built.map(\.runLayer) == [RunLayer(first)] && b.baselineWeights.pending.isEmpty)
+        #expect(b.open[open]!.accumulator.baselineWeights != nil)
+        let later = PassKey(run: "r", layer: "l", step: 2)
+        try b.push(later, [3], at: 3)
+        #expect(b.open[later]!.accumulator.baselineWeights != nil)
+        #expect(b.prepareBaselineWeights(clock: { 0 }).isEmpty)
+    }
+
+    @Test func theLeastRecentlyUsedRunLayerWithoutOpenPassLosesItsWeights() throws {
+        var b = book(limit: 2)
+        for run in ["a", "b", "c"] {
+            let key = PassKey(run: run, layer: "l", step: 0)
+            try b.push(key, [0, 1, 2, 3, 4], at: 1)
+            _ = b.finish(key, now: 2)
+            _ = b.prepareBaselineWeights(clock: { 0 })
+        }
+        #expect(Set(b.baselineWeights.kept.keys) == [RunLayer(run: "b", layer: "l"), RunLayer(run: "c", layer: "l")])
+        #expect(b.baselines.count == 3) // the maxima stay: a later pass of "a" builds its weights again
+        let again = PassKey(run: "a", layer: "l", step: 1)
+        try b.push(again, [0], at: 3)
+        #expect(b.baselineWeights.pending == [RunLayer(run: "a", layer: "l")])
+        _ = b.prepareBaselineWeights(clock: { 0 })
+        #expect(b.open[again]!.accumulator.baselineWeights != nil)
+        #expect(Set(b.baselineWeights.kept.keys) == [RunLayer(run: "a", layer: "l"), RunLayer(run: "c", layer: "l")])
+    }
+}
