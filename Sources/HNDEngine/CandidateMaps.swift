@@ -296,17 +296,9 @@ public struct CandidateMaps: Sendable, Equatable {
         return (~first, ~last)
     }
 
-    /// A `discard` is due once the arena has grown by 1/`discardGrowthDivisor` of what the last one
-    /// kept. The arena's peak is about (1 + 1/divisor) times what a sweep keeps, and the maps are
-    /// most of `serve`'s memory (docs/performance.md, "Memory of serve"): a quarter, not a half,
-    /// takes a sixth off the peak for twice the sweeps, which only move records.
-    static let discardGrowthDivisor = 4
-
-    /// Whether enough has been added since the last `discard` to make one worth it (see
-    /// `discardGrowthDivisor`), plus `slack` bytes.
-    func discardIsDue(slack: Int) -> Bool {
-        arena.used > bytesAfterDiscard + bytesAfterDiscard / Self.discardGrowthDivisor + slack
-    }
+    /// Whether enough has been added since the last `discard` to make one worth it: half as much
+    /// again as it kept, plus `slack` bytes.
+    func discardIsDue(slack: Int) -> Bool { arena.used > bytesAfterDiscard + bytesAfterDiscard / 2 + slack }
 
     /// Drops every map whose maximum no longer exceeds its unit's lower bound (`bounds`, per
     /// unit), and from the others the values no longer needed under the risen bound. In place, in
