@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Where `hndd serve`'s memory goes over one single-layer pass (issue 18).
+
+Runs only bench.py's end-to-end pass (no dissect, raw ZeroMQ or NumPy), samples the daemon's
+resident size (VmRSS) every --interval seconds while it runs, and prints the timeline's peak,
+when it came (as a share of the pass) and the figures that do not depend on the maps: the
+maxima ([C, N] float32, and as much again once a baseline is set) and the top-k values. What is
+left of the peak beyond those, the dictionary and the queue is the candidate maps' arena.
+
+    HNDD_BIN=/path/to/hndd python3 tools/bench/memory_profile.py --workload 2048x7x7
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+import workloads  # noqa: E402
+
+
+def serve_pids(binary: str) -> list[int]:
+    """Pids of `hndd serve` processes of `binary` that are children of this process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and cmd[:2] == [binary.encode(), b"serve"]:
+            found.append(int(entry.name))
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sample(binary: str, interval: float, samples: list, stop: threading.Event) -> None:
+    started = time.perf_counter()
+    while not stop.is_set():
+        for pid in serve_pids(binary):
+            try:
+                samples.append((time.perf_counter() - started, rss_mb(pid)))
+            except OSError:
+                pass
+        time.sleep(interval)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=sorted(bench.WORKLOADS), default="2048x7x7")
+    parser.add_argument("--images", type=int, default=35632)
+    parser.add_argument("--interval", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    binary = bench.hndd_binary()
+    units, h, w = bench.WORKLOADS[args.workload]
+    batch = bench.batch_size(units, h, w)
+    work = Path(tempfile.mkdtemp(prefix="candidate-memory-profile-"))
+    samples: list = []
+    stop = threading.Event()
+    try:
+        dictionary = work / "dictionary.h5"
+        n_global = min(11000, args.images * 11000 // 35632)
+        bench.write_dictionary(dictionary, n_global, args.images - n_global, args.seed)
+        pool = bench.batch_pool(units, h, w, 8, args.seed, batch)
+        layer = f"bench{args.workload}"
+        sampler = threading.Thread(target=sample, args=(binary, args.interval, samples, stop), daemon=True)
+        sampler.start()
+        r = bench.bench_serve(binary, dictionary, [layer], lambda: workloads.cycled(layer, pool, args.images),
+                              args.images, work)
+        stop.set()
+        sampler.join()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    peak_t, peak = max(samples, key=lambda s: s[1]) if samples else (float("nan"), float("nan"))
+    span = samples[-1][0] if samples else float("nan")
+    n_local = args.images - n_global
+    maxima_mb = units * args.images * 4 / 2**20
+    topk_mb = units * int(0.005 * n_local * h * w + 1) * 4 / 2**20
+    print(f"{args.workload}: VmHWM {r['serve_peak_rss_mb']:.0f} MB; sampled peak {peak:.0f} MB at {peak_t:.1f} s "
+          f"of {span:.1f} s; end to end {r['end_to_end_seconds']:.1f} s")
+    print(f"  fixed: maxima {maxima_mb:.0f} MB (x2 with a baseline), top-k ~{topk_mb:.0f} MB")
+    for t, mb in samples[:: max(1, len(samples) // 20)]:
+        print(f"  t={t:6.1f} s  RSS {mb:7.0f} MB")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
