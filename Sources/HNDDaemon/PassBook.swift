@@ -58,7 +58,7 @@ public struct PassBook: Sendable {
     /// Per run's layer, the maxima [C, N] of its baseline pass (`PassBaselines.swift`).
     public internal(set) var baselines: [RunLayer: [Float]] = [:]
     /// What the change test needs of those baselines, built once each (`BaselineWeightsCache`).
-    public internal(set) var baselineWeights = BaselineWeightsCache(limit: DaemonConfiguration.Defaults.keptBaselineWeights)
+    public internal(set) var baselineWeights: BaselineWeightsCache
     /// The images this daemon holds, when it serves one share of them (nil: every image).
     public let shard: ImageShard?
     /// Images a pass waits for: the dictionary's, or the shard's share of them.

@@ -73,7 +73,9 @@ extension LayerAccumulator {
     public mutating func setBaseline(maxima baseline: [Float], units c: Int? = nil, weights: BaselineWeights? = nil) throws(BaselineError) {
         let expected = (c ?? units) * index.imageCount
         guard expected > 0, baseline.count == expected else { throw .shape(expected: expected, got: baseline.count) }
-        if let weights, weights.units * weights.imageCount != expected { throw .shape(expected: expected, got: weights.units * weights.imageCount) }
+        if let weights, !weights.fits(units: c ?? units, imageCount: index.imageCount) {
+            throw .shape(expected: expected, got: weights.units * weights.imageCount)
+        }
         baselineMaxima = baseline
         baselineWeights = weights
     }
