@@ -20,6 +20,7 @@ cycled with fresh image ids, so generation never limits the sender.
     python3 tools/bench/bench.py --workload 512x7x7 --images 35632
     python3 tools/bench/bench.py --workload three-layers    # the three interleaved, as `watch` sends them
     python3 tools/bench/bench.py --workload real --dtype float16   # ResNet-50 maps of real faces
+    python3 tools/bench/bench.py --workload 512x7x7 --passes 2     # a later pass, tested against the first
 
 --workload three-layers runs 512x7x7, 1024x14x14 and 2048x7x7 end to end each alone, then the
 three interleaved in one pass to one `hndd serve` (tools/bench/workloads.py says how), and
