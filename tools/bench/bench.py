@@ -556,12 +556,31 @@ def main(argv=None) -> int:
     return finish(results, args)
 
 
+#: The CPU flags that choose hndd's kernels (Sources/CHNDCPU) or limit them, as /proc/cpuinfo spells them.
+VECTOR_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_fp16", "avx512_bf16")
+
+
+def cpu_description(cpuinfo: str) -> dict:
+    """The CPU a figure came from, as the docs must name it: model and the vector flags present."""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    present = set(flags.group(1).split()) if flags else set()
+    return {"cpu_model": model.group(1).strip() if model else "unknown",
+            "cpu_vector_flags": [f for f in VECTOR_FLAGS if f in present], "cores": os.cpu_count()}
+
+
 def finish(results: dict, args) -> int:
-    """Every bench run's epilogue (bench.py's and cluster.py's): the machine's load, then --json."""
+    """Every bench run's epilogue (bench.py's and cluster.py's): the machine — its CPU and load — then --json."""
     load = os.getloadavg()
+    try:
+        machine = cpu_description(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        machine = cpu_description("")
+    machine.update(load_average_at_end=list(load), date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    print(f"machine: {machine['cpu_model']}, {' '.join(machine['cpu_vector_flags']) or 'no vector flags found'}")
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({**results, "machine": machine}, indent=2))
     return 0
 
 

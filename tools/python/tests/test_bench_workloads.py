@@ -2,6 +2,7 @@
 `hndd_client.torch.watch` sends them (checked against watch itself), real maps tiled — and the
 real-face selection. Fast: tiny shapes; the ResNet-50 part runs on one face."""
 import inspect
+import json
 import sys
 import types
 from pathlib import Path
@@ -149,9 +150,22 @@ def test_complete_times_waits_per_step_and_names_the_missing_layers():
     assert set(times.of_step(2)) == {"b"}
 
 
+def test_cpu_description_names_the_model_and_the_vector_flags_present():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse2 avx2 fma f16c avx512f avx512bw "
+               "avx512vl avx512_bf16 avx_vnni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B45\n")
+    d = bench.cpu_description(cpuinfo)
+    assert d["cpu_model"] == "AMD EPYC 9B45"
+    assert d["cpu_vector_flags"] == ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"]
+    assert bench.cpu_description("")["cpu_model"] == "unknown"
+
+
 def test_finish_prints_the_load_and_writes_the_json(tmp_path, capsys):
     bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
     out = tmp_path / "r.json"
     assert bench.finish({"real": {"images": 3}}, types.SimpleNamespace(json=str(out))) == 0
-    assert "load average at the end: " in capsys.readouterr().out
-    assert out.read_text().replace(" ", "").replace("\n", "") == '{"real":{"images":3}}'
+    printed = capsys.readouterr().out
+    assert "load average at the end: " in printed and "machine: " in printed
+    written = json.loads(out.read_text())
+    assert written["real"] == {"images": 3}
+    assert set(written["machine"]) == {"cpu_model", "cpu_vector_flags", "cores", "load_average_at_end", "date_utc"}
