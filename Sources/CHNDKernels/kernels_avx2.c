@@ -91,13 +91,10 @@ struct chunks {
     int32_t count;
 };
 
-/// Lanes [first, end) of a mask's runs starting at `runs` (lane i: runs[i]), zero elsewhere,
-/// reading no run outside those lanes.
-HNDD_AVX2 static inline __m256i mask_runs(const uint16_t *runs, int32_t first, int32_t end) {
-    if (first == 0 && end == 8) return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)runs));
-    uint16_t lanes[8] = {0};
-    for (int32_t i = first; i < end; i++) lanes[i] = runs[i];
-    return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)lanes));
+/// The 8 runs from `runs` (lane i: runs[i]). Lanes outside the mask's rows read its neighbours'
+/// runs or the arrays' padding (HNDD_RUN_PADDING), never past the arrays; the caller discards them.
+HNDD_AVX2 static inline __m256i mask_runs(const uint16_t *runs) {
+    return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)runs));
 }
 
 /// Adds the gathered chunks' overlaps with the masks to `overlapLanes` (lanes of mask m valid
@@ -123,7 +120,7 @@ static void add_overlaps(const struct chunks *gathered, const hndd_mask *masks, 
             if (!inside) continue;
             // Lane i reads run (chunk + i − firstRow) of the mask.
             const int64_t offset = mask->runStart + chunk - mask->firstRow;
-            const __m256i mLo = mask_runs(runLo + offset, first, end), mHi = mask_runs(runHi + offset, first, end);
+            const __m256i mLo = mask_runs(runLo + offset), mHi = mask_runs(runHi + offset);
             const __m256i both = _mm256_sub_epi32(_mm256_min_epi32(hiI, mHi), _mm256_max_epi32(loI, mLo));
             const __m256i counted = _mm256_and_si256(_mm256_max_epi32(both, zero), lane_mask(inside));
             if (*met >> m & 1) {

@@ -21,6 +21,8 @@ public struct ConceptSpans: Sendable {
     public let maskStart: [Int]
     public let masks: [Mask]
     /// Half-open column runs [lo, hi) per row of a piece; lo == hi for a row the piece skips.
+    /// Both begin and end with `HNDD_RUN_PADDING` empty runs no piece owns: a vector kernel loads
+    /// 8 runs around a piece's rows at once.
     public let runLo: [UInt16]
     public let runHi: [UInt16]
     /// The most pieces any image has (scratch sizes).
@@ -40,7 +42,8 @@ public struct ConceptSpans: Sendable {
                 (out.value + slice).pointee = part
             }
         }
-        var maskStart = [0], masks: [Mask] = [], runLo: [UInt16] = [], runHi: [UInt16] = []
+        let padding = [UInt16](repeating: 0, count: Int(HNDD_RUN_PADDING))
+        var maskStart = [0], masks: [Mask] = [], runLo = padding, runHi = padding
         for part in parts {
             let offset = runLo.count
             for count in part.counts { maskStart.append(maskStart.last! + count) }
@@ -53,8 +56,8 @@ public struct ConceptSpans: Sendable {
         }
         self.maskStart = maskStart
         self.masks = masks
-        self.runLo = runLo
-        self.runHi = runHi
+        self.runLo = runLo + padding
+        self.runHi = runHi + padding
         maxMasksPerImage = zip(maskStart.dropFirst(), maskStart).map { $0 - $1 }.max() ?? 0
     }
 

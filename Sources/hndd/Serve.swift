@@ -39,11 +39,17 @@ struct Serve: HNDDCommand {
     var keepShardPasses: Int = Defaults.keptShardPasses
     @Option(name: .customLong("keep-partials"), help: "Retention, applied at start: each layer keeps every complete row and only its latest N incomplete ones.")
     var keepPartials: Int?
+    @Option(name: .customLong("keep-baseline-weights"),
+            help: "Run-layers whose baseline weights (the change test's, C × labelled images doubles each) stay built; past it the least recently used idle one rebuilds them at its next pass.")
+    var keepBaselineWeights: Int = Defaults.keptBaselineWeights
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         if let shard { do { _ = try ImageShard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") } }
         guard keepShardPasses > 0 else { throw ValidationError("--keep-shard-passes must be at least 1") }
+        guard keepBaselineWeights > 0 else {
+            throw ValidationError("--keep-baseline-weights must be at least 1, got \(keepBaselineWeights)")
+        }
         if let keepPartials, keepPartials < 0 { throw ValidationError("--keep-partials must be 0 or more, got \(keepPartials)") }
         for (name, value) in [("--snapshot-interval", snapshotInterval), ("--checkpoint-interval", checkpointInterval),
                               ("--pass-timeout", passTimeout), ("--max-message-mb", maxMessageMB), ("--queue-mb", queueMB)]
@@ -67,6 +73,7 @@ struct Serve: HNDDCommand {
         configuration.shard = shard.flatMap { try? ImageShard(parsing: $0) }
         configuration.keptShardPasses = keepShardPasses
         configuration.keepPartials = keepPartials
+        configuration.keptBaselineWeights = keepBaselineWeights
         return configuration
     }
 

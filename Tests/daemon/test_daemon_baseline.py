@@ -35,3 +35,25 @@ def test_first_complete_pass_is_the_baseline_across_a_restart(dataset, run_dir, 
     assert summary.returncode == 0, summary.stderr
     lines = [json.loads(text) for text in summary.stdout.splitlines()]
     assert [line["beyond_untrained"]["units"] for line in lines if line["complete"]] == [0, 0, 0]
+
+
+def test_keep_baseline_weights_bounds_the_run_layers_whose_weights_stay_built(dataset, run_dir, start_daemon, push):
+    """With room for one run-layer's weights, a second run evicts the first's, so the first run's next
+    pass builds them again: three builds for A0, B0, A1 where the default limit builds two."""
+    daemon = start_daemon(run_dir, "--keep-baseline-weights", "1")
+    for run, step in (("a", 0), ("b", 0), ("a", 1)):
+        push(run_dir, dataset.activations, run, step, "--batch-size", "200")
+        daemon.wait_complete(run, step)
+    daemon.flush()
+    built = [line for line in daemon.log().splitlines() if "baseline weights built" in line]
+    assert [("baseline=run a," in line, "baseline=run b," in line) for line in built] == \
+        [(True, False), (False, True), (True, False)], "\n".join(built)
+    row = complete_row(daemon.snapshot_file, "a", 1)
+    assert (row["global_change_p"] == 1).all()  # the rebuilt weights test the same maxima alike
+
+
+def test_keep_baseline_weights_must_be_positive(hndd_binary, dataset, run_dir):
+    refused = subprocess.run([str(hndd_binary), "serve", "--dictionary", str(dataset.dictionary), "--run-dir",
+                              str(run_dir), "--keep-baseline-weights", "0"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "--keep-baseline-weights must be at least 1, got 0" in refused.stderr

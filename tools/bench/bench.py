@@ -20,6 +20,7 @@ cycled with fresh image ids, so generation never limits the sender.
     python3 tools/bench/bench.py --workload 512x7x7 --images 35632
     python3 tools/bench/bench.py --workload three-layers    # the three interleaved, as `watch` sends them
     python3 tools/bench/bench.py --workload real --dtype float16   # ResNet-50 maps of real faces
+    python3 tools/bench/bench.py --workload 512x7x7 --passes 2     # a later pass, tested against the first
 
 --workload three-layers runs 512x7x7, 1024x14x14 and 2048x7x7 end to end each alone, then the
 three interleaved in one pass to one `hndd serve` (tools/bench/workloads.py says how), and
@@ -261,10 +262,17 @@ def transport_credential(binary: str, run_dir: Path, transport: str) -> Path | N
 
 
 def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, images: int, work: Path,
-                snapshot_interval: float = 1.0, queue_mb: float | None = None, transport: str = "ipc") -> dict:
+                snapshot_interval: float = 1.0, queue_mb: float | None = None, transport: str = "ipc",
+                later_passes=()) -> dict:
     """End to end: `messages()`'s batches (of `layers`) from one client to one `hndd serve`,
     until every layer's complete snapshot has arrived. With several layers, each one's latency
-    (from the pass's last batch sent) and the daemon's cost of its complete snapshot too."""
+    (from the pass's last batch sent) and the daemon's cost of its complete snapshot too.
+
+    `later_passes` (callables like `messages`) are further probe passes of the same run at steps
+    2, 3, …, each sent once the previous pass is complete, as a trainer probes between training
+    steps: the run's first pass is its untrained baseline, so these pay the change test (issue 17).
+    Their latency and the daemon's cost are under "later_passes"; the top-level figures are the first
+    pass's."""
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(mode=0o700)
@@ -283,28 +291,28 @@ def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, imag
         complete_at = subscribe_complete(endpoints["publish"], key, layers)
         client = Client(endpoint=endpoints["ingest"], key=key, run="bench", max_queue_mb=1024, on_full="block",
                         block_timeout=3600)
-        started = time.perf_counter()
-        for layer, ids, maps in messages():
-            client.send(layer, 1, ids, maps)
-        client.flush()
-        last_sent = time.perf_counter()
-        complete_at.done.wait(600)
+        sent = [send_pass(client, complete_at, layers, step, pass_messages)
+                for step, pass_messages in enumerate([messages, *later_passes], start=1)]
         client.close()
-        if len(complete_at) < len(layers):
-            sys.exit(f"bench: no complete snapshot of {sorted(set(layers) - set(complete_at))} within 600 s")
+        complete_at.closed.set()
         rss = peak_rss_mb(proc.pid)
-        log.flush()
-        # The daemon's own figure for each complete snapshot (compute and publish).
-        costs = snapshot_costs((work / "serve.log").read_text())
-        finished = max(complete_at.values())
+        # The daemon's own figures for each complete snapshot (compute and publish; CPU of all its threads).
+        costs = logged_pass_costs(work / "serve.log", [(layer, step) for layer in layers
+                                                       for step in range(1, len(sent) + 1)])
+        (started, last_sent), times = sent[0], complete_at.of_step(1)
+        finished = max(times.values())
         r = {"transport": transport, "end_to_end_images_per_s": images / (finished - started),
              "end_to_end_seconds": finished - started, "latency_last_batch_to_snapshot_s": finished - last_sent,
-             "complete_snapshot_cost_s": float(costs.get(max(complete_at, key=complete_at.get), "nan")),
+             "complete_snapshot_cost_s": costs.get((max(times, key=times.get), 1), {}).get("snapshot_s", float("nan")),
              "serve_peak_rss_mb": rss}
         if len(layers) > 1:
-            r["layers"] = {layer: {"complete_after_s": complete_at[layer] - started,
-                                   "latency_last_batch_to_snapshot_s": complete_at[layer] - last_sent,
-                                   "complete_snapshot_cost_s": float(costs.get(layer, "nan"))} for layer in layers}
+            r["layers"] = {layer: {"complete_after_s": times[layer] - started,
+                                   "latency_last_batch_to_snapshot_s": times[layer] - last_sent,
+                                   "complete_snapshot_cost_s": costs.get((layer, 1), {}).get("snapshot_s", float("nan"))}
+                           for layer in layers}
+        if later_passes:
+            r["later_passes"] = [later_pass_figures(step, sent[step - 1], complete_at.of_step(step), costs)
+                                 for step in range(2, len(sent) + 1)]
         return r
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -315,23 +323,87 @@ def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, imag
         log.close()
 
 
+def send_pass(client, complete_at: "CompleteTimes", layers: list[str], step: int, messages) -> tuple[float, float]:
+    """One probe pass at `step`, waited for until every layer's complete snapshot of it has arrived;
+    (time of its first batch, time its last batch left the client)."""
+    started = time.perf_counter()
+    for layer, ids, maps in messages():
+        client.send(layer, step, ids, maps)
+    client.flush()
+    last_sent = time.perf_counter()
+    missing = complete_at.wait_for(layers, step, 600)
+    if missing:
+        sys.exit(f"bench: no complete snapshot of {missing} at step {step} within 600 s")
+    return started, last_sent
+
+
+def later_pass_figures(step: int, sent: tuple[float, float], times: dict[str, float], costs: dict) -> dict:
+    """A later pass's latency (its last batch → its last layer's complete snapshot) and the daemon's
+    cost of each layer's complete snapshot of it."""
+    started, last_sent = sent
+    return {"step": step, "latency_last_batch_to_snapshot_s": max(times.values()) - last_sent,
+            "end_to_end_seconds": max(times.values()) - started,
+            "complete_snapshot_cost_s": {layer: costs.get((layer, step), {}).get("snapshot_s") for layer in times},
+            "complete_snapshot_cpu_s": {layer: costs.get((layer, step), {}).get("snapshot_cpu_s") for layer in times}}
+
+
+#: `hndd serve`'s line for a written pass: "... pass=run R, layer L, step S snapshot_cpu_s=C snapshot_s=T ..."
+#: (swift-log orders the metadata by key; snapshot_cpu_s is absent from older binaries' lines).
+PASS_LINE = re.compile(r"layer ([^,\s]+), step (\d+)\s+(?:snapshot_cpu_s=([0-9.]+)\s+)?snapshot_s=([0-9.]+)")
+
+
+def pass_costs(log: str) -> dict[tuple[str, int], dict[str, float]]:
+    """(layer, step) → the daemon's snapshot_s (and snapshot_cpu_s when logged) of that written pass."""
+    costs = {}
+    for m in PASS_LINE.finditer(log):
+        costs[(m.group(1), int(m.group(2)))] = {"snapshot_s": float(m.group(4)),
+                                                **({"snapshot_cpu_s": float(m.group(3))} if m.group(3) else {})}
+    return costs
+
+
+def logged_pass_costs(log: Path, passes: list[tuple[str, int]], timeout: float = 10.0) -> dict:
+    """`pass_costs` of the serve log once it has a line for each of `passes`: the daemon publishes a
+    snapshot before it logs the pass, so the subscriber can be a little ahead of the log."""
+    deadline = time.time() + timeout
+    while True:
+        costs = pass_costs(log.read_text())
+        if all(p in costs for p in passes) or time.time() > deadline:
+            return costs
+        time.sleep(0.05)
+
+
 def snapshot_costs(log: str) -> dict[str, str]:
-    """Layer → the daemon's cost of its last written pass, from `hndd serve`'s log lines
-    ("pass complete ... pass=run R, layer L, step S ... snapshot_s=T")."""
-    return {m.group(1): m.group(2) for m in re.finditer(r"layer ([^,\s]+), step .*?snapshot_s=([0-9.]+)", log)}
+    """Layer → the daemon's cost of its last written pass (seconds, as logged)."""
+    return {layer: f"{c['snapshot_s']:.3f}" for (layer, _), c in pass_costs(log).items()}
 
 
-class CompleteTimes(dict):
-    """Layer → time its complete snapshot arrived; `done` is set once every layer's has."""
+class CompleteTimes:
+    """(layer, step) → time its complete snapshot arrived; `wait_for` blocks until a step's layers have."""
 
-    def __init__(self, layers: list[str]):
-        super().__init__()
-        self.done = threading.Event()
-        self.layers = set(layers)
+    def __init__(self):
+        self.times: dict[tuple[str, int], float] = {}
+        self.changed = threading.Condition()
+        self.closed = threading.Event()
+
+    def arrived(self, layer: str, step: int) -> None:
+        with self.changed:
+            self.times.setdefault((layer, step), time.perf_counter())
+            self.changed.notify_all()
+
+    def of_step(self, step: int) -> dict[str, float]:
+        with self.changed:
+            return {layer: t for (layer, s), t in self.times.items() if s == step}
+
+    def wait_for(self, layers: list[str], step: int, timeout: float) -> list[str]:
+        """The layers whose complete snapshot of `step` did not arrive within `timeout` seconds."""
+        with self.changed:
+            self.changed.wait_for(lambda: all((layer, step) in self.times for layer in layers), timeout)
+            return sorted(layer for layer in layers if (layer, step) not in self.times)
 
 
 def subscribe_complete(endpoint: str, key, layers: list[str]) -> CompleteTimes:
-    """A subscriber thread on `layers` that notes when each one's complete snapshot arrives."""
+    """A subscriber thread on `layers` that notes when each one's complete snapshot of each step arrives
+    (until `closed` is set)."""
     sub = zmq.Context.instance().socket(zmq.SUB)
     if key is not None:
         load_credential(key).apply(sub)
@@ -339,17 +411,15 @@ def subscribe_complete(endpoint: str, key, layers: list[str]) -> CompleteTimes:
     for layer in layers:
         sub.setsockopt(zmq.SUBSCRIBE, layer.encode() + b"\0")
     time.sleep(0.3)
-    times = CompleteTimes(layers)
+    times = CompleteTimes()
 
     def listen():
-        while not times.done.is_set():
+        while not times.closed.is_set():
             if sub.poll(100):
                 _, payload = sub.recv_multipart()
                 s = hndd_pb2.Snapshot.FromString(payload)
-                if s.complete and s.layer not in times:
-                    times[s.layer] = time.perf_counter()
-                    if set(times) >= times.layers:
-                        times.done.set()
+                if s.complete:
+                    times.arrived(s.layer, s.step)
         sub.close(0)
 
     threading.Thread(target=listen, daemon=True).start()
@@ -451,6 +521,10 @@ def main(argv=None) -> int:
                              "and dissect reads the rounded values from a float32 file (default float32)")
     parser.add_argument("--snapshot-interval", type=float, default=1.0,
                         help="hndd serve's partial snapshot interval during the end-to-end run (default 1 s)")
+    parser.add_argument("--passes", type=int, default=1, metavar="N",
+                        help="single synthetic layers: N probe passes of one run to one `hndd serve` (fresh maps each, "
+                             "steps 1..N); the first is the run's baseline, the later ones pay the change test and "
+                             "their latency is reported under later_passes (default 1)")
     parser.add_argument("--real-images", type=int, default=workloads.REAL_IMAGES,
                         help=f"--workload real: distinct real faces, tiled to the pass (default {workloads.REAL_IMAGES})")
     parser.add_argument("--rasters", action="store_true",
@@ -482,12 +556,31 @@ def main(argv=None) -> int:
     return finish(results, args)
 
 
+#: The CPU flags that choose hndd's kernels (Sources/CHNDCPU) or limit them, as /proc/cpuinfo spells them.
+VECTOR_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_fp16", "avx512_bf16")
+
+
+def cpu_description(cpuinfo: str) -> dict:
+    """The CPU a figure came from, as the docs must name it: model and the vector flags present."""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    present = set(flags.group(1).split()) if flags else set()
+    return {"cpu_model": model.group(1).strip() if model else "unknown",
+            "cpu_vector_flags": [f for f in VECTOR_FLAGS if f in present], "cores": os.cpu_count()}
+
+
 def finish(results: dict, args) -> int:
-    """Every bench run's epilogue (bench.py's and cluster.py's): the machine's load, then --json."""
+    """Every bench run's epilogue (bench.py's and cluster.py's): the machine — its CPU and load — then --json."""
     load = os.getloadavg()
+    try:
+        machine = cpu_description(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        machine = cpu_description("")
+    machine.update(load_average_at_end=list(load), date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    print(f"machine: {machine['cpu_model']}, {' '.join(machine['cpu_vector_flags']) or 'no vector flags found'}")
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({**results, "machine": machine}, indent=2))
     return 0
 
 
@@ -501,8 +594,11 @@ def run_single(name: str, *, binary: str, dictionary: Path, images: int, work: P
     batch = batch_size(units, h, w)
     pool = wire(batch_pool(units, h, w, 8, args.seed, batch), args.dtype)
     layer = f"bench{name}"
+    # Later passes get maps of their own: a pass equal to the baseline would skip the change test unit by unit.
+    later = [wire(batch_pool(units, h, w, 8, args.seed + 1000 * k, batch), args.dtype) for k in range(1, args.passes)]
     return measure_layer(layer, lambda: workloads.cycled(layer, pool, images), (units, h, w), batch, pool,
-                         binary=binary, dictionary=dictionary, images=images, work=work, args=args)
+                         binary=binary, dictionary=dictionary, images=images, work=work, args=args,
+                         later_passes=[lambda p=p: workloads.cycled(layer, p, images) for p in later])
 
 
 def run_real(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
@@ -519,7 +615,7 @@ def run_real(name: str, *, binary: str, dictionary: Path, images: int, work: Pat
 
 
 def measure_layer(layer: str, messages, shape, batch: int, pool: list[np.ndarray], *, binary: str, dictionary: Path,
-                  images: int, work: Path, args) -> dict:
+                  images: int, work: Path, args, later_passes=()) -> dict:
     """dissect, end to end, raw ZeroMQ and NumPy (on `pool`, a few of the batches) for one layer's pass."""
     units, h, w = shape
     r = {"images": images, "units": units, "map": f"{h}x{w}", "batch": batch, "dtype": args.dtype,
@@ -530,7 +626,7 @@ def measure_layer(layer: str, messages, shape, batch: int, pool: list[np.ndarray
     print(f"{layer}: dissect done: {r}", flush=True)
     activations.unlink()
     r.update(bench_serve(binary, dictionary, [layer], messages, images, work, args.snapshot_interval,
-                         transport=args.transport))
+                         transport=args.transport, later_passes=later_passes))
     r.update(bench_raw_zmq(messages, work))
     r.update(bench_numpy(dictionary, [p.astype(np.float32) for p in pool], images))
     r["end_to_end_over_numpy"] = r["end_to_end_images_per_s"] / r["numpy_images_per_s"]

@@ -32,6 +32,11 @@ typedef struct {
     int64_t runStart;
 } hndd_mask;
 
+/// The run arrays (runLo, runHi) hold this many unused runs before the first mask's and after the
+/// last one's, so that a kernel may load a whole vector of 8 runs around any rows a mask has,
+/// discarding the lanes outside it, instead of gathering the runs one by one.
+#define HNDD_RUN_PADDING 8
+
 /// The bilinear upsampler's tables (see BilinearUpsampler in the engine), copied in by
 /// `hndd_geometry_create`.
 typedef struct hndd_geometry hndd_geometry;
@@ -72,7 +77,8 @@ void hndd_mask_blocks(const hndd_geometry *geometry, const hndd_mask *masks, int
 /// |M ∩ mask m| to `overlap[m]` for each mask of the image (`rowBits`, `colBits` from
 /// `hndd_mask_blocks`). Same arithmetic, in the same order, as the engine's `forEachBlockRun` (no
 /// fused multiply-add); a block with a corner above the threshold must have all four corners
-/// kept. Only where `hndd_count_kernel_available()` (or a path was selected).
+/// kept. `runLo` and `runHi` are padded by HNDD_RUN_PADDING runs at both ends. Only where
+/// `hndd_count_kernel_available()` (or a path was selected).
 int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const float *values, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);

@@ -2,6 +2,7 @@
 `hndd_client.torch.watch` sends them (checked against watch itself), real maps tiled — and the
 real-face selection. Fast: tiny shapes; the ResNet-50 part runs on one face."""
 import inspect
+import json
 import sys
 import types
 from pathlib import Path
@@ -128,9 +129,43 @@ def test_snapshot_costs_reads_each_layers_line_of_the_serve_log():
     assert bench.snapshot_costs(log) == {"bench512x7x7": "0.285", "layer4.2.conv1": "1.760"}
 
 
+def test_pass_costs_reads_each_step_and_its_cpu_seconds():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    log = ("2026-12-02T13:57:08+0000 info hndd: images=35632/35632 interpretable=48/512 pass=run bench, layer "
+           "bench512x7x7, step 1 snapshot_cpu_s=1.840 snapshot_s=0.972 [HNDDaemon] pass complete\n"
+           "2026-12-02T13:57:20+0000 info hndd: images=35632/35632 interpretable=51/512 pass=run bench, layer "
+           "bench512x7x7, step 2 snapshot_cpu_s=2.021 snapshot_s=1.061 [HNDDaemon] pass complete\n")
+    assert bench.pass_costs(log) == {("bench512x7x7", 1): {"snapshot_s": 0.972, "snapshot_cpu_s": 1.84},
+                                     ("bench512x7x7", 2): {"snapshot_s": 1.061, "snapshot_cpu_s": 2.021}}
+    assert bench.snapshot_costs(log) == {"bench512x7x7": "1.061"}  # the last written pass of each layer
+
+
+def test_complete_times_waits_per_step_and_names_the_missing_layers():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    times = bench.CompleteTimes()
+    times.arrived("a", 1)
+    times.arrived("b", 2)
+    assert times.wait_for(["a"], 1, 0.01) == []
+    assert times.wait_for(["a", "b"], 2, 0.01) == ["a"]
+    assert set(times.of_step(2)) == {"b"}
+
+
+def test_cpu_description_names_the_model_and_the_vector_flags_present():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse2 avx2 fma f16c avx512f avx512bw "
+               "avx512vl avx512_bf16 avx_vnni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B45\n")
+    d = bench.cpu_description(cpuinfo)
+    assert d["cpu_model"] == "AMD EPYC 9B45"
+    assert d["cpu_vector_flags"] == ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"]
+    assert bench.cpu_description("")["cpu_model"] == "unknown"
+
+
 def test_finish_prints_the_load_and_writes_the_json(tmp_path, capsys):
     bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
     out = tmp_path / "r.json"
     assert bench.finish({"real": {"images": 3}}, types.SimpleNamespace(json=str(out))) == 0
-    assert "load average at the end: " in capsys.readouterr().out
-    assert out.read_text().replace(" ", "").replace("\n", "") == '{"real":{"images":3}}'
+    printed = capsys.readouterr().out
+    assert "load average at the end: " in printed and "machine: " in printed
+    written = json.loads(out.read_text())
+    assert written["real"] == {"images": 3}
+    assert set(written["machine"]) == {"cpu_model", "cpu_vector_flags", "cores", "load_average_at_end", "date_utc"}
