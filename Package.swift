@@ -60,7 +60,9 @@ let package = Package(
         .testTarget(name: "HNDEngineTests", dependencies: ["HNDEngine", "CHNDKernels", "CHNDCPU", "HNDTestSupport"]),
         .testTarget(name: "HNDStoreTests", dependencies: ["HNDStore", "HNDEngine", "CHDF5"]),
         .testTarget(name: "HNDWireTests", dependencies: ["HNDWire", "CHNDCPU", "HNDTestSupport"]),
-        .testTarget(name: "HNDDaemonTests", dependencies: ["HNDDaemon", "HNDEngine", "HNDWire"]),
+        .testTarget(name: "HNDDaemonTests", dependencies: [
+            "HNDDaemon", "HNDEngine", "HNDWire", "HNDStore", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "HNDReportTests", dependencies: ["HNDReport", "CZlib", "HNDTestSupport"]),
     ]
 )

@@ -34,8 +34,16 @@ public enum Checkpoint {
     }
 
     public static func write(_ book: PassBook, to path: String) throws {
-        try write(passes: Array(book.open.values), finished: Array(book.finished), index: book.index, options: book.options,
-                  baselines: book.baselines, to: path)
+        try write([book], index: book.index, options: book.options, to: path)
+    }
+
+    /// The passes of several books as one checkpoint: a daemon's layer workers' (each layer's
+    /// passes are in one of them), written while none of them changes.
+    public static func write(_ books: [PassBook], index: DictionaryIndex, options: DissectionOptions, to path: String) throws {
+        var baselines: [RunLayer: [Float]] = [:]
+        for book in books { baselines.merge(book.baselines) { kept, _ in kept } }
+        try write(passes: books.flatMap { Array($0.open.values) }, finished: books.flatMap { Array($0.finished) },
+                  index: index, options: options, baselines: baselines, to: path)
     }
 
     public static func write(passes: [OpenPass], finished: [PassKey], index: DictionaryIndex, options: DissectionOptions,
@@ -133,9 +141,7 @@ public enum Checkpoint {
     /// Reads a checkpoint into `book`; returns the number of passes resumed.
     public static func read(_ path: String, into book: inout PassBook) throws(StateError) -> Int {
         guard let (passes, finished, baselines) = try passes(path, index: book.index, options: book.options) else { return 0 }
-        for pass in passes { book.restore(pass) }
-        book.restoreFinished(finished)
-        book.restoreBaselines(baselines)
+        book.resume(passes, finished: finished, baselines: baselines)
         return passes.count
     }
 }
@@ -152,5 +158,20 @@ struct FNV1a {
 extension PassBook {
     mutating func restoreFinished(_ keys: [PassKey]) {
         for key in keys { markFinished(key) }
+    }
+
+    /// Takes back what a checkpoint holds (its open passes, finished keys and baselines), then
+    /// forgets the open passes the snapshot file already holds (`written`) and refuses their
+    /// late batches.
+    mutating func resume(_ passes: [OpenPass], finished: [PassKey], baselines: [RunLayer: [Float]], written: [PassKey] = []) {
+        for pass in passes { restore(pass) }
+        restoreFinished(finished)
+        restoreBaselines(baselines)
+        for key in written { dropWritten(key) }
+    }
+
+    /// Every open pass is in the checkpoint just written, as far as it has images now.
+    mutating func markCheckpointed() {
+        for key in open.keys { update(key) { $0.imagesCheckpointed = $0.accumulator.imagesSeen } }
     }
 }

@@ -5,22 +5,26 @@ import HNDWire
 import Logging
 
 /// The daemon: a receiver thread moves batches from the ingest socket into a queue bounded in
-/// bytes; the engine thread (the caller of `run`) applies them to their passes, answers control
-/// requests, publishes snapshots and writes finished passes. Subscribers never slow it: the
-/// publish socket drops for a subscriber that does not keep up. `DaemonService` runs it under a
+/// bytes; the engine thread (the caller of `run`) hands each to its layer's worker
+/// (`LayerWorkers`), answers control requests, publishes the snapshots the workers computed and
+/// checkpoints; each worker applies its layers' batches in order, writes their finished passes and
+/// computes their snapshots, at the same time as the others (issue 18). Subscribers never slow it:
+/// the publish socket drops for a subscriber that does not keep up. `DaemonService` runs it under a
 /// swift-service-lifecycle `ServiceGroup`.
 ///
-/// Its state is touched by the engine thread only; `stop` may be called from any thread.
+/// Its state is touched by the engine thread only (the workers' states too, while they wait at a
+/// `Rendezvous`); `stop` may be called from any thread.
 public final class Daemon: @unchecked Sendable {
     let configuration: DaemonConfiguration
     let logger: Logger
     let dictionary: FaceDictionary
     let taxonomy: Hndd_Taxonomy
-    var book: PassBook
-    let output: SnapshotFile
+    let output: SharedSnapshotFile
     let context: ZMQContext
     let endpoints: Endpoints
     let queue: IngestQueue
+    let outbox = EngineOutbox()
+    let layerWorkers: LayerWorkers
     let stopRequested = StopFlag()
     let startedAt = Date().timeIntervalSince1970
 
@@ -32,21 +36,27 @@ public final class Daemon: @unchecked Sendable {
     /// Identifies the dictionary served, for `hndd merge` (`Checkpoint.dictionaryFingerprint`).
     let dictionaryFingerprint: UInt64
 
+    /// The engine thread's refusals (the workers count theirs).
     var counters = DaemonCounters()
-    var schedule: SnapshotSchedule
-    /// The last snapshot published per layer, for late subscribers.
-    var latest: [String: Hndd_Snapshot] = [:]
-    var recentlyFinished: [String: [Hndd_PassStatus]] = [:]
+    /// A worker wrote a pass since the last checkpoint: the next turn checkpoints, so that a
+    /// restart does not resume it.
+    var checkpointOwed = false
+
+    /// How long a turn of the engine thread, or of an idle worker, waits for a batch.
+    static let turnSeconds = 0.02
+    /// Batches handed to workers in one turn of the engine thread at most, so that control
+    /// requests are answered between them even while small messages pour in.
+    static let batchesRoutedPerTurn = 64
 
     public init(_ configuration: DaemonConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         dictionary = try DictionaryFile.load(configuration.dictionaryPath)
         taxonomy = Hndd_Taxonomy(dictionary)
-        book = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
-                        passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter,
-                        shard: configuration.shard, keptBaselineWeights: configuration.keptBaselineWeights)
-        dictionaryFingerprint = Checkpoint.dictionaryFingerprint(book.index)
+        let emptyBook = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
+                                 passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter,
+                                 shard: configuration.shard, keptBaselineWeights: configuration.keptBaselineWeights)
+        dictionaryFingerprint = Checkpoint.dictionaryFingerprint(emptyBook.index)
         let defaults = Endpoints(runDirectory: configuration.runDirectory.path)
         endpoints = Endpoints(ingest: resolveEndpoint(configuration.ingest, default: defaults.ingest),
                               publish: resolveEndpoint(configuration.publish, default: defaults.publish),
@@ -56,15 +66,18 @@ public final class Daemon: @unchecked Sendable {
         security = try TransportSecurity(endpoints, insecureTCP: configuration.insecureTCP, keys: keys)
         access = security.usesCurve ? try DaemonAccess(keys: keys, logger: logger) : nil
         try configuration.runDirectory.create()
-        output = try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary, keepPartials: configuration.keepPartials)
+        output = SharedSnapshotFile(try SnapshotFile(path: configuration.snapshotPath, dictionary: dictionary,
+                                                     keepPartials: configuration.keepPartials))
         shardStates = configuration.shard.map { _ in ShardStates(runDirectory: configuration.runDirectory, keep: configuration.keptShardPasses) }
         context = try ZMQContext()
         queue = IngestQueue(budgetBytes: Int(configuration.queueBudgetMB * 1_048_576))
-        schedule = SnapshotSchedule(interval: configuration.snapshotInterval)
+        layerWorkers = LayerWorkers(emptyBook: emptyBook, context: WorkerContext(
+            logger: logger, taxonomy: taxonomy, output: output, shardStates: shardStates, queue: queue, outbox: outbox,
+            decoder: BatchDecoder(maximumValueCount: Int(configuration.maxMessageBytes / 2)), snapshotInterval: configuration.snapshotInterval))
     }
 
-    /// Asks the daemon to stop: it finishes the batch in hand, stops receiving, applies what
-    /// its queue holds, writes what is owed, checkpoints and returns from `run`.
+    /// Asks the daemon to stop: it stops receiving, its workers apply what they and its queue
+    /// hold, write what is owed, and it checkpoints and returns from `run`.
     public func stop() { stopRequested.set() }
 
     /// Serves until `stop`; blocks the calling thread, which becomes the engine thread.
@@ -72,10 +85,9 @@ public final class Daemon: @unchecked Sendable {
         let lock = try configuration.runDirectory.lock()
         defer { close(lock) }
         try resumeFromCheckpoint()
-        let maxBytes = Int64(configuration.maxMessageMB * 1_048_576)
         for warning in security.warnings { logger.warning("\(warning)") }
         var sockets = try DaemonSockets(endpoints, security: security, serverKey: access?.serverKeys.pair.secretKey,
-                                        context: context, maxMessageBytes: maxBytes)
+                                        context: context, maxMessageBytes: configuration.maxMessageBytes)
         let guardian = try access?.startGuard(context: context, monitorEndpoints: sockets.monitorEndpoints)
         defer { guardian?.stop() }
         try sockets.bind()
@@ -87,45 +99,40 @@ public final class Daemon: @unchecked Sendable {
                                            "kernels": "\(EngineKernels.path)"])
         let receiver = IngestReceiver(socket: sockets.ingest, queue: queue, logger: logger)
         receiver.start()
-        var loop = EngineLoop(decoder: BatchDecoder(maximumValueCount: Int(maxBytes / 2)))
+        var loop = EngineLoop()
         while !stopRequested.isSet { serveOnce(&loop, sockets: sockets) }
 
         receiver.cancelAndWait()
-        while let message = queue.pop(timeout: 0) {
-            guard admits(message, security: sockets.security.ingest, what: "batch") else { continue }
-            ingestBatch(message, loop: &loop)
-            writeDuePasses(now: Date().timeIntervalSince1970, publish: sockets.publish)
-        }
-        writeDuePasses(now: Date().timeIntervalSince1970, publish: sockets.publish)
-        checkpoint()
-        logger.info("stopped", metadata: ["open_passes": "\(book.open.count)"])
+        while let message = queue.pop(timeout: 0) { route(message, security: sockets.security.ingest) }
+        layerWorkers.stop { publishOutbox(on: sockets.publish) }
+        publishOutbox(on: sockets.publish)
+        checkpoint(publishingOn: nil)
+        logger.info("stopped", metadata: ["open_passes": "\(layerWorkers.all.reduce(0) { $0 + $1.state.book.open.count })"])
     }
 
     /// What the engine thread keeps from one turn of its loop to the next.
     struct EngineLoop {
-        let decoder: BatchDecoder
-        /// Scratch for decoded values that are not float32 on the wire.
-        var values: [Float] = []
         var lastCheckpoint = Date().timeIntervalSince1970
     }
 
-    /// One turn: control requests, at most one batch, due passes, partial snapshots, checkpoint.
+    /// One turn: control requests, the batches waiting handed to their workers, the workers'
+    /// snapshots published, a checkpoint when one is due or wanted.
     func serveOnce(_ loop: inout EngineLoop, sockets: DaemonSockets) {
         dropRevokedSubscribers(sockets)
-        serveControl(sockets.control, security: sockets.security.control)
-        if let message = queue.pop(timeout: 0.02), admits(message, security: sockets.security.ingest, what: "batch") {
-            ingestBatch(message, loop: &loop)
+        serveControl(sockets)
+        var wait = Self.turnSeconds
+        for _ in 0..<Self.batchesRoutedPerTurn {
+            guard let message = queue.pop(timeout: wait) else { break }
+            route(message, security: sockets.security.ingest)
+            wait = 0
         }
+        publishOutbox(on: sockets.publish)
         let now = Date().timeIntervalSince1970
-        writeDuePasses(now: now, publish: sockets.publish)
-        if schedule.isRoundDue(now: now, batchesWaiting: !queue.isDrained) {
-            let started = Date().timeIntervalSince1970
-            let published = publishPartials(now: now, publish: sockets.publish)
-            schedule.recordRound(started: started, ended: Date().timeIntervalSince1970, published: published)
-        }
         if now - loop.lastCheckpoint >= configuration.checkpointInterval {
-            checkpoint()
+            checkpoint(publishingOn: sockets.publish)
             loop.lastCheckpoint = now
+        } else if checkpointOwed {
+            checkpoint(publishingOn: sockets.publish)
         }
     }
 }

@@ -51,6 +51,10 @@ public struct DaemonConfiguration: Sendable {
         self.snapshotPath = snapshotPath ?? runDirectory.defaultSnapshotFile
     }
 
+    /// `maxMessageMB` in bytes: the ingest socket's ZMQ_MAXMSGSIZE; half of it bounds the values
+    /// a batch header may claim (float16 values are 2 bytes).
+    var maxMessageBytes: Int64 { Int64(maxMessageMB * 1_048_576) }
+
     /// A pass is also written incomplete once a newer step of its run and layer has been
     /// receiving for this long: the trainer has moved on.
     var supersededAfter: Double { min(passTimeout, max(10, 5 * snapshotInterval)) }

@@ -3,147 +3,82 @@ import HNDEngine
 import HNDStore
 import HNDWire
 
-/// What the engine thread does with batches and passes: apply, refuse, publish, write, checkpoint.
+/// What the engine thread does with batches and passes: hand them to their layer's worker,
+/// refuse the malformed, publish what the workers computed, checkpoint, resume.
 extension Daemon {
-    func ingestBatch(_ message: ZMQMultipart, loop: inout EngineLoop) {
-        let result: Result<(PassKey, BatchOutcome), Rejection>
-        do {
-            result = try loop.decoder.withDecoded(message, scratch: &loop.values) { batch, v in
-                let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
-                return Result { () throws(Rejection) in
-                    (key, try book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
-                                          width: batch.width, values: v, now: Date().timeIntervalSince1970))
-                }
-            }
-        } catch {
-            reject(error.reason, "\(error)")
+    /// Hands an admitted batch to its layer's worker. Its header is read here only for the layer
+    /// (the worker decodes it again, with its tensor): a message refused here never reaches one.
+    func route(_ message: ZMQMultipart, security: EndpointSecurity) {
+        guard admits(message, security: security, what: "batch") else {
+            queue.release(byteCount: message.byteCount)
             return
         }
-        switch result {
-        case let .success((key, outcome)):
-            counters.batchesAccepted += 1
-            prepareBaselineWeights() // a new pass of a run-layer whose weights were dropped
-            counters.imagesAccepted += UInt64(outcome.accepted)
-            if !outcome.duplicates.isEmpty {
-                logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
-            }
-        case let .failure(error):
-            reject(error.reason, error.description)
-        }
-    }
-
-    func reject(_ reason: RejectionReason, _ description: String) {
-        counters.rejected[reason, default: 0] += 1
-        logger.error("batch rejected (\(reason.rawValue)): \(description)")
-    }
-
-    /// Writes the passes due now (complete, timed out or superseded) as one append, publishes
-    /// their snapshots and checkpoints, so that a restart does not resume them.
-    func writeDuePasses(now: Double, publish: ZMQSocket) {
-        let due = book.due(now: now)
-        guard !due.isEmpty else { return }
-        var rows: [LayerSnapshot] = []
-        var written: [OpenPass] = []
-        for key in due {
-            let started = Date().timeIntervalSince1970, cpuStarted = ProcessCPU.seconds()
-            guard let (pass, snapshot) = book.finish(key, now: now) else { continue }
-            publishSnapshot(snapshot, duplicates: pass.duplicates, on: publish)
-            let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
-            rows.append(snapshot)
-            written.append(pass)
-            var status = passStatus(pass)
-            status.open = false
-            status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
-            recentlyFinished[key.layer, default: []].append(status)
-            if recentlyFinished[key.layer]!.count > 8 { recentlyFinished[key.layer]!.removeFirst() }
-            let shareComplete = pass.accumulator.imagesSeen == book.expectedImages
-            logger.info(shardStates != nil ? (shareComplete ? "shard pass complete" : "shard pass ended incomplete")
-                            : (snapshot.complete ? "pass complete" : "pass written incomplete"),
-                        metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(book.expectedImages)",
-                                   "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
-                                   "snapshot_s": "\(String(format: "%.3f", published - started))",
-                                   // All threads of the daemon, the receiver's too: what it cost on a shared machine.
-                                   "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"])
-        }
-        if let shardStates {
-            keep(written, in: shardStates)
-        } else {
-            do {
-                try output.append(rows)
-            } catch {
-                logger.critical("cannot append to the snapshot file: \(error)")
-            }
-        }
-        checkpoint()
-        prepareBaselineWeights()
-    }
-
-    /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
-    /// after the due passes are out: the baseline pass's own snapshot does not wait for them.
-    func prepareBaselineWeights() {
-        guard !book.baselineWeights.pending.isEmpty else { return }
-        for built in book.prepareBaselineWeights(clock: { Date().timeIntervalSince1970 }) {
-            logger.info("baseline weights built", metadata: [
-                "baseline": "\(built.runLayer)", "seconds": "\(String(format: "%.3f", built.seconds))",
-                "MB": "\(String(format: "%.1f", Double(built.bytes) / 1e6))",
-                "kept_MB": "\(String(format: "%.1f", Double(book.baselineWeights.bytes) / 1e6))"])
-        }
-    }
-
-    /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state
-    /// for `hndd merge`.
-    func keep(_ passes: [OpenPass], in states: ShardStates) {
-        for pass in passes {
-            do {
-                try states.save(pass, index: book.index, options: book.options)
-                logger.info("shard state kept for hndd merge", metadata: ["pass": "\(pass.key)", "file": "\(states.path(of: pass.key))"])
-            } catch {
-                logger.critical("cannot keep the state of \(pass.key) for hndd merge: \(error)")
-            }
-        }
-    }
-
-    /// Publishes a partial snapshot of each open pass with new images that the schedule wants.
-    /// Returns whether it published any.
-    func publishPartials(now: Double, publish: ZMQSocket) -> Bool {
-        var published = false
-        for key in Array(book.open.keys) {
-            guard let pass = book.open[key], pass.imagesPublished != pass.accumulator.imagesSeen,
-                  schedule.wantsPartial(secondsToComplete: pass.expectedSecondsToComplete) else { continue }
-            published = true
-            publishSnapshot(book.snapshot(of: pass, now: now), duplicates: pass.duplicates, on: publish)
-            book.update(key) { $0.imagesPublished = pass.accumulator.imagesSeen }
-        }
-        return published
-    }
-
-    func publishSnapshot(_ snapshot: LayerSnapshot, duplicates: [Int64], on publish: ZMQSocket) {
-        let message = Hndd_Snapshot(snapshot, taxonomy: taxonomy, duplicates: duplicates)
-        latest[snapshot.layer] = message
+        let layer: String
         do {
-            // Never blocks: a subscriber that cannot keep up loses snapshots, not the daemon time.
-            _ = try publish.send(try SnapshotPublication.encode(message), dontWait: true)
+            layer = try layerWorkers.context.decoder.header(of: message).layer
         } catch {
-            logger.error("publish: \(error)")
+            counters.reject(error.reason, "\(error)", logger: logger)
+            queue.release(byteCount: message.byteCount)
+            return
         }
+        layerWorkers.worker(for: layer).inbox.push(.batch(message))
     }
 
-    func checkpoint() {
+    /// Publishes the snapshots the workers left, in the order they left them, and notes whether
+    /// one of them wants a checkpoint (it wrote a pass).
+    func publishOutbox(on publish: ZMQSocket) {
+        let (publications, checkpointWanted) = outbox.take()
+        for frames in publications {
+            do {
+                // Never blocks: a subscriber that cannot keep up loses snapshots, not the daemon time.
+                _ = try publish.send(frames, dontWait: true)
+            } catch {
+                logger.error("publish: \(error)")
+            }
+        }
+        if checkpointWanted { checkpointOwed = true }
+    }
+
+    /// Checkpoints every open pass, the workers waiting at their next batch boundary meanwhile
+    /// (publishing on `publish`, if given, while the others finish the batch in hand).
+    func checkpoint(publishingOn publish: ZMQSocket?) {
+        layerWorkers.atNextBoundary(meanwhile: { if let publish { publishOutbox(on: publish) } }) { writeCheckpoint(of: $0) }
+    }
+
+    /// Checkpoints the passes of `workers`, which must be waiting (or ended). A checkpoint a
+    /// worker wanted before it waited is owed no more.
+    func writeCheckpoint(of workers: [LayerWorker]) {
+        checkpointOwed = false
         do {
-            try Checkpoint.write(book, to: configuration.runDirectory.checkpointFile)
-            for key in book.open.keys { book.update(key) { $0.imagesCheckpointed = $0.accumulator.imagesSeen } }
+            try Checkpoint.write(workers.map(\.state.book), index: layerWorkers.emptyBook.index,
+                                 options: layerWorkers.emptyBook.options, to: configuration.runDirectory.checkpointFile)
         } catch {
             logger.error("checkpoint: \(error)")
+            return
         }
+        for worker in workers { worker.state.book.markCheckpointed() }
     }
 
+    /// Gives each layer's worker what the checkpoint holds of that layer, and the passes the
+    /// snapshot file already holds (written just before a crash, with the checkpoint not yet
+    /// updated: not resumed). Each worker takes them before any batch.
     func resumeFromCheckpoint() throws {
-        let resumed = try Checkpoint.read(configuration.runDirectory.checkpointFile, into: &book)
-        // A pass written just before a crash, with the checkpoint not yet updated, is not resumed.
-        for (layer, run, step) in try output.writtenPasses() {
-            book.dropWritten(PassKey(run: run, layer: layer, step: step))
+        let book = layerWorkers.emptyBook
+        let restored = try Checkpoint.passes(configuration.runDirectory.checkpointFile, index: book.index, options: book.options)
+        let written = try output.writtenPasses().map { PassKey(run: $0.run, layer: $0.layer, step: $0.step) }
+        let passes = restored?.passes ?? [], finished = restored?.finished ?? [], baselines = restored?.baselines ?? [:]
+        var layers = Set(passes.map(\.key.layer))
+        layers.formUnion(finished.map(\.layer))
+        layers.formUnion(baselines.keys.map(\.layer))
+        layers.formUnion(written.map(\.layer))
+        for layer in layers.sorted() {
+            let mine = passes.filter { $0.key.layer == layer }, ended = finished.filter { $0.layer == layer }
+            let maxima = baselines.filter { $0.key.layer == layer }, dropped = written.filter { $0.layer == layer }
+            layerWorkers.worker(for: layer).inbox.push(.task { worker in
+                worker.state.book.resume(mine, finished: ended, baselines: maxima, written: dropped)
+                worker.prepareBaselineWeights()
+            })
         }
-        if resumed > 0 { logger.info("resumed open passes from checkpoint", metadata: ["passes": "\(resumed)"]) }
-        prepareBaselineWeights()
+        if !passes.isEmpty { logger.info("resumed open passes from checkpoint", metadata: ["passes": "\(passes.count)"]) }
     }
 }

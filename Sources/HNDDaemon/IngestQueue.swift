@@ -2,24 +2,30 @@ import Foundation
 import HNDWire
 import Logging
 
-/// Received batches waiting for the engine, bounded in bytes. The receiver thread pushes, the
-/// engine thread pops; both wait on one condition.
+/// Received batches waiting to be applied, bounded in bytes: one budget for the whole daemon,
+/// however many layer workers they wait for. The receiver thread pushes, the engine thread pops
+/// and hands each message to its layer's worker, and the worker releases its bytes when it takes
+/// it in hand; so the budget covers the messages waiting here and in the workers' inboxes (what
+/// the daemon holds beyond it: one message over it, and the batch in hand of each busy worker).
 final class IngestQueue: @unchecked Sendable {
     private let condition = NSCondition()
     /// Popped slots are cleared at once, so processed batches free their memory immediately.
     private var messages: [ZMQMultipart?] = []
     private var head = 0
+    /// Popped and not yet released: in a worker's inbox.
+    private var inFlight = 0
+    /// Of the messages waiting here and in flight.
     private var bytes = 0
     private var receiverFinished = false
     let budgetBytes: Int
 
     init(budgetBytes: Int) { self.budgetBytes = budgetBytes }
 
+    /// Messages waiting here or in a worker's inbox, and their bytes.
     var depth: (messages: Int, bytes: Int) {
         condition.lock(); defer { condition.unlock() }
-        return (messages.count - head, bytes)
+        return (messages.count - head + inFlight, bytes)
     }
-    var isDrained: Bool { depth.messages == 0 }
 
     func markReceiverFinished() {
         condition.lock(); receiverFinished = true; condition.broadcast(); condition.unlock()
@@ -58,10 +64,19 @@ final class IngestQueue: @unchecked Sendable {
         let message = messages[head]!
         messages[head] = nil
         head += 1
-        bytes -= message.byteCount
+        inFlight += 1
         if head > 64, head * 2 > messages.count { messages.removeFirst(head); head = 0 }
-        condition.broadcast()
         return message
+    }
+
+    /// A popped message of `byteCount` bytes waits no more (a worker took it in hand, or it was
+    /// refused): its bytes leave the budget.
+    func release(byteCount: Int) {
+        condition.lock()
+        inFlight -= 1
+        bytes -= byteCount
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

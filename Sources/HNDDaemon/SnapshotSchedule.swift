@@ -1,9 +1,10 @@
-/// When the daemon publishes partial snapshots of its open passes (README § The daemon). A pure
-/// value: it is told the time, so each of its rules is tested with a fake clock.
+/// When a layer worker publishes partial snapshots of its open passes (README § The daemon); each
+/// worker has its own. A pure value: it is told the time, so each of its rules is tested with a
+/// fake clock.
 ///
 /// - A round of partial snapshots is due every `interval`, but never sooner than four times what
-///   the last round cost: partial snapshots take at most a fifth of the engine's time.
-/// - While batches wait in the queue, a round is skipped (the pass is moving faster than a
+///   the last round cost: partial snapshots take at most a fifth of the worker's time.
+/// - While batches wait for the worker, a round is skipped (the pass is moving faster than a
 ///   snapshot could show, and its complete snapshot comes sooner without one) unless the last
 ///   round is ten intervals old (and four costs).
 /// - No partial snapshot of a pass expected, at its rate so far, to complete within the interval

@@ -51,6 +51,16 @@ public struct BatchDecoder: Sendable {
         }
     }
 
+    /// The header of a received multipart message, validated against its tensor frame's size,
+    /// without touching the tensor: what a router needs to know (the layer) before a worker
+    /// decodes the whole batch.
+    public func header(of message: ZMQMultipart) throws(BatchRejection) -> DecodedBatch {
+        let (headerFrame, tensorFrame) = try frames(of: message)
+        return try headerFrame.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
+            try decodeHeader(header, tensorByteCount: tensorFrame.count)
+        }
+    }
+
     /// The header and tensor frames of an ingest message, or why it has not exactly two.
     private func frames(of message: ZMQMultipart) throws(BatchRejection) -> (header: ZMQMessage, tensor: ZMQMessage) {
         guard message.frameCount == 2, message.frames.count == 2 else {
@@ -64,10 +74,8 @@ public struct BatchDecoder: Sendable {
     /// are malloc'd); otherwise converted into `scratch`. The values are valid during `body` only.
     public func withDecoded<R>(_ message: ZMQMultipart, scratch: inout [Float],
                                _ body: (DecodedBatch, UnsafeBufferPointer<Float>) -> R) throws(BatchRejection) -> R {
-        let (headerFrame, tensorFrame) = try frames(of: message)
-        let batch = try headerFrame.withUnsafeBytes { (header) throws(BatchRejection) -> DecodedBatch in
-            try decodeHeader(header, tensorByteCount: tensorFrame.count)
-        }
+        let batch = try header(of: message)
+        let tensorFrame = message.frames[1]
         return tensorFrame.withUnsafeBytes { tensor in
             #if _endian(little)
             if batch.dtype == .float32, let base = tensor.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {

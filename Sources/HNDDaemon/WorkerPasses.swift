@@ -1,0 +1,127 @@
+import Foundation
+import HNDEngine
+import HNDStore
+import HNDWire
+
+/// What a layer worker does with its batches and passes: apply, refuse, publish, write.
+extension LayerWorker {
+    func ingestBatch(_ message: ZMQMultipart) {
+        let result: Result<(PassKey, BatchOutcome), Rejection>
+        do {
+            result = try context.decoder.withDecoded(message, scratch: &values) { batch, v in
+                let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
+                return Result { () throws(Rejection) in
+                    (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
+                                                width: batch.width, values: v, now: Date().timeIntervalSince1970))
+                }
+            }
+        } catch {
+            state.counters.reject(error.reason, "\(error)", logger: context.logger)
+            return
+        }
+        switch result {
+        case let .success((key, outcome)):
+            state.counters.batchesAccepted += 1
+            prepareBaselineWeights() // a new pass of a run-layer whose weights were dropped
+            state.counters.imagesAccepted += UInt64(outcome.accepted)
+            if !outcome.duplicates.isEmpty {
+                context.logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
+            }
+        case let .failure(error):
+            state.counters.reject(error.reason, error.description, logger: context.logger)
+        }
+    }
+
+    /// Writes the passes due now (complete, timed out or superseded) as one append, publishes
+    /// their snapshots and asks the engine thread for a checkpoint, so that a restart does not
+    /// resume them.
+    func writeDuePasses(now: Double) {
+        let due = state.book.due(now: now)
+        guard !due.isEmpty else { return }
+        var rows: [LayerSnapshot] = []
+        var written: [OpenPass] = []
+        for key in due {
+            let started = Date().timeIntervalSince1970, cpuStarted = ProcessCPU.seconds()
+            guard let (pass, snapshot) = state.book.finish(key, now: now) else { continue }
+            publishSnapshot(snapshot, duplicates: pass.duplicates)
+            let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
+            rows.append(snapshot)
+            written.append(pass)
+            var status = state.book.status(of: pass)
+            status.open = false
+            status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
+            state.recentlyFinished[key.layer, default: []].append(status)
+            if state.recentlyFinished[key.layer]!.count > 8 { state.recentlyFinished[key.layer]!.removeFirst() }
+            let shareComplete = pass.accumulator.imagesSeen == state.book.expectedImages
+            context.logger.info(context.shardStates != nil ? (shareComplete ? "shard pass complete" : "shard pass ended incomplete")
+                                    : (snapshot.complete ? "pass complete" : "pass written incomplete"),
+                                metadata: ["pass": "\(key)", "images": "\(snapshot.imagesSeen)/\(state.book.expectedImages)",
+                                           "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
+                                           // Computed and handed to the engine thread, which publishes it next turn.
+                                           "snapshot_s": "\(String(format: "%.3f", published - started))",
+                                           // All threads of the daemon (other layers' workers too): what it cost on a shared machine.
+                                           "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"])
+        }
+        if let shardStates = context.shardStates {
+            keep(written, in: shardStates)
+        } else {
+            do {
+                try context.output.append(rows)
+            } catch {
+                context.logger.critical("cannot append to the snapshot file: \(error)")
+            }
+        }
+        context.outbox.wantCheckpoint()
+        prepareBaselineWeights()
+    }
+
+    /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
+    /// after the due passes are out: the baseline pass's own snapshot does not wait for them.
+    func prepareBaselineWeights() {
+        guard !state.book.baselineWeights.pending.isEmpty else { return }
+        for built in state.book.prepareBaselineWeights(clock: { Date().timeIntervalSince1970 }) {
+            context.logger.info("baseline weights built", metadata: [
+                "baseline": "\(built.runLayer)", "seconds": "\(String(format: "%.3f", built.seconds))",
+                "MB": "\(String(format: "%.1f", Double(built.bytes) / 1e6))",
+                "kept_MB": "\(String(format: "%.1f", Double(state.book.baselineWeights.bytes) / 1e6))"])
+        }
+    }
+
+    /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state
+    /// for `hndd merge`.
+    func keep(_ passes: [OpenPass], in states: ShardStates) {
+        for pass in passes {
+            do {
+                try states.save(pass, index: state.book.index, options: state.book.options)
+                context.logger.info("shard state kept for hndd merge", metadata: ["pass": "\(pass.key)", "file": "\(states.path(of: pass.key))"])
+            } catch {
+                context.logger.critical("cannot keep the state of \(pass.key) for hndd merge: \(error)")
+            }
+        }
+    }
+
+    /// Publishes a partial snapshot of each open pass with new images that the schedule wants.
+    /// Returns whether it published any.
+    func publishPartials(now: Double) -> Bool {
+        var published = false
+        for key in Array(state.book.open.keys) {
+            guard let pass = state.book.open[key], pass.imagesPublished != pass.accumulator.imagesSeen,
+                  state.schedule.wantsPartial(secondsToComplete: pass.expectedSecondsToComplete) else { continue }
+            published = true
+            publishSnapshot(state.book.snapshot(of: pass, now: now), duplicates: pass.duplicates)
+            state.book.update(key) { $0.imagesPublished = pass.accumulator.imagesSeen }
+        }
+        return published
+    }
+
+    /// Keeps the snapshot as its layer's latest and hands its frames to the engine thread.
+    func publishSnapshot(_ snapshot: LayerSnapshot, duplicates: [Int64]) {
+        let message = Hndd_Snapshot(snapshot, taxonomy: context.taxonomy, duplicates: duplicates)
+        state.latest[snapshot.layer] = message
+        do {
+            context.outbox.publish(try SnapshotPublication.encode(message))
+        } catch {
+            context.logger.error("publish: \(error)")
+        }
+    }
+}

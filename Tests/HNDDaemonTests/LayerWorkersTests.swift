@@ -1,0 +1,166 @@
+import Foundation
+import HNDStore
+import Logging
+import Testing
+@testable import HNDDaemon
+@testable import HNDEngine
+@testable import HNDWire
+
+/// The layer workers with their threads: each layer's batches applied in arrival order, a
+/// control request's view taken only once every earlier batch of every layer is applied, a
+/// checkpoint's at the next batch boundary, and a stop that applies and writes what is queued.
+@Suite struct LayerWorkersTests {
+    /// Workers over the five-image dictionary of `PassBookTests`, their snapshot file in a fresh
+    /// directory, and the queue whose budget their batches count against.
+    struct Rig {
+        let workers: LayerWorkers
+        let queue = IngestQueue(budgetBytes: 1 << 20)
+        let outbox = EngineOutbox()
+        let output: SharedSnapshotFile
+
+        init(workerCount: Int = LayerRouter.maximumWorkers) throws {
+            let dictionary = bookDictionary()
+            let directory = NSTemporaryDirectory() + "hndd-workers-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            output = SharedSnapshotFile(try SnapshotFile(path: directory + "/snapshots.h5", dictionary: dictionary))
+            let book = PassBook(index: DictionaryIndex(dictionary), options: .init(), passTimeout: 100, supersededAfter: 5)
+            workers = LayerWorkers(emptyBook: book, context: WorkerContext(
+                logger: Logger(label: "test"), taxonomy: Hndd_Taxonomy(dictionary), output: output, shardStates: nil,
+                queue: queue, outbox: outbox, decoder: BatchDecoder(), snapshotInterval: 3600), workerCount: workerCount)
+        }
+
+        /// As the engine thread does: through the queue, then to the layer's worker.
+        func route(_ batch: Batch) throws {
+            queue.push(try batch.message())
+            workers.worker(for: batch.layer).inbox.push(.batch(queue.pop(timeout: 0)!))
+        }
+
+        /// Keeps every worker of `layers` busy for a while, so that what is routed next waits.
+        func occupy(_ layers: [String]) {
+            for layer in layers { workers.worker(for: layer).inbox.push(.task { _ in Thread.sleep(forTimeInterval: 0.2) }) }
+        }
+    }
+
+    /// A batch of 2 units of 2×2 maps whose values depend on the batch (`salt`), so that an image
+    /// sent twice counts with the values of whichever batch came first.
+    struct Batch {
+        let layer: String
+        let ids: [Int64]
+        let salt: Int
+        var key: PassKey { PassKey(run: "r", layer: layer, step: 1) }
+        var values: [Float] { ids.flatMap { id in (0..<8).map { Float(id) + Float($0) * 0.1 + Float(salt) * 0.37 } } }
+
+        func message() throws -> ZMQMultipart {
+            let frames = try BatchEncoder.encode(run: "r", layer: layer, step: 1, imageIDs: ids, units: 2, height: 2, width: 2,
+                                                 values: values)
+            return ZMQMultipart(frames: try frames.map { try ZMQMessage(copying: $0) })
+        }
+    }
+
+    /// Interleaved batches of `layers`, overlapping ids among 0...3 (a pass never completes: the
+    /// dictionary has 5 images).
+    func interleaved(_ layers: [String], rounds: Int = 6) -> [Batch] {
+        (0..<rounds).flatMap { i in
+            layers.enumerated().map { l, layer in Batch(layer: layer, ids: [Int64((i + l) % 4), Int64((i + l + 1) % 4)], salt: i) }
+        }
+    }
+
+    func imagesSeen(_ workers: [LayerWorker]) -> [Int] {
+        workers.map { $0.state.book.open.values.reduce(0) { $0 + $1.accumulator.imagesSeen } }
+    }
+
+    @Test func eachLayersBatchesAreAppliedInTheOrderTheyArrived() throws {
+        let rig = try Rig()
+        let batches = interleaved(["a", "b", "c"])
+        for batch in batches { try rig.route(batch) }
+        // The same batches applied one after another by one book, as before the workers.
+        var serial = rig.workers.emptyBook
+        for batch in batches {
+            try batch.values.withUnsafeBufferPointer { v in
+                _ = try serial.ingest(batch.key, imageIDs: batch.ids, units: 2, height: 2, width: 2, values: v, now: 0)
+            }
+        }
+        let states = rig.workers.afterQueuedWork { workers in
+            workers.map { worker in worker.state.book.open.mapValues { $0.accumulator.encodedState() } }
+        }
+        #expect(states.count == 3)
+        for (layer, worker) in rig.workers.router.workerOfLayer {
+            let key = PassKey(run: "r", layer: layer, step: 1)
+            #expect(states[worker].keys.map(\.layer) == [layer])
+            #expect(states[worker][key] == serial.open[key]!.accumulator.encodedState())
+        }
+        // And in another order the state differs: the test can tell.
+        var reversed = rig.workers.emptyBook
+        for batch in batches.reversed() where batch.layer == "a" {
+            try batch.values.withUnsafeBufferPointer { v in
+                _ = try reversed.ingest(batch.key, imageIDs: batch.ids, units: 2, height: 2, width: 2, values: v, now: 0)
+            }
+        }
+        let a = PassKey(run: "r", layer: "a", step: 1)
+        #expect(reversed.open[a]!.accumulator.encodedState() != serial.open[a]!.accumulator.encodedState())
+        rig.workers.stop {}
+    }
+
+    @Test func aControlRequestSeesEveryEarlierBatchOfEveryLayer() throws {
+        let rig = try Rig()
+        rig.occupy(["a", "b", "c"])
+        for batch in interleaved(["a", "b", "c"]) { try rig.route(batch) }
+        let (seen, accepted) = rig.workers.afterQueuedWork { workers in
+            (imagesSeen(workers), workers.map(\.state.counters.batchesAccepted))
+        }
+        #expect(seen == [4, 4, 4])
+        #expect(accepted == [6, 6, 6])
+        let depth = rig.queue.depth
+        #expect(depth.messages == 0 && depth.bytes == 0) // each batch left the budget when taken in hand
+        rig.workers.stop {}
+    }
+
+    @Test func aCheckpointWaitsForTheBatchInHandOnly() throws {
+        let rig = try Rig()
+        rig.occupy(["a", "b"])
+        for batch in interleaved(["a", "b"]) { try rig.route(batch) }
+        // Behind the sleep, in front of every batch.
+        let (seen, waiting) = rig.workers.atNextBoundary { workers in (imagesSeen(workers), rig.queue.depth.messages) }
+        #expect(seen == [0, 0])
+        #expect(waiting == 12)
+        #expect(rig.workers.afterQueuedWork(imagesSeen) == [4, 4])
+        rig.workers.stop {}
+    }
+
+    @Test func theirBooksMakeOneCheckpoint() throws {
+        let rig = try Rig()
+        for batch in interleaved(["a", "b"]) { try rig.route(batch) }
+        let path = NSTemporaryDirectory() + "hndd-checkpoint-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let states = try rig.workers.afterQueuedWork { workers in
+            try Checkpoint.write(workers.map(\.state.book), index: rig.workers.emptyBook.index,
+                                 options: rig.workers.emptyBook.options, to: path)
+            return workers.map { $0.state.book.open.mapValues { $0.accumulator.encodedState() } }
+        }
+        var restored = rig.workers.emptyBook
+        #expect(try Checkpoint.read(path, into: &restored) == 2)
+        for state in states {
+            for (key, bytes) in state { #expect(restored.open[key]!.accumulator.encodedState() == bytes) }
+        }
+        rig.workers.stop {}
+    }
+
+    @Test func aStopAppliesWhatIsQueuedAndWritesTheCompletePasses() throws {
+        let rig = try Rig(workerCount: 1)
+        rig.occupy(["a"])
+        let batches = [Batch(layer: "a", ids: [0, 1], salt: 0), Batch(layer: "b", ids: [0], salt: 0),
+                       Batch(layer: "a", ids: [2, 3], salt: 1), Batch(layer: "a", ids: [4], salt: 2)]
+        for batch in batches { try rig.route(batch) }
+        #expect(rig.workers.all.count == 1) // "b" shares the one worker
+        rig.workers.stop {}
+        let worker = rig.workers.all[0]
+        let a = PassKey(run: "r", layer: "a", step: 1), b = PassKey(run: "r", layer: "b", step: 1)
+        #expect(worker.state.book.finished == [a])
+        #expect(worker.state.book.open[b]!.accumulator.imagesSeen == 1)
+        #expect(try rig.output.writtenPasses().map { "\($0.layer)/\($0.run)/\($0.step)" } == ["a/r/1"])
+        #expect(worker.state.latest["a"]!.complete)
+        let (publications, checkpointWanted) = rig.outbox.take()
+        #expect(checkpointWanted)
+        #expect(publications.count >= 1 && publications.allSatisfy { $0.count == 2 })
+    }
+}
