@@ -27,6 +27,7 @@ extension Daemon {
             if !outcome.duplicates.isEmpty {
                 logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
             }
+            logMemory(after: key)
         case let .failure(error):
             reject(error.reason, error.description)
         }
@@ -63,7 +64,8 @@ extension Daemon {
                                    "interpretable": "\(snapshot.interpretableUnits)/\(snapshot.units)",
                                    "snapshot_s": "\(String(format: "%.3f", published - started))",
                                    // All threads of the daemon, the receiver's too: what it cost on a shared machine.
-                                   "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"])
+                                   "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"]
+                            .merging(memoryMetadata(detailing: pass)) { mine, _ in mine })
         }
         if let shardStates {
             keep(written, in: shardStates)

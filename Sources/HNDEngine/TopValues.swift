@@ -22,6 +22,9 @@ public struct TopValues: Sendable, Equatable {
         storage = [Float](repeating: 0, count: 2 * capacity + max(slack, 1))
     }
 
+    /// Bytes of its buffer.
+    public var bytes: Int { storage.capacity * MemoryLayout<Float>.stride }
+
     public static func == (a: TopValues, b: TopValues) -> Bool {
         a.capacity == b.capacity && a.lowerBound == b.lowerBound && a.values == b.values
     }

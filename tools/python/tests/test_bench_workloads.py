@@ -134,3 +134,18 @@ def test_finish_prints_the_load_and_writes_the_json(tmp_path, capsys):
     assert bench.finish({"real": {"images": 3}}, types.SimpleNamespace(json=str(out))) == 0
     assert "load average at the end: " in capsys.readouterr().out
     assert out.read_text().replace(" ", "").replace("\n", "") == '{"real":{"images":3}}'
+
+
+def test_memory_profile_reads_the_daemons_memory_lines():
+    profile = pytest.importorskip("memory_profile", reason="memory_profile.py's dependencies (h5py, zmq) are not installed")
+    log = ("2026-12-02T16:30:00+0000 debug hndd: baseline_mb=0.0 candidate_stores_mb=10.5,11.0 candidates=4000 "
+           "heap_free_mb=3.2 heap_used_mb=120.0 hwm_mb=900.0 maxima_mb=291.9 open_passes=1 queue_batches=2 queue_mb=51.4 "
+           "rss_mb=880.0 topk_mb=74.6 [HNDDaemon] memory\n"
+           "2026-12-02T16:30:01+0000 info hndd: candidates_mb=21.5 images=35632/35632 pass=run bench, layer b, step 1 "
+           "rss_mb=870.0 snapshot_s=2.5 [HNDDaemon] pass complete\n")
+    lines = profile.memory_lines(log)
+    assert len(lines) == 1 and lines[0]["rss_mb"] == "880.0" and lines[0]["candidate_stores_mb"] == "10.5,11.0"
+    assert profile.breakdown(lines[0]) == ("rss_mb 880.0, hwm_mb 900.0, maxima_mb 291.9, topk_mb 74.6, candidates 4000, "
+                                           "queue_mb 51.4, queue_batches 2, heap_used_mb 120.0, heap_free_mb 3.2, "
+                                           "baseline_mb 0.0, per store [10.5,11.0] MB")
+    assert profile.written_pass_line(log)["candidates_mb"] == "21.5"
