@@ -51,7 +51,9 @@ extension Daemon {
             publishSnapshot(snapshot, duplicates: pass.duplicates, on: publish)
             let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
             rows.append(snapshot)
-            written.append(pass)
+            // Only a shard keeps the state; otherwise the pass's memory goes with this iteration,
+            // before the checkpoint and the baseline's weights below are made.
+            if shardStates != nil { written.append(pass) }
             var status = passStatus(pass)
             status.open = false
             status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
@@ -76,8 +78,13 @@ extension Daemon {
                 logger.critical("cannot append to the snapshot file: \(error)")
             }
         }
+        written.removeAll()
         checkpoint()
         prepareBaselineWeights()
+        // The finished passes' arrays were freed into the heap (the top-k's buffers, among
+        // others, are smaller than its mapping threshold), and a burst of messages may have left
+        // free space in it: give the pages back, so that an idle daemon holds what it keeps.
+        ProcessHeap.trim()
     }
 
     /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
