@@ -16,4 +16,26 @@ static inline void hndd_keep_large_allocations_in_heap(void) {
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 #endif
 }
+
+/// The heap's bytes in use by allocations, free but kept, and in separate mappings (glibc's
+/// `mallinfo2`, which walks every arena's free lists: for logs, not hot paths). Zeros elsewhere.
+static inline void hndd_heap_figures(size_t *inUse, size_t *kept, size_t *mapped) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 info = mallinfo2();
+    *inUse = info.uordblks + info.hblkhd;
+    *kept = info.fordblks;
+    *mapped = info.hblkhd;
+#else
+    *inUse = 0; *kept = 0; *mapped = 0;
+#endif
+}
+
+/// Returns free heap pages to the system in every arena (`malloc_trim`); 1 if any was released.
+static inline int hndd_heap_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
 #endif

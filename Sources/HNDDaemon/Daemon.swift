@@ -85,6 +85,9 @@ public final class Daemon: @unchecked Sendable {
         let lock = try configuration.runDirectory.lock()
         defer { close(lock) }
         try resumeFromCheckpoint()
+        // Loading and indexing the dictionary (and reading a checkpoint) freed their temporaries
+        // into the heaps of the threads that made them, where they would stay resident all along.
+        ProcessHeap.trim()
         for warning in security.warnings { logger.warning("\(warning)") }
         var sockets = try DaemonSockets(endpoints, security: security, serverKey: access?.serverKeys.pair.secretKey,
                                         context: context, maxMessageBytes: configuration.maxMessageBytes)

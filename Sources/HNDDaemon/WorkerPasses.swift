@@ -27,6 +27,7 @@ extension LayerWorker {
             if !outcome.duplicates.isEmpty {
                 context.logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
             }
+            logMemory(after: key)
         case let .failure(error):
             state.counters.reject(error.reason, error.description, logger: context.logger)
         }
@@ -46,7 +47,9 @@ extension LayerWorker {
             publishSnapshot(snapshot, duplicates: pass.duplicates)
             let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
             rows.append(snapshot)
-            written.append(pass)
+            // Only a shard keeps the state; otherwise the pass's memory goes with this iteration,
+            // before the baseline's weights below are made.
+            if context.shardStates != nil { written.append(pass) }
             var status = state.book.status(of: pass)
             status.open = false
             status.imagesCheckpointed = status.imagesSeen // written to the snapshot file
@@ -60,7 +63,8 @@ extension LayerWorker {
                                            // Computed and handed to the engine thread, which publishes it next turn.
                                            "snapshot_s": "\(String(format: "%.3f", published - started))",
                                            // All threads of the daemon (other layers' workers too): what it cost on a shared machine.
-                                           "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"])
+                                           "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"]
+                                    .merging(memoryMetadata(detailing: pass)) { mine, _ in mine })
         }
         if let shardStates = context.shardStates {
             keep(written, in: shardStates)
@@ -71,8 +75,13 @@ extension LayerWorker {
                 context.logger.critical("cannot append to the snapshot file: \(error)")
             }
         }
+        written.removeAll()
         context.outbox.wantCheckpoint()
         prepareBaselineWeights()
+        // The finished passes' arrays were freed into the heap (the top-k's buffers, among
+        // others, are smaller than its mapping threshold), and a burst of messages may have left
+        // free space in it: give the pages back, so that an idle daemon holds what it keeps.
+        ProcessHeap.trim()
     }
 
     /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),

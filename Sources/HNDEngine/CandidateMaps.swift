@@ -25,14 +25,34 @@ public struct CandidateMaps: Sendable, Equatable {
     var mapSize: Int { height * width }
     /// Bit words of the "kept positions" mask of one map.
     let wordsPerMap: Int
+    /// UInt32 words of a record's presence mask (see `headerBytes`): none when a map has one word.
+    let presenceWords: Int
 
     /// Record layout, 4-byte aligned: unit (Int32), image (Int32), peak (Float), `shedAt` (Float),
-    /// value count (UInt32), `wordsPerMap` kept-position words (bit p set when position p is
-    /// kept; read unaligned), then the kept values in position order. `shedAt` is the smallest
-    /// kept value above the bound the record was written under: until a bound reaches it, the
-    /// record keeps exactly what it needs.
-    static let headerBytes = 20
-    func recordBytes(values: Int) -> Int { Self.headerBytes + 8 * wordsPerMap + 4 * values }
+    /// the kept positions, then the kept values (Float) in position order. The kept positions of
+    /// a map of at most 64 positions are one word, bit p set when position p is kept. A wider
+    /// map's record stores only the words that hold a kept position: a presence mask (one UInt32
+    /// per 32 words, bit j set when word j is stored), then those words in order: the 3×3
+    /// neighbourhoods a map keeps often leave some of its words empty. Words are read and written
+    /// unaligned. The value count is not stored: it is the number of kept
+    /// positions (the kept set is most of a pass's memory, and every header byte is paid per
+    /// record: millions of them). `shedAt` is the smallest kept value above the bound the record
+    /// was written under: until a bound reaches it, the record keeps exactly what it needs.
+    static let headerBytes = 16
+    /// Bytes of a record that stores `storedWords` kept-position words and `values` values.
+    func recordBytes(storedWords: Int, values: Int) -> Int {
+        Self.headerBytes + (wordsPerMap == 1 ? 8 : 4 * presenceWords + 8 * storedWords) + 4 * values
+    }
+    /// Bytes of a record keeping the positions `kept` (`wordsPerMap` words).
+    @inline(__always)
+    func recordBytes(kept: UnsafePointer<UInt64>) -> Int {
+        var values = 0, stored = 0
+        for j in 0..<wordsPerMap {
+            values += kept[j].nonzeroBitCount
+            stored += kept[j] != 0 ? 1 : 0
+        }
+        return recordBytes(storedWords: stored, values: values)
+    }
 
     /// The arena. Shared between copies of the store until one of them changes (copy-on-write,
     /// checked once per mutating call).
@@ -106,6 +126,7 @@ public struct CandidateMaps: Sendable, Equatable {
         arena = Arena(recordsPerPiece: recordsPerPiece)
         self.height = height; self.width = width
         wordsPerMap = (height * width + 63) / 64
+        presenceWords = wordsPerMap == 1 ? 0 : (wordsPerMap + 31) / 32
         (notFirstColumn, notLastColumn) = height * width <= 64 ? Self.columnMasks(height: height, width: width) : (0, 0)
     }
 
@@ -126,18 +147,62 @@ public struct CandidateMaps: Sendable, Equatable {
     /// One kept map, read in place.
     struct Record {
         let pointer: UnsafeRawPointer
+        /// The store's `wordsPerMap` and `presenceWords`.
+        let words: Int, presenceWords: Int
+
         var unit: Int32 { pointer.load(as: Int32.self) }
         var image: Int32 { pointer.load(fromByteOffset: 4, as: Int32.self) }
         var peak: Float { pointer.load(fromByteOffset: 8, as: Float.self) }
         var shedAt: Float { pointer.load(fromByteOffset: 12, as: Float.self) }
-        var valueCount: Int { Int(pointer.load(fromByteOffset: 16, as: UInt32.self)) }
-        /// The kept-position words (4-byte aligned).
-        var keptWords: UnsafeRawPointer { pointer + CandidateMaps.headerBytes }
-        /// Kept-position word j.
-        func kept(_ j: Int) -> UInt64 { pointer.loadUnaligned(fromByteOffset: CandidateMaps.headerBytes + 8 * j, as: UInt64.self) }
-        func values(words: Int) -> UnsafePointer<Float> {
-            (pointer + CandidateMaps.headerBytes + 8 * words).assumingMemoryBound(to: Float.self)
+
+        @inline(__always) private func presence(_ i: Int) -> UInt32 {
+            pointer.load(fromByteOffset: CandidateMaps.headerBytes + 4 * i, as: UInt32.self)
         }
+        /// The i-th stored kept-position word.
+        @inline(__always) private func stored(_ i: Int) -> UInt64 {
+            pointer.loadUnaligned(fromByteOffset: CandidateMaps.headerBytes + 4 * presenceWords + 8 * i, as: UInt64.self)
+        }
+        /// How many kept-position words the record stores.
+        @inline(__always) var storedWords: Int {
+            guard words > 1 else { return 1 }
+            var n = 0
+            for i in 0..<presenceWords { n += presence(i).nonzeroBitCount }
+            return n
+        }
+        @inline(__always) var valueCount: Int {
+            var n = 0
+            for i in 0..<storedWords { n += stored(i).nonzeroBitCount }
+            return n
+        }
+        /// Kept-position word j.
+        func kept(_ j: Int) -> UInt64 {
+            guard words > 1 else { return stored(0) }
+            let mask = presence(j >> 5), bit = UInt32(1) << UInt32(j & 31)
+            guard mask & bit != 0 else { return 0 }
+            var index = (mask & (bit &- 1)).nonzeroBitCount
+            for i in 0..<(j >> 5) { index += presence(i).nonzeroBitCount }
+            return stored(index)
+        }
+        /// The `words` kept-position words, as the count kernel reads them: in place for a map of
+        /// one word, else unpacked into `scratch` (room for `words`).
+        @inline(__always)
+        func keptWords(unpackingInto scratch: UnsafeMutablePointer<UInt64>) -> UnsafeRawPointer {
+            guard words > 1 else { return pointer + CandidateMaps.headerBytes }
+            var i = 0
+            for j in 0..<words {
+                if presence(j >> 5) & (UInt32(1) << UInt32(j & 31)) != 0 { scratch[j] = stored(i); i += 1 } else { scratch[j] = 0 }
+            }
+            return UnsafeRawPointer(scratch)
+        }
+        private var keptBytes: Int { words == 1 ? 8 : 4 * presenceWords + 8 * storedWords }
+        /// The kept values, in position order (4-byte aligned).
+        var values: UnsafePointer<Float> { (pointer + CandidateMaps.headerBytes + keptBytes).assumingMemoryBound(to: Float.self) }
+        /// The record's size in the arena.
+        @inline(__always) var bytes: Int { CandidateMaps.headerBytes + keptBytes + 4 * valueCount }
+    }
+
+    @inline(__always) func record(at pointer: UnsafeRawPointer) -> Record {
+        Record(pointer: pointer, words: wordsPerMap, presenceWords: presenceWords)
     }
 
     /// Records a piece holds at most by default: 2¹⁵ (about 2 MB), so that a snapshot's workers
@@ -157,9 +222,9 @@ public struct CandidateMaps: Sendable, Equatable {
         var offset = piece?.lowerBound ?? 0
         let end = piece?.upperBound ?? arena.used
         while offset < end {
-            let record = Record(pointer: base + offset)
+            let record = self.record(at: base + offset)
             body(record)
-            offset += recordBytes(values: record.valueCount)
+            offset += record.bytes
         }
     }
 
@@ -179,7 +244,7 @@ public struct CandidateMaps: Sendable, Equatable {
     @inline(__always)
     func expand(_ record: Record, into dense: UnsafeMutablePointer<Float>) {
         dense.update(repeating: -.infinity, count: mapSize)
-        let values = record.values(words: wordsPerMap)
+        let values = record.values
         var v = 0
         for j in 0..<wordsPerMap {
             var bits = record.kept(j)
@@ -209,35 +274,51 @@ public struct CandidateMaps: Sendable, Equatable {
         guard peak > bound else { return }
         makeUnique()
         neighbourhoods(of: above, into: scratch)
-        var valueCount = 0
-        for j in 0..<wordsPerMap { valueCount += scratch[j].nonzeroBitCount }
-        let size = recordBytes(values: valueCount)
+        appendRecord(unit: Int32(unit), image: image, peak: peak, kept: scratch, bound: bound, from: map)
+    }
+
+    /// Appends the record of `map` (h×w) keeping the positions `kept`, written under `bound`.
+    @inline(__always)
+    mutating func appendRecord(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, bound: Float,
+                               from map: UnsafePointer<Float>) {
+        let size = recordBytes(kept: kept)
         arena.reserve(size)
-        let record = arena.base! + arena.used
-        write(unit: Int32(unit), image: image, peak: peak, kept: scratch, valueCount: valueCount, bound: bound, at: record, from: map)
+        write(unit: unit, image: image, peak: peak, kept: kept, bound: bound, at: arena.base! + arena.used, from: map)
         arena.noteRecord(at: arena.used)
         arena.used += size
         arena.count += 1
     }
 
-    /// Writes one record at `record`, kept under `bound`: the header, the kept words, and the
-    /// values of `map` (h×w) at the kept positions, in order.
-    @inline(__always)
-    func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, valueCount: Int, bound: Float,
-                       at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) {
-        for j in 0..<wordsPerMap { record.storeBytes(of: kept[j], toByteOffset: Self.headerBytes + 8 * j, as: UInt64.self) }
-        let values = (record + Self.headerBytes + 8 * wordsPerMap).assumingMemoryBound(to: Float.self)
+    /// Writes one record at `record`, kept under `bound`: the header, the kept words (those that
+    /// hold a kept position, for a map of several), and the values of `map` (h×w) at the kept
+    /// positions, in order. Returns its size, `recordBytes(kept:)`.
+    @discardableResult @inline(__always)
+    func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, bound: Float,
+               at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) -> Int {
+        var offset = Self.headerBytes
+        if wordsPerMap == 1 {
+            record.storeBytes(of: kept[0], toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        } else {
+            let words = record + offset
+            offset += 4 * presenceWords
+            for i in 0..<presenceWords { words.storeBytes(of: UInt32(0), toByteOffset: 4 * i, as: UInt32.self) }
+            for j in 0..<wordsPerMap where kept[j] != 0 {
+                let mask = words.load(fromByteOffset: 4 * (j >> 5), as: UInt32.self)
+                words.storeBytes(of: mask | UInt32(1) << UInt32(j & 31), toByteOffset: 4 * (j >> 5), as: UInt32.self)
+                record.storeBytes(of: kept[j], toByteOffset: offset, as: UInt64.self)
+                offset += 8
+            }
+        }
+        let values = (record + offset).assumingMemoryBound(to: Float.self)
         let shedAt = hndd_gather(map, Int32(mapSize), kept, bound, values)
-        writeHeader(unit: unit, image: image, peak: peak, shedAt: shedAt, valueCount: valueCount, at: record)
-    }
-
-    @inline(__always)
-    private func writeHeader(unit: Int32, image: Int32, peak: Float, shedAt: Float, valueCount: Int, at record: UnsafeMutableRawPointer) {
         record.storeBytes(of: unit, as: Int32.self)
         record.storeBytes(of: image, toByteOffset: 4, as: Int32.self)
         record.storeBytes(of: peak, toByteOffset: 8, as: Float.self)
         record.storeBytes(of: shedAt, toByteOffset: 12, as: Float.self)
-        record.storeBytes(of: UInt32(valueCount), toByteOffset: 16, as: UInt32.self)
+        var valueCount = 0
+        for j in 0..<wordsPerMap { valueCount += kept[j].nonzeroBitCount }
+        return offset + 4 * valueCount
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
@@ -314,8 +395,8 @@ public struct CandidateMaps: Sendable, Equatable {
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { needed in
             let dense = dense.baseAddress!, needed = needed.baseAddress!
             while read < end {
-                let record = Record(pointer: base + read)
-                let size = recordBytes(values: record.valueCount)
+                let record = self.record(at: base + read)
+                let size = record.bytes
                 defer { read += size }
                 let bound = bounds[Int(record.unit)]
                 guard record.peak > bound else { continue }
@@ -331,14 +412,8 @@ public struct CandidateMaps: Sendable, Equatable {
                     let (unit, image, peak) = (record.unit, record.image, record.peak)
                     expand(record, into: dense)
                     neededPositions(of: dense, above: bound, into: needed)
-                    var valueCount = 0
-                    for j in 0..<words {
-                        needed[j] &= record.kept(j)
-                        valueCount += needed[j].nonzeroBitCount
-                    }
-                    write(unit: unit, image: image, peak: peak, kept: needed, valueCount: valueCount, bound: bound,
-                          at: base + written, from: dense)
-                    written += recordBytes(values: valueCount)
+                    for j in 0..<words { needed[j] &= record.kept(j) }
+                    written += write(unit: unit, image: image, peak: peak, kept: needed, bound: bound, at: base + written, from: dense)
                 }
             }
         }}

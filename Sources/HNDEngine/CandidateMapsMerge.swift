@@ -10,7 +10,7 @@ extension CandidateMaps {
     /// Appends a copy of `record`, a record of a store of the same map size.
     mutating func appendCopy(of record: Record) {
         makeUnique()
-        let size = recordBytes(values: record.valueCount)
+        let size = record.bytes
         arena.reserve(size)
         (arena.base! + arena.used).copyMemory(from: record.pointer, byteCount: size)
         arena.noteRecord(at: arena.used)

@@ -16,8 +16,8 @@ extension CandidateMaps {
         column(records) { w, record, _ in w.put(record.image) }
         column(records) { w, record, _ in w.put(record.peak) }
         column(records * (stores.first?.wordsPerMap ?? 0)) { w, record, words in for j in 0..<words { w.put(record.kept(j)) } }
-        column(valueTotal) { w, record, words in
-            w.append(UnsafeRawBufferPointer(UnsafeBufferPointer(start: record.values(words: words), count: record.valueCount)))
+        column(valueTotal) { w, record, _ in
+            w.append(UnsafeRawBufferPointer(UnsafeBufferPointer(start: record.values, count: record.valueCount)))
         }
         var valueStart: Int64 = 0
         w.put(Int64(records + 1)); w.put(valueStart)
@@ -48,8 +48,6 @@ extension CandidateMaps {
             guard valueStart[i + 1] - valueStart[i] == popcount else { throw StateError("candidate map \(i) is corrupt") }
             let s = store(units[i])
             stores[s].makeUnique()
-            let size = stores[s].recordBytes(values: popcount)
-            stores[s].arena.reserve(size)
             // Through a dense map (−∞ where not kept), as the record is written from one.
             for p in dense.indices { dense[p] = -.infinity }
             var v = valueStart[i]
@@ -58,12 +56,9 @@ extension CandidateMaps {
                 while bits != 0 { dense[j << 6 | bits.trailingZeroBitCount] = values[v]; v += 1; bits &= bits - 1 }
             }
             kept.withUnsafeBufferPointer { kept in
-                stores[s].write(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
-                                valueCount: popcount, bound: -.infinity, at: stores[s].arena.base! + stores[s].arena.used, from: dense)
+                stores[s].appendRecord(unit: units[i], image: images[i], peak: peaks[i], kept: kept.baseAddress! + i * words,
+                                       bound: -.infinity, from: dense)
             }
-            stores[s].arena.noteRecord(at: stores[s].arena.used)
-            stores[s].arena.used += size
-            stores[s].arena.count += 1
         }
         for s in stores.indices { stores[s].bytesAfterDiscard = stores[s].arena.used }
         return stores

@@ -88,7 +88,7 @@ extension LayerAccumulator {
         overlap.initialize(repeating: 0, count: maskCount)
         let area: Int
         if let kernel = inputs.kernel {
-            area = kernel.count(kept: record.keptWords, values: record.values(words: store.wordsPerMap), threshold: t, image: image,
+            area = kernel.count(kept: record.keptWords(unpackingInto: scratch.kept), values: record.values, threshold: t, image: image,
                                 masks: imageMasks, runLo: inputs.runLo.baseAddress!, runHi: inputs.runHi.baseAddress!,
                                 overlap: overlap)
         } else {
@@ -157,22 +157,26 @@ struct StageTwoInputs: @unchecked Sendable { // read-only while the count runs
     let upsampler: BilinearUpsampler
 }
 
-/// One worker's scratch for Stage II's count: a dense map (the Swift path), one overlap per
-/// piece of an image's masks, and one map's block runs (gathered before the concept masks are
-/// visited once each). Allocated once per piece of a store, freed with `deallocate`.
+/// One worker's scratch for Stage II's count: a dense map (the Swift path), a record's
+/// kept-position words unpacked (the kernel's, for maps of several words), one overlap per piece
+/// of an image's masks, and one map's block runs (gathered before the concept masks are visited
+/// once each). Allocated once per piece of a store, freed with `deallocate`.
 struct StageTwoScratch {
     let dense: UnsafeMutablePointer<Float>
+    let kept: UnsafeMutablePointer<UInt64>
     let overlap: UnsafeMutablePointer<Int64>
     var chunks: [BlockRunChunk] = []
 
     init(mapSize: Int, maxMasksPerImage: Int) {
         dense = .allocate(capacity: mapSize)
+        kept = .allocate(capacity: (mapSize + 63) / 64)
         overlap = .allocate(capacity: max(1, maxMasksPerImage))
         chunks.reserveCapacity(64)
     }
 
     func deallocate() {
         dense.deallocate()
+        kept.deallocate()
         overlap.deallocate()
     }
 }

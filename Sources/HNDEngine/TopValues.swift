@@ -2,12 +2,17 @@ import CHNDKernels
 
 /// An exact running top-k of one unit's raw activations: enough to give numpy's linear
 /// (1 − q) quantile of all values seen, as long as k covers the order statistics the quantile
-/// needs (see `QuantileRule`). Values enter a buffer of 2k and are cut back to the k largest when
-/// it fills, so the amortised cost is O(1) per value. Merges by union.
+/// needs (see `QuantileRule`). Values enter a buffer of 1.5k and are cut back to the k largest
+/// when it fills, so the amortised cost is O(1) per value (a buffer of 2k selected half as often:
+/// a unit's buffer is the size of its top-k's, C of them, and every byte of it stays resident
+/// for the pass). Merges by union.
 public struct TopValues: Sendable, Equatable {
     public let capacity: Int
-    /// The candidates are `storage[..<filled]`; room for 2k values plus one batch of `slack`.
+    /// The candidates are `storage[..<filled]`; room for `limit` values plus one batch of `slack`.
     private var storage: [Float]
+    /// Values the buffer takes before it is cut back to the k largest: k and half as many again.
+    private var limit: Int { Self.limit(capacity: capacity) }
+    private static func limit(capacity: Int) -> Int { capacity + max(capacity / 2, 1) }
     private var filled = 0
     /// Unordered; after `compact()` exactly the `min(capacity, seen)` largest values.
     public var values: [Float] { Array(storage[..<filled]) }
@@ -19,8 +24,11 @@ public struct TopValues: Sendable, Equatable {
     public init(capacity: Int, slack: Int = 1) {
         precondition(capacity > 0)
         self.capacity = capacity
-        storage = [Float](repeating: 0, count: 2 * capacity + max(slack, 1))
+        storage = [Float](repeating: 0, count: Self.limit(capacity: capacity) + max(slack, 1))
     }
+
+    /// Bytes of its buffer.
+    public var bytes: Int { storage.capacity * MemoryLayout<Float>.stride }
 
     public static func == (a: TopValues, b: TopValues) -> Bool {
         a.capacity == b.capacity && a.lowerBound == b.lowerBound && a.values == b.values
@@ -31,7 +39,7 @@ public struct TopValues: Sendable, Equatable {
         if v > lowerBound {
             storage[filled] = v
             filled += 1
-            if filled >= 2 * capacity { compact() }
+            if filled >= limit { compact() }
         }
     }
 
@@ -41,7 +49,7 @@ public struct TopValues: Sendable, Equatable {
     mutating func offer(valuesOf map: UnsafePointer<Float>, count: Int, above: UnsafeMutablePointer<UInt64>) {
         let bound = lowerBound, at = filled
         filled += storage.withUnsafeMutableBufferPointer { Int(hndd_above(map, Int32(count), bound, $0.baseAddress! + at, above)) }
-        if filled >= 2 * capacity { compact() }
+        if filled >= limit { compact() }
     }
 
     /// Cuts the buffer back to the k largest and raises `lowerBound`.
@@ -105,12 +113,25 @@ public struct TopValues: Sendable, Equatable {
         }
     }
 
+    /// A top-k from its values (unordered, at least the k largest seen) and bound, as a state
+    /// holds them. A state written when the buffer held up to 2k values may hold more than this
+    /// buffer takes: they are cut back to the k largest first, raising the bound to the k-th.
     public static func restore(capacity: Int, values: [Float], lowerBound: Float, slack: Int = 1) -> TopValues? {
         guard values.count < 2 * capacity else { return nil }
         var t = TopValues(capacity: capacity, slack: slack)
+        var values = values, bound = lowerBound
+        if values.count >= t.limit {
+            let kth = values.withUnsafeMutableBufferPointer { buffer in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: buffer.count) { spare in
+                    hndd_keep_largest(buffer.baseAddress!, Int64(buffer.count), Int64(capacity), spare.baseAddress!)
+                }
+            }
+            values.removeLast(values.count - capacity)
+            bound = max(bound, kth)
+        }
         t.storage.replaceSubrange(0..<values.count, with: values)
         t.filled = values.count
-        t.lowerBound = lowerBound
+        t.lowerBound = bound
         return t
     }
 }

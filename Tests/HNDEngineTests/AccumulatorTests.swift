@@ -253,6 +253,24 @@ struct RandomCase {
         }
     }
 
+    /// Maps of two words (10×10), swept after every batch, so that records are rewritten and some
+    /// lose a stored word: the counts stay exact.
+    @Test func wideMapsSweptAfterEveryBatchMatchBruteForce() throws {
+        let random = RandomCase(images: 60, units: 2, h: 10, w: 10, seed: 31)
+        var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary), options: .init(quantile: 0.05))
+        layer.discardSlack = 0
+        try random.feed(&layer, order: Array(0..<60), batch: 4)
+        let snapshot = layer.snapshot()
+        #expect(snapshot.iou.contains { $0 > 0 })
+        for u in 0..<2 {
+            let expected = bruteForceIoU(random, images: Array(0..<60), unit: u, quantile: 0.05)
+            #expect(snapshot.threshold[u] == expected.threshold)
+            for c in 0..<random.dictionary.conceptCount {
+                #expect(abs(Double(snapshot.iou[u * 6 + c]) - expected.iou[c]) < 1e-4, "unit \(u) concept \(c)")
+            }
+        }
+    }
+
     /// Every count kernel (the process's, and each vector path's selected directly where the
     /// CPU has it: AVX-512 and AVX2 in one process) and the Swift path count the same pixels, on
     /// maps that upsample by whole, fractional and large factors, and with thresholds low and

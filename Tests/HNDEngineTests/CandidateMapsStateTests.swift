@@ -12,7 +12,7 @@ import Testing
             store.forEach { record in
                 units.append(record.unit); images.append(record.image); peaks.append(record.peak)
                 for j in 0..<store.wordsPerMap { kept.append(record.kept(j)) }
-                values.append(contentsOf: UnsafeBufferPointer(start: record.values(words: store.wordsPerMap), count: record.valueCount))
+                values.append(contentsOf: UnsafeBufferPointer(start: record.values, count: record.valueCount))
                 valueStart.append(Int64(values.count))
             }
         }

@@ -207,6 +207,49 @@ import Testing
         for p in 0..<81 { #expect(dense[p] == (kept.contains(p) ? map[p] : -.infinity), "position \(p)") }
     }
 
+    @Test func aRecordOfAWideMapStoresOnlyTheWordsWithKeptPositions() throws {
+        // 14×14: 196 positions, four words. A hot value at (1, 1) keeps positions 0–2, 14–16 and
+        // 28–30, all in word 0; one at (9, 5) keeps 116–118 (word 1), 130–132 and 144–146 (word 2).
+        var store = CandidateMaps(height: 14, width: 14)
+        var map = [Float](repeating: 0.5, count: 196)
+        map[15] = 2
+        var scratch = [UInt64](repeating: 0, count: 4)
+        func append(image: Int32, peak: Float) {
+            map.withUnsafeBufferPointer { m in
+                scratch.withUnsafeMutableBufferPointer {
+                    store.append(unit: 1, image: image, peak: peak, map: m.baseAddress!, bound: 1, scratch: $0.baseAddress!)
+                }
+            }
+        }
+        append(image: 3, peak: 2)
+        // Header, presence mask, one word, nine values.
+        #expect(store.bytes == 16 + 4 + 8 + 9 * 4)
+        map[15] = 0.5; map[131] = 3
+        append(image: 4, peak: 3)
+        #expect(store.bytes == (16 + 4 + 8 + 9 * 4) + (16 + 4 + 2 * 8 + 9 * 4))
+        var dense = [Float](repeating: 0, count: 196)
+        dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
+        #expect(dense.indices.filter { dense[$0] > -.infinity } == [116, 117, 118, 130, 131, 132, 144, 145, 146] && dense[131] == 3)
+        // The checkpoint's columns hold every word, absent ones as zeros; restored, the records
+        // are as compact and keep the same values.
+        var writer = ByteWriter()
+        CandidateMaps.encode([store], into: &writer)
+        var reader = ByteReader(writer.bytes)
+        #expect(try reader.getArray(Int32.self) == [1, 1] && reader.getArray(Int32.self) == [3, 4])
+        _ = try reader.getArray(Float.self)
+        func word(_ j: Int, of positions: [Int]) -> UInt64 {
+            positions.filter { $0 >> 6 == j }.reduce(0) { $0 | 1 << UInt64($1 & 63) }
+        }
+        let first = [0, 1, 2, 14, 15, 16, 28, 29, 30], second = [116, 117, 118, 130, 131, 132, 144, 145, 146]
+        #expect(try reader.getArray(UInt64.self) == [word(0, of: first), 0, 0, 0, 0, word(1, of: second), word(2, of: second), 0])
+        reader = ByteReader(writer.bytes)
+        let restored = try CandidateMaps.decode(from: &reader, height: 14, width: 14, storeCount: 1, store: { _ in 0 }) { _, _ in true }
+        #expect(restored[0].bytes == store.bytes)
+        var again = [Float](repeating: 0, count: 196)
+        again.withUnsafeMutableBufferPointer { restored[0].expand(1, into: $0.baseAddress!) }
+        #expect(again == dense)
+    }
+
     @Test func discardDropsMapsThatCanNoLongerCrossAndStateRoundTrips() throws {
         var store = CandidateMaps(height: 2, width: 2)
         var scratch: [UInt64] = [0]

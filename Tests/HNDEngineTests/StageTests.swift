@@ -135,6 +135,20 @@ func add(_ layer: inout LayerAccumulator, ids: [Int64], maps: [[Float]], units: 
         }
     }
 
+    @Test func aTopKStateOfTheFormerTwoKBufferRestores() {
+        // 19 values of a k = 10 top-k, as the former buffer of 2k could hold them (this one holds
+        // at most 15): cut back to the 10 largest, the bound raised to the 10th.
+        let values: [Float] = (0..<19).map { Float(($0 * 7) % 19) } // 0 … 18, shuffled
+        let restored = TopValues.restore(capacity: 10, values: values, lowerBound: 2)
+        #expect(restored?.values.sorted() == (9...18).map(Float.init))
+        #expect(restored?.lowerBound == 9)
+        // Up to the buffer's own size, the values are kept as they were.
+        let few = Array(values.prefix(14))
+        #expect(TopValues.restore(capacity: 10, values: few, lowerBound: 2)?.values == few)
+        // No version kept 2k values.
+        #expect(TopValues.restore(capacity: 10, values: values + [1], lowerBound: 2) == nil)
+    }
+
     @Test func lowerBoundOnlyRisesAndStaysBelowTheKthLargest() {
         var generator = SplitMix(seed: 9)
         var top = TopValues(capacity: 10)

@@ -347,17 +347,19 @@ def later_pass_figures(step: int, sent: tuple[float, float], times: dict[str, fl
             "complete_snapshot_cpu_s": {layer: costs.get((layer, step), {}).get("snapshot_cpu_s") for layer in times}}
 
 
-#: `hndd serve`'s line for a written pass: "... pass=run R, layer L, step S snapshot_cpu_s=C snapshot_s=T ..."
-#: (swift-log orders the metadata by key; snapshot_cpu_s is absent from older binaries' lines).
-PASS_LINE = re.compile(r"layer ([^,\s]+), step (\d+)\s+(?:snapshot_cpu_s=([0-9.]+)\s+)?snapshot_s=([0-9.]+)")
+#: `hndd serve`'s line for a written pass: "... pass=run R, layer L, step S ... snapshot_cpu_s=C snapshot_s=T ...",
+#: its metadata in key order (swift-log's), memory figures among them; snapshot_cpu_s is absent from older binaries.
+PASS_KEY = re.compile(r"pass=run .*?, layer ([^,\s]+), step (\d+)")
+PASS_FIGURE = re.compile(r"\b(snapshot_cpu_s|snapshot_s)=([0-9.]+)")
 
 
 def pass_costs(log: str) -> dict[tuple[str, int], dict[str, float]]:
     """(layer, step) → the daemon's snapshot_s (and snapshot_cpu_s when logged) of that written pass."""
     costs = {}
-    for m in PASS_LINE.finditer(log):
-        costs[(m.group(1), int(m.group(2)))] = {"snapshot_s": float(m.group(4)),
-                                                **({"snapshot_cpu_s": float(m.group(3))} if m.group(3) else {})}
+    for line in log.splitlines():
+        key, figures = PASS_KEY.search(line), dict(PASS_FIGURE.findall(line))
+        if key and "snapshot_s" in figures:
+            costs[(key.group(1), int(key.group(2)))] = {name: float(value) for name, value in figures.items()}
     return costs
 
 

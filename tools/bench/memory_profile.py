@@ -2,15 +2,18 @@
 """Where `hndd serve`'s memory goes over one single-layer pass (issue 18).
 
 Runs only bench.py's end-to-end pass (no dissect, raw ZeroMQ or NumPy), samples the daemon's
-resident size (VmRSS) every --interval seconds while it runs, and prints the timeline's peak,
-when it came (as a share of the pass) and the figures that do not depend on the maps: the
-maxima ([C, N] float32, and as much again once a baseline is set) and the top-k values. What is
-left of the peak beyond those, the dictionary and the queue is the candidate maps' arena.
+resident size (VmRSS) every --interval seconds while it runs, and prints the timeline's peak and
+when it came (as a share of the pass). The daemon runs with HNDD_LOG=debug, so that it logs after
+every batch what it can attribute (`memory` lines: resident size, the malloc heap in use and free,
+the queue, the pass's maxima, top-k and candidate stores); the tool prints that breakdown at the
+batch of the highest resident size, and at the written pass. What is left beyond the attributed
+parts is the binary, the dictionary's index and the heap's free space.
 
     HNDD_BIN=/path/to/hndd python3 tools/bench/memory_profile.py --workload 2048x7x7
 """
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
+import compare_snapshots  # noqa: E402
 import workloads  # noqa: E402
 
 
@@ -58,12 +62,41 @@ def sample(binary: str, interval: float, samples: list, stop: threading.Event) -
         time.sleep(interval)
 
 
+#: A `key=value` of a daemon log line (values hold no spaces).
+FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def memory_lines(log: str) -> list[dict]:
+    """The daemon's `memory` lines (one per batch at debug level), as dicts of their fields."""
+    return [dict(FIELD.findall(line)) for line in log.splitlines() if line.endswith("] memory")]
+
+
+def written_pass_line(log: str) -> dict:
+    """The fields of the daemon's line for the written pass (its memory figures among them)."""
+    lines = [line for line in log.splitlines() if line.endswith("] pass complete")]
+    return dict(FIELD.findall(lines[-1])) if lines else {}
+
+
+#: The figures printed, in this order: resident size, then what the daemon attributes.
+SHOWN = ["rss_mb", "hwm_mb", "maxima_mb", "topk_mb", "candidates_mb", "candidates", "queue_mb", "queue_batches",
+         "heap_used_mb", "heap_mapped_mb", "heap_free_mb", "baseline_mb"]
+
+
+def breakdown(fields: dict) -> str:
+    parts = [f"{key} {fields[key]}" for key in SHOWN if key in fields]
+    if "candidate_stores_mb" in fields:
+        parts.append(f"per store [{fields['candidate_stores_mb']}] MB")
+    return ", ".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=sorted(bench.WORKLOADS), default="2048x7x7")
     parser.add_argument("--images", type=int, default=35632)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep-snapshots", metavar="FILE.npz",
+                        help="keep the datasets of the daemon's snapshot file there (compare_snapshots.py compares two)")
     args = parser.parse_args()
     binary = bench.hndd_binary()
     units, h, w = bench.WORKLOADS[args.workload]
@@ -79,10 +112,14 @@ def main() -> int:
         layer = f"bench{args.workload}"
         sampler = threading.Thread(target=sample, args=(binary, args.interval, samples, stop), daemon=True)
         sampler.start()
+        os.environ["HNDD_LOG"] = "debug"  # the daemon's memory line after every batch
         r = bench.bench_serve(binary, dictionary, [layer], lambda: workloads.cycled(layer, pool, args.images),
                               args.images, work)
         stop.set()
         sampler.join()
+        log = (work / "serve.log").read_text()
+        if args.keep_snapshots:
+            compare_snapshots.save(str(work / "run" / "snapshots.h5"), args.keep_snapshots)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak_t, peak = max(samples, key=lambda s: s[1]) if samples else (float("nan"), float("nan"))
@@ -93,6 +130,14 @@ def main() -> int:
     print(f"{args.workload}: VmHWM {r['serve_peak_rss_mb']:.0f} MB; sampled peak {peak:.0f} MB at {peak_t:.1f} s "
           f"of {span:.1f} s; end to end {r['end_to_end_seconds']:.1f} s")
     print(f"  fixed: maxima {maxima_mb:.0f} MB (x2 with a baseline), top-k ~{topk_mb:.0f} MB")
+    lines = memory_lines(log)
+    if lines:
+        print(f"  after the first batch: {breakdown(lines[0])}")
+        top = max(lines, key=lambda fields: float(fields.get("rss_mb", "nan")))
+        print(f"  at the batch of the highest RSS ({lines.index(top) + 1} of {len(lines)}): {breakdown(top)}")
+    written = written_pass_line(log)
+    if written:
+        print(f"  at the written pass: {breakdown(written)}")
     for t, mb in samples[:: max(1, len(samples) // 20)]:
         print(f"  t={t:6.1f} s  RSS {mb:7.0f} MB")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

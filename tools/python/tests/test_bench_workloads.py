@@ -134,10 +134,17 @@ def test_pass_costs_reads_each_step_and_its_cpu_seconds():
     log = ("2026-12-02T13:57:08+0000 info hndd: images=35632/35632 interpretable=48/512 pass=run bench, layer "
            "bench512x7x7, step 1 snapshot_cpu_s=1.840 snapshot_s=0.972 [HNDDaemon] pass complete\n"
            "2026-12-02T13:57:20+0000 info hndd: images=35632/35632 interpretable=51/512 pass=run bench, layer "
-           "bench512x7x7, step 2 snapshot_cpu_s=2.021 snapshot_s=1.061 [HNDDaemon] pass complete\n")
+           "bench512x7x7, step 2 snapshot_cpu_s=2.021 snapshot_s=1.061 [HNDDaemon] pass complete\n"
+           # With the memory figures among the metadata (sorted by key, as swift-log writes them).
+           "2026-12-02T17:20:00+0000 info hndd: candidates=4000 images=35632/35632 pass=run bench, layer "
+           "bench512x7x7, step 3 queue_batches=0 queue_mb=0.0 rss_mb=880.0 snapshot_cpu_s=0.900 snapshot_s=0.480 "
+           "topk_mb=74.6 [HNDDaemon] pass complete\n"
+           "2026-12-02T17:20:00+0000 info hndd: MB=45.1 baseline=run bench, layer bench512x7x7 kept_MB=45.1 "
+           "seconds=0.120 [HNDDaemon] baseline weights built\n")
     assert bench.pass_costs(log) == {("bench512x7x7", 1): {"snapshot_s": 0.972, "snapshot_cpu_s": 1.84},
-                                     ("bench512x7x7", 2): {"snapshot_s": 1.061, "snapshot_cpu_s": 2.021}}
-    assert bench.snapshot_costs(log) == {"bench512x7x7": "1.061"}  # the last written pass of each layer
+                                     ("bench512x7x7", 2): {"snapshot_s": 1.061, "snapshot_cpu_s": 2.021},
+                                     ("bench512x7x7", 3): {"snapshot_s": 0.48, "snapshot_cpu_s": 0.9}}
+    assert bench.snapshot_costs(log) == {"bench512x7x7": "0.480"}  # the last written pass of each layer
 
 
 def test_complete_times_waits_per_step_and_names_the_missing_layers():
@@ -169,3 +176,18 @@ def test_finish_prints_the_load_and_writes_the_json(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["real"] == {"images": 3}
     assert set(written["machine"]) == {"cpu_model", "cpu_vector_flags", "cores", "load_average_at_end", "date_utc"}
+
+
+def test_memory_profile_reads_the_daemons_memory_lines():
+    profile = pytest.importorskip("memory_profile", reason="memory_profile.py's dependencies (h5py, zmq) are not installed")
+    log = ("2026-12-02T16:30:00+0000 debug hndd: baseline_mb=0.0 candidate_stores_mb=10.5,11.0 candidates=4000 "
+           "heap_free_mb=3.2 heap_used_mb=120.0 hwm_mb=900.0 maxima_mb=291.9 open_passes=1 queue_batches=2 queue_mb=51.4 "
+           "rss_mb=880.0 topk_mb=74.6 [HNDDaemon] memory\n"
+           "2026-12-02T16:30:01+0000 info hndd: candidates_mb=21.5 images=35632/35632 pass=run bench, layer b, step 1 "
+           "rss_mb=870.0 snapshot_s=2.5 [HNDDaemon] pass complete\n")
+    lines = profile.memory_lines(log)
+    assert len(lines) == 1 and lines[0]["rss_mb"] == "880.0" and lines[0]["candidate_stores_mb"] == "10.5,11.0"
+    assert profile.breakdown(lines[0]) == ("rss_mb 880.0, hwm_mb 900.0, maxima_mb 291.9, topk_mb 74.6, candidates 4000, "
+                                           "queue_mb 51.4, queue_batches 2, heap_used_mb 120.0, heap_free_mb 3.2, "
+                                           "baseline_mb 0.0, per store [10.5,11.0] MB")
+    assert profile.written_pass_line(log)["candidates_mb"] == "21.5"
