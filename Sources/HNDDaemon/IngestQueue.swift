@@ -9,9 +9,7 @@ import Logging
 /// the daemon holds beyond it: one message over it, and the batch in hand of each busy worker).
 final class IngestQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    /// Popped slots are cleared at once, so processed batches free their memory immediately.
-    private var messages: [ZMQMultipart?] = []
-    private var head = 0
+    private var messages = ClearingFIFO<ZMQMultipart>()
     /// Popped and not yet released: in a worker's inbox.
     private var inFlight = 0
     /// Of the messages waiting here and in flight.
@@ -24,7 +22,7 @@ final class IngestQueue: @unchecked Sendable {
     /// Messages waiting here or in a worker's inbox, and their bytes.
     var depth: (messages: Int, bytes: Int) {
         condition.lock(); defer { condition.unlock() }
-        return (messages.count - head + inFlight, bytes)
+        return (messages.count + inFlight, bytes)
     }
 
     func markReceiverFinished() {
@@ -58,15 +56,11 @@ final class IngestQueue: @unchecked Sendable {
     func pop(timeout: Double) -> ZMQMultipart? {
         condition.lock(); defer { condition.unlock() }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        while head == messages.count {
+        while messages.isEmpty {
             if timeout <= 0 || !condition.wait(until: deadline) { return nil }
         }
-        let message = messages[head]!
-        messages[head] = nil
-        head += 1
         inFlight += 1
-        if head > 64, head * 2 > messages.count { messages.removeFirst(head); head = 0 }
-        return message
+        return messages.popFirst()
     }
 
     /// A popped message of `byteCount` bytes waits no more (a worker took it in hand, or it was

@@ -16,12 +16,11 @@ enum WorkItem {
 /// against the ingest queue's one budget (`IngestQueue.release`), whichever worker holds them.
 final class WorkerInbox: @unchecked Sendable {
     private let condition = NSCondition()
-    private var items: [WorkItem] = []
-    private var head = 0
+    private var items = ClearingFIFO<WorkItem>()
 
     var isEmpty: Bool {
         condition.lock(); defer { condition.unlock() }
-        return head == items.count
+        return items.isEmpty
     }
 
     /// Queues `item` behind everything already queued.
@@ -35,12 +34,7 @@ final class WorkerInbox: @unchecked Sendable {
     /// Queues `item` before everything queued: it runs as soon as the item in hand is done.
     func pushFront(_ item: WorkItem) {
         condition.lock()
-        if head > 0 {
-            head -= 1
-            items[head] = item
-        } else {
-            items.insert(item, at: 0)
-        }
+        items.prepend(item)
         condition.signal()
         condition.unlock()
     }
@@ -49,14 +43,10 @@ final class WorkerInbox: @unchecked Sendable {
     func pop(timeout: Double) -> WorkItem? {
         condition.lock(); defer { condition.unlock() }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        while head == items.count {
+        while items.isEmpty {
             if !condition.wait(until: deadline) { return nil }
         }
-        let item = items[head]
-        items[head] = .stop // the slot no longer holds the message's memory
-        head += 1
-        if head > 64, head * 2 > items.count { items.removeFirst(head); head = 0 }
-        return item
+        return items.popFirst()
     }
 }
 
