@@ -39,26 +39,33 @@ final class LayerWorkers {
     /// them wait: what a control request sees has every earlier batch applied. `meanwhile` runs
     /// every turn of waiting for them.
     func afterQueuedWork<R>(meanwhile: () -> Void = {}, _ body: ([LayerWorker]) throws -> R) rethrows -> R {
-        try together(inFront: false, meanwhile: meanwhile, body)
+        try together(all, inFront: false, meanwhile: meanwhile, body)
+    }
+
+    /// The same for `some` of the workers only: the others go on meanwhile, so `body` must touch
+    /// the states of `some` alone (a request about one layer needs only that layer's worker).
+    func afterQueuedWork<R>(of some: [LayerWorker], meanwhile: () -> Void = {}, _ body: ([LayerWorker]) throws -> R) rethrows -> R {
+        try together(some, inFront: false, meanwhile: meanwhile, body)
     }
 
     /// Runs `body` once every worker has finished the item in hand, while all of them wait: a
     /// consistent image of every pass (each has a prefix of its batches applied) without waiting
     /// for the queued ones.
     func atNextBoundary<R>(meanwhile: () -> Void = {}, _ body: ([LayerWorker]) throws -> R) rethrows -> R {
-        try together(inFront: true, meanwhile: meanwhile, body)
+        try together(all, inFront: true, meanwhile: meanwhile, body)
     }
 
-    private func together<R>(inFront: Bool, meanwhile: () -> Void, _ body: ([LayerWorker]) throws -> R) rethrows -> R {
-        guard !stopped, !all.isEmpty else { return try body(all) }
+    private func together<R>(_ workers: [LayerWorker], inFront: Bool, meanwhile: () -> Void,
+                             _ body: ([LayerWorker]) throws -> R) rethrows -> R {
+        guard !stopped, !workers.isEmpty else { return try body(workers) }
         let rendezvous = Rendezvous()
         let item = WorkItem.task { _ in rendezvous.arriveAndWait() }
-        for worker in all {
+        for worker in workers {
             if inFront { worker.inbox.pushFront(item) } else { worker.inbox.push(item) }
         }
-        rendezvous.waitForArrivals(all.count, meanwhile: meanwhile)
+        rendezvous.waitForArrivals(workers.count, meanwhile: meanwhile)
         defer { rendezvous.release() }
-        return try body(all)
+        return try body(workers)
     }
 
     /// Lets every worker apply what it holds and write what is due, then end; runs `meanwhile`

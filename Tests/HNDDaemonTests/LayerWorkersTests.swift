@@ -115,6 +115,26 @@ import Testing
         rig.workers.stop {}
     }
 
+    @Test func aRequestOfSomeWorkersDoesNotWaitForTheOthers() throws {
+        let rig = try Rig()
+        for batch in interleaved(["a", "b"]) { try rig.route(batch) }
+        let a = rig.workers.owner(of: "a")!, b = rig.workers.owner(of: "b")!
+        #expect(rig.workers.afterQueuedWork { $0.map(\.state.counters.batchesAccepted) } == [6, 6])
+        // "b"'s worker is held (for two seconds at most), its next batch queued behind the hold.
+        let gate = DispatchSemaphore(value: 0)
+        b.inbox.push(.task { _ in _ = gate.wait(timeout: .now() + 2) })
+        try rig.route(Batch(layer: "b", ids: [0], salt: 9))
+        try rig.route(Batch(layer: "a", ids: [1], salt: 9))
+        let (accepted, waiting) = rig.workers.afterQueuedWork(of: [a]) { workers in
+            (workers.map(\.state.counters.batchesAccepted), rig.queue.depth.messages)
+        }
+        #expect(accepted == [7])
+        #expect(waiting == 1) // "b"'s batch: its worker was not waited for
+        gate.signal()
+        #expect(rig.workers.afterQueuedWork { $0.map(\.state.counters.batchesAccepted) } == [7, 7])
+        rig.workers.stop {}
+    }
+
     @Test func aCheckpointWaitsForTheBatchInHandOnly() throws {
         let rig = try Rig()
         rig.occupy(["a", "b"])

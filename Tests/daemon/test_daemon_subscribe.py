@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import numpy as np
+import zmq
 from hndd_client.push import select_rows
 
 from daemon_harness import LAYER, complete_row, control_request, hndd_pb2, hnd_reference
@@ -105,3 +106,30 @@ def test_late_subscriber_mid_pass_gets_the_partial_state(dataset, run_dir, start
     assert not failures, "partial snapshot vs the reference over the images received:\n" + "\n".join(failures)
     assert line["interpretable_units"] == interpretable_units(partial)
     assert line["region"] == partial["region"].tolist()
+
+
+def test_control_refusals_name_what_is_wrong(dataset, run_dir, start_daemon, push):
+    """Refused control requests are answered with what is wrong: bytes that are no request, and a
+    snapshot of a layer never sent (naming the layers that were); the daemon goes on answering."""
+    daemon = start_daemon(run_dir)
+    push(run_dir, dataset.activations, RUN, 11, "--batch-size", "200")
+    daemon.wait_complete(RUN, 11)
+
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    try:
+        sock.connect(daemon.endpoints.control)
+        sock.send(b"\xff\xff\xff not a control request")
+        reply = hndd_pb2.ControlReply()
+        reply.ParseFromString(sock.recv())
+    finally:
+        sock.close()
+    assert reply.WhichOneof("reply") == "error" and reply.error.message, reply
+
+    request = hndd_pb2.ControlRequest()
+    request.snapshot.layer = "no.such.layer"
+    reply = control_request(daemon.endpoints.control, request)
+    assert reply.WhichOneof("reply") == "error", reply
+    assert reply.error.message == f"no snapshot of layer no.such.layer yet (layers: {LAYER})"
+    assert daemon.status()["rejected_batches"].get("control_malformed") == 1
