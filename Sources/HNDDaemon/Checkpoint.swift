@@ -87,7 +87,7 @@ public enum Checkpoint {
     /// disagrees before restoring anything).
     public struct Contents: Sendable {
         public let fingerprint: UInt64
-        public let passes: [Entry]
+        public internal(set) var passes: [Entry]
         public let finished: [PassKey]
         /// Baseline maxima per run's layer (none in a checkpoint written before them).
         public var baselines: [RunLayer: [Float]] = [:]
@@ -95,8 +95,8 @@ public enum Checkpoint {
 
     /// Reads a checkpoint file; nil when there is none.
     public static func contents(_ path: String) throws(StateError) -> Contents? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        var r = ByteReader(Array(data))
+        guard let bytes = try fileBytes(path) else { return nil }
+        var r = ByteReader(bytes)
         for byte in magic { guard try r.get(UInt8.self) == byte else { throw StateError("\(path) is not an hndd checkpoint") } }
         let fingerprint = try r.get(UInt64.self)
         var passes: [Entry] = []
@@ -123,19 +123,47 @@ public enum Checkpoint {
     /// written for.
     public static func passes(_ path: String, index: DictionaryIndex, options: DissectionOptions)
         throws(StateError) -> (passes: [OpenPass], finished: [PassKey], baselines: [RunLayer: [Float]])? {
-        guard let contents = try contents(path) else { return nil }
+        guard var contents = try contents(path) else { return nil }
         guard contents.fingerprint == fingerprint(index, options) else {
             throw StateError("\(path) was written for another dictionary or other options; move it away to start afresh")
         }
+        // Each entry's bytes are let go once decoded: a restart holds the encoded and the decoded
+        // states of one pass at a time, not of all (several GB with big layers).
         var passes: [OpenPass] = []
-        for entry in contents.passes {
+        while let entry = contents.passes.popLast() {
             let accumulator = try LayerAccumulator(decoding: entry.state, index: index, options: options)
             var pass = OpenPass(key: entry.key, accumulator: accumulator, startedAt: entry.startedAt, updatedAt: entry.updatedAt,
                                 duplicates: entry.duplicates)
             pass.imagesCheckpointed = accumulator.imagesSeen
             passes.append(pass)
         }
-        return (passes, contents.finished, contents.baselines)
+        return (passes.reversed(), contents.finished, contents.baselines)
+    }
+
+    /// The bytes of the file at `path`, read straight into one array (no `Data` copy beside it);
+    /// nil when there is no such file.
+    static func fileBytes(_ path: String) throws(StateError) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { return nil }
+            throw StateError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw StateError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        let size = Int(status.st_size)
+        var failure: StateError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            while initialized < size {
+                let n = Glibc.read(descriptor, buffer.baseAddress! + initialized, size - initialized)
+                if n < 0, errno == EINTR { continue }
+                if n < 0 { failure = StateError("cannot read \(path): \(String(cString: strerror(errno)))"); return }
+                if n == 0 { failure = StateError("\(path) shrank while being read"); return }
+                initialized += n
+            }
+        }
+        if let failure { throw failure }
+        return bytes
     }
 
     /// Reads a checkpoint into `book`; returns the number of passes resumed.

@@ -12,6 +12,7 @@ func bookDictionary() -> FaceDictionary {
 }
 
 extension PassBook {
+    @discardableResult
     mutating func push(_ key: PassKey, _ ids: [Int64], units: Int = 2, at now: Double) throws(Rejection) -> BatchOutcome {
         let values = ids.flatMap { id in (0..<(units * 4)).map { Float(id) + Float($0) * 0.1 } }
         return try values.withUnsafeBufferPointer { v throws(Rejection) in
@@ -91,5 +92,26 @@ extension PassBook {
         // Another dictionary refuses the checkpoint.
         var other = PassBook(index: DictionaryIndex(bookDictionary()), options: .init(quantile: 0.01), passTimeout: 1, supersededAfter: 1)
         #expect(throws: StateError.self) { try Checkpoint.read(path, into: &other) }
+    }
+
+    @Test func checkpointsOfSeveralPassesComeBackInOrderAndBadFilesAreNamed() throws {
+        var b = book()
+        let keys = (1...3).map { PassKey(run: "r", layer: "layer\($0)", step: 1) }
+        for (i, k) in keys.enumerated() { try b.push(k, [Int64(i), 4], at: Double(i)) }
+        let path = NSTemporaryDirectory() + "hndd-checkpoint-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Checkpoint.write(passes: keys.map { b.open[$0]! }, finished: [], index: b.index, options: b.options, to: path)
+        let restored = try #require(try Checkpoint.passes(path, index: b.index, options: b.options))
+        #expect(restored.passes.map(\.key) == keys)
+        #expect(restored.passes.map { $0.accumulator.encodedState() } == keys.map { b.open[$0]!.accumulator.encodedState() })
+        // No file: nothing to resume. A file that is no checkpoint, or a cut one: an error naming it.
+        #expect(try Checkpoint.passes(path + ".none", index: b.index, options: b.options) == nil)
+        let bytes = try #require(try Checkpoint.fileBytes(path))
+        #expect(bytes.count == (try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int))
+        try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: path))
+        #expect(throws: StateError.self) { try Checkpoint.passes(path, index: b.index, options: b.options) }
+        try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: path))
+        let error = try #require(throws: StateError.self) { try Checkpoint.passes(path, index: b.index, options: b.options) }
+        #expect("\(error)".contains(path) && "\(error)".contains("is not an hndd checkpoint"))
     }
 }
