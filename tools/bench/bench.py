@@ -20,13 +20,16 @@ cycled with fresh image ids, so generation never limits the sender.
     python3 tools/bench/bench.py --workload 512x7x7 --images 35632
     python3 tools/bench/bench.py --workload three-layers    # the three interleaved, as `watch` sends them
     python3 tools/bench/bench.py --workload real --dtype float16   # ResNet-50 maps of real faces
+    python3 tools/bench/bench.py --workload real-2048x7x7 --workload real-1024x14x14   # its two big layers
     python3 tools/bench/bench.py --workload 512x7x7 --passes 2     # a later pass, tested against the first
 
 --workload three-layers runs 512x7x7, 1024x14x14 and 2048x7x7 end to end each alone, then the
 three interleaved in one pass to one `hndd serve` (tools/bench/workloads.py says how), and
 reports the combined images/s against the sum of the three alone, each layer's latency and the
 daemon's peak RSS. --workload real is the single-layer figures on a torchvision ResNet-50's
-layer4.2.conv1 (random initialisation) of real faces, computed once and cached.
+layer4.2.conv1 (random initialisation) of real faces, computed once and cached; real-2048x7x7 and
+real-1024x14x14 the same on its layer4 and layer3 outputs (ResNet-50's block 4 and block 3), the
+layers of one bench run computed in one forward pass.
     python3 tools/bench/bench.py --rasters --rounds 2   # version 1 against version 2 (raster masks)
 
 With --rasters each workload (default: the paper's 512x7x7) is run with the version-1 dictionary
@@ -528,7 +531,7 @@ def main(argv=None) -> int:
                              "steps 1..N); the first is the run's baseline, the later ones pay the change test and "
                              "their latency is reported under later_passes (default 1)")
     parser.add_argument("--real-images", type=int, default=workloads.REAL_IMAGES,
-                        help=f"--workload real: distinct real faces, tiled to the pass (default {workloads.REAL_IMAGES})")
+                        help=f"--workload real*: distinct real faces, tiled to the pass (default {workloads.REAL_IMAGES})")
     parser.add_argument("--rasters", action="store_true",
                         help="version 1 against version 2 (raster masks, bilateral concepts as two ellipses), alternating")
     parser.add_argument("--rounds", type=int, default=2, help="with --rasters: rounds of v1 and v2 (default 2)")
@@ -603,14 +606,24 @@ def run_single(name: str, *, binary: str, dictionary: Path, images: int, work: P
                          later_passes=[lambda p=p: workloads.cycled(layer, p, images) for p in later])
 
 
-def run_real(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
-    """--workload real: ResNet-50's layer4.2.conv1 on real faces (workloads.py), tiled to the pass."""
-    maps = workloads.real_maps(args.real_images, args.seed)
-    maps = maps.astype(np.float16) if args.dtype == "float16" else np.asarray(maps)
+def real_pass(name: str, images: int, *, seed: int, real_images: int, dtype: str, along=()):
+    """A real-map workload's pass (workloads.REAL_WORKLOADS[name]): (layer, maps, batch, messages),
+    the maps rounded to the message dtype and `messages()` them tiled to `images` ids. The cache
+    is built first where it lacks them, with the real workloads' modules `along` in the same pass."""
+    module = workloads.REAL_WORKLOADS[name].module
+    maps = workloads.real_maps(module, real_images, seed, along=along)
+    maps = maps.astype(np.float16) if dtype == "float16" else maps
     batch = batch_size(*maps.shape[1:])
-    layer = workloads.REAL_LAYER
-    messages = lambda: workloads.tiled(layer, maps, images, batch)  # noqa: E731
-    r = {"real_images": maps.shape[0], "repeats": images / maps.shape[0]}
+    return module, maps, batch, lambda: workloads.tiled(module, maps, images, batch)
+
+
+def run_real(name: str, *, binary: str, dictionary: Path, images: int, work: Path, args) -> dict:
+    """--workload real, real-2048x7x7, real-1024x14x14: a ResNet-50 layer on real faces
+    (workloads.py), tiled to the pass; every figure of the single synthetic layers."""
+    along = [workloads.REAL_WORKLOADS[w].module for w in args.workload or () if w in workloads.REAL_WORKLOADS]
+    layer, maps, batch, messages = real_pass(name, images, seed=args.seed, real_images=args.real_images,
+                                             dtype=args.dtype, along=along)
+    r = {"layer": layer, "real_images": maps.shape[0], "repeats": images / maps.shape[0]}
     r.update(measure_layer(layer, messages, maps.shape[1:], batch, [m for _, _, m in itertools.islice(messages(), 8)],
                            binary=binary, dictionary=dictionary, images=images, work=work, args=args))
     return r
@@ -664,7 +677,7 @@ def run_three_layers(name: str, *, binary: str, dictionary: Path, images: int, w
 
 
 #: The workloads beyond one synthetic layer (`WORKLOADS`), by their --workload name.
-PASSES = {"three-layers": run_three_layers, "real": run_real}
+PASSES = {"three-layers": run_three_layers, **{name: run_real for name in workloads.REAL_WORKLOADS}}
 
 
 def compare_versions(args) -> int:

@@ -8,11 +8,20 @@ trainer sends them (`cycled`: one layer, bench.py's synthetic pool of batches re
                  per layer, in the order the layers were named, every message of the same images.
   real           a torchvision ResNet-50 (random initialisation, fixed seed: no weights can be
                  downloaded here) run once on real faces (CelebA aligned images and UTKFace crops,
-                 resized to 224×224), its layer4.2.conv1 (512×7×7) cached under .test-cache/ and
-                 tiled to the pass size: image k of the pass is real image k mod n, so each real
-                 image appears images/n times under distinct ids (repeats make the maps non-i.i.d.).
+                 resized to 224×224), its layer4.2.conv1 (512×7×7, the paper's layer) cached under
+                 .test-cache/ and tiled to the pass size: image k of the pass is real image k mod n,
+                 so each real image appears images/n times under distinct ids (repeats make the maps
+                 non-i.i.d.).
+  real-2048x7x7  the same network and faces, the output of layer4 (2,048×7×7, ResNet-50's block 4
+                 output, after its last ReLU), cached and tiled the same way.
+  real-1024x14x14
+                 the same, the output of layer3 (1,024×14×14, after its last ReLU).
 
-    python3 tools/bench/workloads.py --build-real        # compute (or find) the cached real maps
+`REAL_WORKLOADS` is the one list of these layers. Building computes every layer asked for that the
+cache lacks in one forward pass per chunk of faces, stopped once the last of them has run.
+
+    python3 tools/bench/workloads.py --build-real        # compute (or find) the cached maps of all three
+    python3 tools/bench/workloads.py --build-real --workload real-1024x14x14
 """
 from __future__ import annotations
 
@@ -21,6 +30,8 @@ import hashlib
 import json
 import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -36,10 +47,31 @@ WATCH_BATCH = 64
 #: Where the real faces are (docs/performance.md, "Workloads"); HNDD_REAL_FACES overrides.
 REAL_FACES = Path(os.environ.get("HNDD_REAL_FACES", REPO.parent / "shared" / "data" / "real-faces"))
 REAL_CACHE = REPO / ".test-cache" / "bench-real"
-REAL_LAYER, REAL_SIZE = "layer4.2.conv1", 224
+REAL_SIZE = 224
 #: Real images used by default: 35,632 = 4,454 × 8, so the paper's pass is eight whole repeats
 #: (about 15 minutes of CPU once; --real-images 2227 gives sixteen repeats for half of that).
 REAL_IMAGES = 4454
+
+
+@dataclass(frozen=True)
+class RealLayer:
+    """A real-map workload: the ResNet-50 module (a `named_modules` name) whose output it sends,
+    and that output's shape at 224 px; the module's name is also the layer the daemon is sent."""
+    module: str
+    shape: tuple[int, int, int]
+
+
+#: The real-map workloads by their --workload name: the paper's layer and the issue's two big
+#: shapes (docs/performance.md, "Workloads").
+REAL_WORKLOADS = {
+    "real": RealLayer("layer4.2.conv1", (512, 7, 7)),
+    "real-2048x7x7": RealLayer("layer4", (2048, 7, 7)),
+    "real-1024x14x14": RealLayer("layer3", (1024, 14, 14)),
+}
+#: The paper's layer, the `real` workload's module.
+REAL_LAYER = REAL_WORKLOADS["real"].module
+#: A module's output shape, by module name.
+REAL_SHAPES = {spec.module: spec.shape for spec in REAL_WORKLOADS.values()}
 
 
 def cycled(layer: str, pool: list[np.ndarray], images: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -82,12 +114,25 @@ def real_face_files(root: Path, count: int) -> list[Path]:
     return (files + rest)[:count]
 
 
-def real_settings(seed: int) -> dict:
+def torch_versions() -> dict:
+    """The versions that fix the maps' values, part of the cache key."""
     import torch
     import torchvision
-    return {"model": "torchvision resnet50, random init (weights=None)", "seed": seed, "layer": REAL_LAYER,
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def real_settings(seed: int, module: str, versions: dict) -> dict:
+    """Everything the cached maps of `module` depend on: their cache key (the same keys for every
+    layer, so that the `real` workload's cache of before the big layers is still found)."""
+    return {"model": "torchvision resnet50, random init (weights=None)", "seed": seed, "layer": module,
             "size": REAL_SIZE, "resize": "bilinear to 224x224, ImageNet mean/std", "order": "real_face_files",
-            "torch": torch.__version__, "torchvision": torchvision.__version__}
+            **versions}
+
+
+def real_cache_folder(settings: dict, cache: Path = REAL_CACHE) -> Path:
+    """One folder per layer and settings: the key is a hash of the settings, the layer among them."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return cache / f"resnet50-{settings['layer']}-seed{settings['seed']}-{key}"
 
 
 #: Real maps are computed and cached in chunks of this many images: an interrupted build keeps
@@ -95,34 +140,72 @@ def real_settings(seed: int) -> dict:
 REAL_CHUNK = 256
 
 
-def real_maps(count: int = REAL_IMAGES, seed: int = 7, root: Path = REAL_FACES, threads: int = 2) -> np.ndarray:
-    """ResNet-50's layer4.2.conv1 on the first `count` real faces, float32 [count, 512, 7, 7]:
-    from the cache when it holds them under these settings, else computed (about 0.2 s of CPU an
-    image) and cached, chunk by chunk."""
-    settings = real_settings(seed)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    folder = REAL_CACHE / f"resnet50-{REAL_LAYER}-seed{seed}-{key}"
-    chunks = [folder / f"chunk-{k:04d}.npy" for k in range(-(-count // REAL_CHUNK))]
-    # A chunk is short only when it was the last of a smaller count: then it is computed again.
-    wanted = [min(REAL_CHUNK, count - k * REAL_CHUNK) for k in range(len(chunks))]
-    missing = [k for k, path in enumerate(chunks) if not path.exists() or np.load(path, mmap_mode="r").shape[0] < wanted[k]]
+def chunk_sizes(count: int) -> list[int]:
+    """The images of each chunk of a cache of `count` images (the last one may be short)."""
+    return [min(REAL_CHUNK, count - start) for start in range(0, count, REAL_CHUNK)]
+
+
+def chunk_path(folder: Path, k: int) -> Path:
+    return folder / f"chunk-{k:04d}.npy"
+
+
+def chunk_cached(path: Path, images: int) -> bool:
+    """A chunk is short only when it was the last of a smaller count: then it is computed again."""
+    return path.exists() and np.load(path, mmap_mode="r").shape[0] >= images
+
+
+def build_real_maps(modules: Sequence[str], count: int = REAL_IMAGES, seed: int = 7, root: Path = REAL_FACES,
+                    threads: int = 2, cache: Path = REAL_CACHE) -> dict[str, Path]:
+    """The cache folder of each of `modules` (names of `REAL_SHAPES`) holding its maps of the first
+    `count` real faces. A chunk missing for some of the modules is computed for all of those in one
+    forward pass (about 0.2 s of CPU an image), so building the three layers costs one pass, not three."""
+    versions = torch_versions()
+    folders = {m: real_cache_folder(real_settings(seed, m, versions), cache) for m in modules}
+    sizes = chunk_sizes(count)
+    missing = {k: [m for m in modules if not chunk_cached(chunk_path(folders[m], k), n)] for k, n in enumerate(sizes)}
+    missing = {k: ms for k, ms in missing.items() if ms}
     if missing:
         if not root.is_dir():
             sys.exit(f"bench: real faces not found at {root} (set HNDD_REAL_FACES)")
         files = real_face_files(root, count)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "settings.json").write_text(json.dumps(settings, indent=2))
-        for k in missing:
-            maps = compute_real_maps(files[k * REAL_CHUNK:(k + 1) * REAL_CHUNK], seed, threads)
-            partial = chunks[k].with_suffix(".writing.npy")
-            np.save(partial, maps)
-            partial.rename(chunks[k])
-            print(f"real maps: chunk {k + 1}/{len(chunks)} cached ({maps.shape[0]} images)", flush=True)
-    return np.concatenate([np.load(path) for path in chunks])[:count]
+        for m in {m for ms in missing.values() for m in ms}:
+            folders[m].mkdir(parents=True, exist_ok=True)
+            (folders[m] / "settings.json").write_text(json.dumps(real_settings(seed, m, versions), indent=2))
+    for k, ms in missing.items():
+        started = time.perf_counter()
+        maps = compute_real_maps(files[k * REAL_CHUNK:(k + 1) * REAL_CHUNK], seed, threads, ms)
+        for m in ms:
+            partial = chunk_path(folders[m], k).with_suffix(".writing.npy")
+            np.save(partial, maps[m])
+            partial.rename(chunk_path(folders[m], k))
+        print(f"real maps: chunk {k + 1}/{len(sizes)} of {', '.join(ms)} cached ({sizes[k]} images, "
+              f"{time.perf_counter() - started:.0f} s)", flush=True)
+    return folders
 
 
-def compute_real_maps(files: Sequence[Path], seed: int, threads: int, batch: int = 32) -> np.ndarray:
-    """The forward pass, stopped once layer4.2.conv1 has run (as `watch` does, stop_early)."""
+def load_real_maps(folder: Path, count: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """The first `count` cached maps of a folder, float32 [count, *shape], read chunk by chunk into
+    one array (no second copy of the whole: 3.6 GB at 1,024×14×14 for 4,454 faces)."""
+    out = np.empty((count, *shape), np.float32)
+    for k, n in enumerate(chunk_sizes(count)):
+        out[k * REAL_CHUNK:k * REAL_CHUNK + n] = np.load(chunk_path(folder, k), mmap_mode="r")[:n]
+    return out
+
+
+def real_maps(module: str = REAL_LAYER, count: int = REAL_IMAGES, seed: int = 7, root: Path = REAL_FACES,
+              threads: int = 2, along: Sequence[str] = (), cache: Path = REAL_CACHE) -> np.ndarray:
+    """ResNet-50's `module` on the first `count` real faces, float32 [count, *REAL_SHAPES[module]]:
+    from the cache, built first where it lacks them — together with the modules `along` (the other
+    real workloads of the same bench run), so that one forward pass serves them all."""
+    modules = [m for m in REAL_SHAPES if m == module or m in along]
+    folders = build_real_maps(modules, count, seed, root, threads, cache)
+    return load_real_maps(folders[module], count, REAL_SHAPES[module])
+
+
+def compute_real_maps(files: Sequence[Path], seed: int, threads: int, modules: Sequence[str] = (REAL_LAYER,),
+                      batch: int = 32) -> dict[str, np.ndarray]:
+    """The forward pass on `files`, each of `modules`' output captured by a hook, stopped once the
+    last of them has run (as `watch` does, stop_early): module → float32 [len(files), *shape]."""
     import torch
     import torchvision
     from PIL import Image
@@ -131,43 +214,56 @@ def compute_real_maps(files: Sequence[Path], seed: int, threads: int, batch: int
     model = torchvision.models.resnet50(weights=None).eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    module = dict(model.named_modules())[REAL_LAYER]
-    captured = {}
+    named = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
 
     class Done(Exception):
         pass
 
-    def hook(_module, _inputs, output):
-        captured["maps"] = output.detach().clone()
-        raise Done
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            captured[name] = output.detach().clone()
+            if len(captured) == len(modules):
+                raise Done
+        return hook
 
-    module.register_forward_hook(hook)
-    out = np.empty((len(files), 512, 7, 7), np.float32)
+    for name in modules:
+        named[name].register_forward_hook(hook_for(name))
+    out = {name: np.empty((len(files), *REAL_SHAPES[name]), np.float32) for name in modules}
     with torch.no_grad():
         for start in range(0, len(files), batch):
             chunk = files[start:start + batch]
             pixels = np.stack([np.asarray(Image.open(f).convert("RGB").resize((REAL_SIZE, REAL_SIZE), Image.BILINEAR))
                                for f in chunk])
             x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - mean) / std
+            captured.clear()
             try:
                 model(x)
             except Done:
                 pass
-            out[start:start + len(chunk)] = captured["maps"].numpy()
+            for name in modules:
+                out[name][start:start + len(chunk)] = captured[name].numpy()
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build-real", action="store_true", help="compute (or find) the cached real maps")
+    parser.add_argument("--workload", action="append", choices=sorted(REAL_WORKLOADS),
+                        help="with --build-real: the real workloads to build (default: all, in one forward pass)")
     parser.add_argument("--real-images", type=int, default=REAL_IMAGES)
     parser.add_argument("--seed", type=int, default=7, help="the model's initialisation (default 7, as bench.py)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if args.build_real:
-        maps = real_maps(args.real_images, args.seed, threads=args.threads)
-        print(f"real maps: {maps.shape}, min {maps.min():.3g}, max {maps.max():.3g}, "
-              f"{(maps > 0).mean():.1%} positive")
+        modules = [REAL_WORKLOADS[name].module for name in args.workload or REAL_WORKLOADS]
+        folders = build_real_maps([m for m in REAL_SHAPES if m in modules], args.real_images, args.seed,
+                                  threads=args.threads)
+        for module, folder in folders.items():
+            maps = load_real_maps(folder, args.real_images, REAL_SHAPES[module])
+            print(f"real maps of {module}: {maps.shape}, min {maps.min():.3g}, max {maps.max():.3g}, "
+                  f"{(maps > 0).mean():.1%} positive; {folder}")
+            del maps
     return 0
 
 

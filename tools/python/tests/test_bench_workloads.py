@@ -1,6 +1,7 @@
 """tools/bench/workloads.py: the bench's passes — one layer cycled, three layers interleaved as
-`hndd_client.torch.watch` sends them (checked against watch itself), real maps tiled — and the
-real-face selection. Fast: tiny shapes; the ResNet-50 part runs on one face."""
+`hndd_client.torch.watch` sends them (checked against watch itself), real maps tiled — the
+real-face selection and the real-map cache (its key per layer, one forward pass for every layer
+it lacks: a stand-in forward without torch). Fast: tiny shapes; the ResNet-50 part runs on one face."""
 import inspect
 import json
 import sys
@@ -108,16 +109,140 @@ def test_real_face_files_alternate_the_two_datasets(tmp_path):
         workloads.real_face_files(tmp_path, 9)
 
 
-def test_real_maps_are_resnet50_layer4_2_conv1_and_seeded():
+def test_real_workloads_are_the_papers_layer_and_resnet50s_two_big_outputs():
+    assert {name: (spec.module, spec.shape) for name, spec in workloads.REAL_WORKLOADS.items()} == {
+        "real": ("layer4.2.conv1", (512, 7, 7)),
+        "real-2048x7x7": ("layer4", (2048, 7, 7)),
+        "real-1024x14x14": ("layer3", (1024, 14, 14))}
+    assert workloads.REAL_LAYER == "layer4.2.conv1"
+    assert workloads.REAL_SHAPES["layer3"] == (1024, 14, 14)
+
+
+VERSIONS = {"torch": "2.15.0", "torchvision": "0.29.2"}
+
+
+def test_real_cache_key_changes_with_the_layer_and_the_seed_only_where_they_differ(tmp_path):
+    folder = {m: workloads.real_cache_folder(workloads.real_settings(7, m, VERSIONS), tmp_path)
+              for m in workloads.REAL_SHAPES}
+    assert len(set(folder.values())) == 3
+    assert folder["layer3"].name.startswith("resnet50-layer3-seed7-")
+    assert folder["layer4"].name.startswith("resnet50-layer4-seed7-")
+    assert folder["layer3"] == workloads.real_cache_folder(workloads.real_settings(7, "layer3", dict(VERSIONS)), tmp_path)
+    assert folder["layer3"] != workloads.real_cache_folder(workloads.real_settings(8, "layer3", VERSIONS), tmp_path)
+    other_torch = {**VERSIONS, "torch": "2.16.0"}
+    assert folder["layer3"] != workloads.real_cache_folder(workloads.real_settings(7, "layer3", other_torch), tmp_path)
+
+
+def test_real_settings_keep_the_keys_of_the_papers_layer_cache():
+    """The settings of before the big layers, with the layer as a field: the `real` cache stays valid."""
+    assert workloads.real_settings(7, "layer4.2.conv1", VERSIONS) == {
+        "model": "torchvision resnet50, random init (weights=None)", "seed": 7, "layer": "layer4.2.conv1",
+        "size": 224, "resize": "bilinear to 224x224, ImageNet mean/std", "order": "real_face_files",
+        "torch": "2.15.0", "torchvision": "0.29.2"}
+
+
+def test_chunk_sizes_cut_the_cache_in_256s():
+    assert workloads.chunk_sizes(4454) == [256] * 17 + [102]
+    assert workloads.chunk_sizes(2227) == [256] * 8 + [179]
+    assert workloads.chunk_sizes(512) == [256, 256]
+
+
+def fake_faces(root, count):
+    for sub, name in (("celeba/img_align_celeba", "{:06d}.jpg"), ("utkface/UTKFace", "{}_0_0_0.jpg.chip.jpg")):
+        (root / sub).mkdir(parents=True)
+        for i in range(count):
+            (root / sub / name.format(i)).touch()
+
+
+def fake_forward(calls):
+    """compute_real_maps without torch: map value = 1000 × file index + channel, one call per pass."""
+    def compute(files, seed, threads, modules, batch=32):
+        calls.append((len(files), tuple(modules)))
+        index = np.array([int(f.name.split("_")[0].split(".")[0]) for f in files], np.float32)
+        return {m: np.broadcast_to((1000 * index[:, None] + np.arange(workloads.REAL_SHAPES[m][0]))[:, :, None, None],
+                                   (len(files), *workloads.REAL_SHAPES[m])).copy() for m in modules}
+    return compute
+
+
+def test_building_computes_each_missing_chunk_once_for_every_layer_lacking_it(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(workloads, "torch_versions", lambda: VERSIONS)
+    monkeypatch.setattr(workloads, "compute_real_maps", fake_forward(calls))
+    monkeypatch.setattr(workloads, "REAL_CHUNK", 4)
+    faces, cache = tmp_path / "faces", tmp_path / "cache"
+    fake_faces(faces, 10)
+    folders = workloads.build_real_maps(["layer4.2.conv1"], 6, 7, faces, cache=cache)
+    assert calls == [(4, ("layer4.2.conv1",)), (2, ("layer4.2.conv1",))]
+    calls.clear()
+    # Two more layers and more faces: one forward pass a chunk for the layers lacking it.
+    folders = workloads.build_real_maps(["layer4.2.conv1", "layer4", "layer3"], 10, 7, faces, cache=cache)
+    assert calls == [(4, ("layer4", "layer3")), (4, ("layer4.2.conv1", "layer4", "layer3")),
+                     (2, ("layer4.2.conv1", "layer4", "layer3"))]
+    calls.clear()
+    assert workloads.build_real_maps(["layer3"], 10, 7, faces, cache=cache) == {"layer3": folders["layer3"]}
+    assert calls == []  # all cached
+    maps = workloads.load_real_maps(folders["layer3"], 10, (1024, 14, 14))
+    assert maps.shape == (10, 1024, 14, 14) and maps.dtype == np.float32
+    # Faces alternate CelebA 0, UTKFace 0, CelebA 1, …: face j is file index j // 2.
+    assert maps[:, 5, 3, 3].tolist() == [1000 * (j // 2) + 5 for j in range(10)]
+    assert json.loads((folders["layer3"] / "settings.json").read_text())["layer"] == "layer3"
+
+
+def test_real_maps_builds_the_along_layers_in_the_same_pass(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(workloads, "torch_versions", lambda: VERSIONS)
+    monkeypatch.setattr(workloads, "compute_real_maps", fake_forward(calls))
+    fake_faces(tmp_path / "faces", 2)
+    maps = workloads.real_maps("layer4", 3, 7, tmp_path / "faces", along=["layer3", "layer4"], cache=tmp_path / "cache")
+    assert maps.shape == (3, 2048, 7, 7)
+    assert calls == [(3, ("layer4", "layer3"))]
+
+
+@pytest.mark.parametrize("name,batch,messages_a_repeat,last", [("real-2048x7x7", 64, 70, 38),
+                                                               ("real-1024x14x14", 32, 140, 6)])
+def test_big_real_layers_tile_4454_faces_to_the_papers_pass(name, batch, messages_a_repeat, last):
+    """The pass of the big layers: 35,632 ids, eight repeats of 4,454 faces, in the bench's batches
+    (a broadcast stands for the maps: 3.6 GB at 1,024×14×14)."""
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    shape = workloads.REAL_WORKLOADS[name].shape
+    assert bench.batch_size(*shape) == batch
+    assert bench.PASSES[name] is bench.run_real
+    maps = np.broadcast_to(np.float32(0), (4454, *shape))
+    messages = list(workloads.tiled(workloads.REAL_WORKLOADS[name].module, maps, 35632, batch))
+    assert len(messages) == 8 * messages_a_repeat
+    assert {m[0] for m in messages} == {workloads.REAL_WORKLOADS[name].module}
+    assert messages[0][2].shape == (batch, *shape) and messages[messages_a_repeat - 1][2].shape == (last, *shape)
+    assert messages[messages_a_repeat][1][0] == 4454 and messages[-1][1][-1] == 35631
+
+
+def test_every_real_workload_is_named_in_the_help_and_the_docs():
+    bench = pytest.importorskip("bench", reason="bench.py's dependencies (h5py, zmq) are not installed")
+    performance = (Path(__file__).resolve().parents[3] / "docs" / "performance.md").read_text()
+    workloads_section = performance.split("## Workloads", 1)[1].split("\n## ", 1)[0]
+    for name, spec in workloads.REAL_WORKLOADS.items():
+        assert f"`{name}`" in workloads_section, name
+        assert f"`{spec.module}`" in workloads_section, spec.module
+        assert name in workloads.__doc__ and spec.module in workloads.__doc__, name
+        assert name in bench.__doc__ and spec.module in bench.__doc__, name
+
+
+def test_real_maps_of_the_three_layers_come_from_one_seeded_pass():
     pytest.importorskip("torchvision", reason="torchvision is not installed")
     if not workloads.REAL_FACES.is_dir():
         pytest.skip(f"real faces absent: {workloads.REAL_FACES}")
     files = workloads.real_face_files(workloads.REAL_FACES, 1)
-    first = workloads.compute_real_maps(files, seed=7, threads=1)
-    again = workloads.compute_real_maps(files, seed=7, threads=1)
-    assert first.shape == (1, 512, 7, 7) and first.dtype == np.float32
-    assert np.array_equal(first, again)  # the seed fixes the random initialisation
-    assert np.isfinite(first).all() and (first > 0).any() and (first < 0).any()  # a conv's output, before its ReLU
+    modules = list(workloads.REAL_SHAPES)
+    together = workloads.compute_real_maps(files, seed=7, threads=1, modules=modules)
+    alone = workloads.compute_real_maps(files, seed=7, threads=1)
+    assert list(alone) == ["layer4.2.conv1"]
+    for module, maps in together.items():
+        assert maps.shape == (1, *workloads.REAL_SHAPES[module]) and maps.dtype == np.float32
+        assert np.isfinite(maps).all() and (maps > 0).any()
+    # The seed fixes the random initialisation; capturing more layers does not change one's values.
+    assert np.array_equal(together["layer4.2.conv1"], alone["layer4.2.conv1"])
+    conv = together["layer4.2.conv1"]
+    assert (conv < 0).any()  # a conv's output, before its BatchNorm and ReLU
+    assert (together["layer4"] >= 0).all() and (together["layer3"] >= 0).all()  # the blocks end in a ReLU
 
 
 def test_snapshot_costs_reads_each_layers_line_of_the_serve_log():
