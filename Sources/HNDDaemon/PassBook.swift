@@ -134,21 +134,24 @@ public struct PassBook: Sendable {
         }.map(\.key).sorted { ($0.layer, $0.step) < ($1.layer, $1.step) }
     }
 
-    /// Closes a pass and returns its final snapshot (complete or not).
-    public mutating func finish(_ key: PassKey, now: Double) -> (OpenPass, LayerSnapshot)? {
+    /// Closes a pass and returns its final snapshot (complete or not), with the seconds of its phases.
+    public mutating func finish(_ key: PassKey, now: Double) -> (pass: OpenPass, snapshot: LayerSnapshot, phases: SnapshotPhases)? {
         recordBaselineIfFirst(key)
         guard let pass = open.removeValue(forKey: key) else { return nil }
         finished.insert(key)
         finishedCount[key.layer, default: 0] += 1
-        return (pass, snapshot(of: pass, now: now))
+        let (snapshot, phases) = timedSnapshot(of: pass, now: now)
+        return (pass, snapshot, phases)
     }
 
-    public func snapshot(of pass: OpenPass, now: Double) -> LayerSnapshot {
-        var s = pass.accumulator.snapshot()
+    public func snapshot(of pass: OpenPass, now: Double) -> LayerSnapshot { timedSnapshot(of: pass, now: now).snapshot }
+
+    public func timedSnapshot(of pass: OpenPass, now: Double) -> (snapshot: LayerSnapshot, phases: SnapshotPhases) {
+        var (s, _, phases) = pass.accumulator.timedSnapshot()
         s.run = pass.key.run
         s.step = pass.key.step
         s.timeUnix = now
-        return s
+        return (s, phases)
     }
 
     mutating func markFinished(_ key: PassKey) { finished.insert(key) }

@@ -2,6 +2,7 @@ import Foundation
 import HNDEngine
 import HNDStore
 import HNDWire
+import Logging
 
 /// What a layer worker does with its batches and passes: apply, refuse, publish, write.
 extension LayerWorker {
@@ -43,7 +44,7 @@ extension LayerWorker {
         var written: [OpenPass] = []
         for key in due {
             let started = Date().timeIntervalSince1970, cpuStarted = ProcessCPU.seconds()
-            guard let (pass, snapshot) = state.book.finish(key, now: now) else { continue }
+            guard let (pass, snapshot, phases) = state.book.finish(key, now: now) else { continue }
             publishSnapshot(snapshot, duplicates: pass.duplicates)
             let published = Date().timeIntervalSince1970, cpu = ProcessCPU.seconds() - cpuStarted
             rows.append(snapshot)
@@ -64,6 +65,7 @@ extension LayerWorker {
                                            "snapshot_s": "\(String(format: "%.3f", published - started))",
                                            // All threads of the daemon (other layers' workers too): what it cost on a shared machine.
                                            "snapshot_cpu_s": "\(String(format: "%.3f", cpu))"]
+                                    .merging(Self.metadata(of: phases)) { mine, _ in mine }
                                     .merging(memoryMetadata(detailing: pass)) { mine, _ in mine })
         }
         if let shardStates = context.shardStates {
@@ -82,6 +84,11 @@ extension LayerWorker {
         // others, are smaller than its mapping threshold), and a burst of messages may have left
         // free space in it: give the pages back, so that an idle daemon holds what it keeps.
         ProcessHeap.trim()
+    }
+
+    /// The engine's seconds per phase of a snapshot (`SnapshotPhases.fields`), for its pass's line.
+    static func metadata(of phases: SnapshotPhases) -> Logger.Metadata {
+        Logger.Metadata(uniqueKeysWithValues: phases.fields.map { ($0.name, "\(String(format: "%.3f", $0.seconds))") })
     }
 
     /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),

@@ -8,28 +8,43 @@ extension LayerAccumulator {
     /// The snapshot and, when complete, the raw p-values its adjusted ones come from (partial
     /// snapshots skip the tests: nil, and NaN p-values in the snapshot).
     public func snapshotWithRawPValues() -> (snapshot: LayerSnapshot, raw: RawPValues?) {
+        let (snapshot, raw, _) = timedSnapshot()
+        return (snapshot, raw)
+    }
+
+    /// `snapshotWithRawPValues`, with the wall-clock seconds of each of its phases: what limits a
+    /// snapshot's latency, reported by the daemon's log and `hndd dissect` on every pass rather
+    /// than found again with a profiler.
+    public func timedSnapshot() -> (snapshot: LayerSnapshot, raw: RawPValues?, phases: SnapshotPhases) {
+        var clock = SnapshotPhases.Stopwatch()
+        var phases = SnapshotPhases()
         let dictionary = index.dictionary
         let g = dictionary.subgroupCount, l = dictionary.conceptCount, k = options.topImages
         var snap = LayerSnapshot(layer: layer, imagesSeen: imagesSeen, imagesTotal: index.imageCount,
                                  units: units, subgroupCount: g, conceptCount: l, topImageCount: k)
-        guard units > 0 else { return (snap, nil) }
+        guard units > 0 else { return (snap, nil, phases) }
         let sets = SeenSets(self)
         let tested = snap.complete
         var raw = RawPValues(global: .init(repeating: .nan, count: tested ? units * g : 0),
                              local: .init(repeating: .nan, count: tested ? units * l : 0))
         let nullSets = tested ? NullSets(sets, index: index) : nil
         let change = tested ? ChangeTestOutput(self) : nil
+        phases.sets = clock.lap()
         let thresholds = stageTwoThresholds()
+        phases.thresholds = clock.lap()
         let counts = stageTwoCounts(thresholds: thresholds)
+        phases.counts = clock.lap()
         let out = SnapshotBuffers(snap, raw: raw, nullSets: nullSets, change: change)
         DispatchQueue.concurrentPerform(iterations: units) { u in
             dissect(unit: u, sets: sets, threshold: thresholds[u], counts: counts, into: out)
         }
         out.finish(into: &snap, raw: &raw)
-        guard tested else { return (snap, nil) }
+        phases.units = clock.lap()
+        guard tested else { return (snap, nil, phases) }
         Self.applyFalseDiscovery(raw, to: &snap)
         change?.apply(to: &snap)
-        return (snap, raw)
+        phases.tests = clock.lap()
+        return (snap, raw, phases)
     }
 
     /// One unit through Stages II, I and III (Stage III needs Stage II's region and IoU), then

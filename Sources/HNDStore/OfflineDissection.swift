@@ -17,6 +17,8 @@ public struct OfflineDissection {
         /// CPU seconds of the final snapshot, over all threads: what it costs on a shared machine,
         /// where its wall time depends on the other loads.
         public var snapshotCPU = 0.0
+        /// The snapshot's seconds phase by phase (the engine's).
+        public var snapshotPhases = SnapshotPhases()
         /// With a baseline: seconds to build its weights for the change test (`BaselineWeights`),
         /// once, before the snapshot; their bytes.
         public var baselineWeights: (seconds: Double, bytes: Int)?
@@ -108,7 +110,8 @@ public struct OfflineDissection {
             }
         }
         let snapshotStarted = Date(), cpuStarted = ProcessCPU.seconds()
-        var (snapshot, raw) = accumulator.snapshotWithRawPValues()
+        var (snapshot, raw, snapshotPhases) = accumulator.timedSnapshot()
+        phases.snapshotPhases = snapshotPhases
         phases.snapshot = Date().timeIntervalSince(snapshotStarted)
         phases.snapshotCPU = ProcessCPU.seconds() - cpuStarted
         if permutations > 0, let raw {

@@ -54,6 +54,8 @@ struct Dissect: HNDDCommand {
                   + (counts.significant.map { "; significant: interpretable \($0.interpretable), biased \($0.biased), paired \($0.paired)" } ?? "")
                   + (counts.beyondUntrained.map { "; biased beyond the untrained network \($0.units)" } ?? "")
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
+            print("\(plan.name): snapshot phases: "
+                  + phases.snapshotPhases.fields.map { "\($0.name)=\(String(format: "%.3f", $0.seconds))" }.joined(separator: " "))
             if let weights = phases.baselineWeights {
                 print("\(plan.name): baseline weights for the change test built once in "
                       + String(format: "%.2f s (%.1f MB)", weights.seconds, Double(weights.bytes) / 1e6))

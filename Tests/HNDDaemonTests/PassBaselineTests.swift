@@ -16,7 +16,7 @@ import Testing
         let first = PassKey(run: "r", layer: "l", step: 0), partial = PassKey(run: "r", layer: "l", step: 5)
         try b.push(partial, [0, 1], at: 0)      // open before the first pass completes
         try b.push(first, [0, 1, 2, 3, 4], at: 1)
-        let (_, snapshot) = b.finish(first, now: 2)!
+        let (_, snapshot, _) = b.finish(first, now: 2)!
         // The baseline pass is tested against itself: nothing changed.
         #expect(snapshot.changeTested && snapshot.globalChangeP.allSatisfy { $0 == 1 } && !snapshot.globalBeyondUntrained.contains(1))
         let maxima = try #require(b.baselines[RunLayer(run: "r", layer: "l")])

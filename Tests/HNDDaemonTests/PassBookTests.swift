@@ -44,7 +44,7 @@ extension PassBook {
         let outcome = try b.push(key, [4, 2, 3, 1], at: 2)
         #expect(outcome.duplicates == [1])
         #expect(b.due(now: 2) == [key])
-        let (pass, snapshot) = b.finish(key, now: 3)!
+        let (pass, snapshot, _) = b.finish(key, now: 3)!
         #expect(snapshot.complete && snapshot.run == "r" && snapshot.step == 10 && pass.duplicates == [1])
         // Late batches of a written pass are refused, not a new pass.
         #expect(throws: Rejection.self) { try b.push(key, [0], at: 4) }

@@ -235,7 +235,18 @@ def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, 
     return {"kernels": kernels.group(1) if kernels else "?",
             "engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
             "dissect_pass_s": pass_seconds, "dissect_start_up_s": seconds - pass_seconds,
-            **{f"dissect_{name}_s": float(value) for name, value in phases.items()}}
+            **{f"dissect_{name}_s": float(value) for name, value in phases.items()},
+            **({"dissect_snapshot_phases_s": snapshot_phases(proc.stdout)} if snapshot_phases(proc.stdout) else {})}
+
+
+#: The engine's seconds per phase of a snapshot (SnapshotPhases.fields: "sets_s=… thresholds_s=… count_s=…
+#: units_s=… tests_s=…"), on `hndd dissect`'s "snapshot phases" line and on `hndd serve`'s line of a written pass.
+SNAPSHOT_PHASE = re.compile(r"\b(sets|thresholds|count|units|tests)_s=([0-9.]+)")
+
+
+def snapshot_phases(text: str) -> dict[str, float]:
+    """Phase → seconds of the (last) snapshot whose phases `text` names; {} from older binaries."""
+    return {name: float(value) for name, value in SNAPSHOT_PHASE.findall(text)}
 
 
 def bench_dictionary_check(binary: str, dictionary: Path) -> dict:
@@ -308,6 +319,12 @@ def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, imag
              "end_to_end_seconds": finished - started, "latency_last_batch_to_snapshot_s": finished - last_sent,
              "complete_snapshot_cost_s": costs.get((max(times, key=times.get), 1), {}).get("snapshot_s", float("nan")),
              "serve_peak_rss_mb": rss}
+        last = costs.get((max(times, key=times.get), 1), {})
+        if "candidates" in last:  # how many maps the data let survive the running bound, and their memory
+            r["kept_maps"] = int(last["candidates"])
+            r["kept_maps_mb"] = last.get("candidates_mb", float("nan"))
+        if "phases" in last:  # where the complete snapshot's time went
+            r["complete_snapshot_phases_s"] = last["phases"]
         if len(layers) > 1:
             r["layers"] = {layer: {"complete_after_s": times[layer] - started,
                                    "latency_last_batch_to_snapshot_s": times[layer] - last_sent,
@@ -351,18 +368,23 @@ def later_pass_figures(step: int, sent: tuple[float, float], times: dict[str, fl
 
 
 #: `hndd serve`'s line for a written pass: "... pass=run R, layer L, step S ... snapshot_cpu_s=C snapshot_s=T ...",
-#: its metadata in key order (swift-log's), memory figures among them; snapshot_cpu_s is absent from older binaries.
+#: its metadata in key order (swift-log's), memory figures among them — `candidates` (the maps the pass
+#: still kept when it was written, those above the running bound) and `candidates_mb` (their arena);
+#: snapshot_cpu_s and the memory figures are absent from older binaries.
 PASS_KEY = re.compile(r"pass=run .*?, layer ([^,\s]+), step (\d+)")
-PASS_FIGURE = re.compile(r"\b(snapshot_cpu_s|snapshot_s)=([0-9.]+)")
+PASS_FIGURE = re.compile(r"\b(snapshot_cpu_s|snapshot_s|candidates|candidates_mb)=([0-9.]+)")
 
 
 def pass_costs(log: str) -> dict[tuple[str, int], dict[str, float]]:
-    """(layer, step) → the daemon's snapshot_s (and snapshot_cpu_s when logged) of that written pass."""
+    """(layer, step) → the daemon's snapshot_s (and snapshot_cpu_s, candidates, candidates_mb and the
+    snapshot's phases when logged) of that written pass."""
     costs = {}
     for line in log.splitlines():
         key, figures = PASS_KEY.search(line), dict(PASS_FIGURE.findall(line))
         if key and "snapshot_s" in figures:
             costs[(key.group(1), int(key.group(2)))] = {name: float(value) for name, value in figures.items()}
+            if phases := snapshot_phases(line):
+                costs[(key.group(1), int(key.group(2)))]["phases"] = phases
     return costs
 
 

@@ -261,15 +261,26 @@ def test_pass_costs_reads_each_step_and_its_cpu_seconds():
            "2026-12-02T13:57:20+0000 info hndd: images=35632/35632 interpretable=51/512 pass=run bench, layer "
            "bench512x7x7, step 2 snapshot_cpu_s=2.021 snapshot_s=1.061 [HNDDaemon] pass complete\n"
            # With the memory figures among the metadata (sorted by key, as swift-log writes them).
-           "2026-12-02T17:20:00+0000 info hndd: candidates=4000 images=35632/35632 pass=run bench, layer "
+           "2026-12-02T17:20:00+0000 info hndd: candidates=4000 candidates_mb=12.5 images=35632/35632 pass=run bench, layer "
            "bench512x7x7, step 3 queue_batches=0 queue_mb=0.0 rss_mb=880.0 snapshot_cpu_s=0.900 snapshot_s=0.480 "
            "topk_mb=74.6 [HNDDaemon] pass complete\n"
+           # With the snapshot's phases.
+           "2026-12-03T08:20:00+0000 info hndd: candidates=9 candidates_mb=0.1 count_s=0.300 images=35632/35632 "
+           "pass=run bench, layer bench512x7x7, step 4 sets_s=0.010 snapshot_s=0.500 tests_s=0.020 "
+           "thresholds_s=0.040 units_s=0.100 [HNDDaemon] pass complete\n"
            "2026-12-02T17:20:00+0000 info hndd: MB=45.1 baseline=run bench, layer bench512x7x7 kept_MB=45.1 "
            "seconds=0.120 [HNDDaemon] baseline weights built\n")
     assert bench.pass_costs(log) == {("bench512x7x7", 1): {"snapshot_s": 0.972, "snapshot_cpu_s": 1.84},
                                      ("bench512x7x7", 2): {"snapshot_s": 1.061, "snapshot_cpu_s": 2.021},
-                                     ("bench512x7x7", 3): {"snapshot_s": 0.48, "snapshot_cpu_s": 0.9}}
-    assert bench.snapshot_costs(log) == {"bench512x7x7": "0.480"}  # the last written pass of each layer
+                                     ("bench512x7x7", 3): {"snapshot_s": 0.48, "snapshot_cpu_s": 0.9,
+                                                           "candidates": 4000.0, "candidates_mb": 12.5},
+                                     ("bench512x7x7", 4): {"snapshot_s": 0.5, "candidates": 9.0, "candidates_mb": 0.1,
+                                                           "phases": {"sets": 0.01, "thresholds": 0.04, "count": 0.3,
+                                                                      "units": 0.1, "tests": 0.02}}}
+    assert bench.snapshot_phases("layer4: snapshot phases: sets_s=0.001 thresholds_s=0.020 count_s=0.700 "
+                                 "units_s=0.200 tests_s=0.010") == {"sets": 0.001, "thresholds": 0.02, "count": 0.7,
+                                                                    "units": 0.2, "tests": 0.01}
+    assert bench.snapshot_costs(log) == {"bench512x7x7": "0.500"}  # the last written pass of each layer
 
 
 def test_complete_times_waits_per_step_and_names_the_missing_layers():
