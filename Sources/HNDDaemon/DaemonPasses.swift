@@ -76,7 +76,6 @@ extension Daemon {
             let maxima = baselines.filter { $0.key.layer == layer }, dropped = written.filter { $0.layer == layer }
             layerWorkers.worker(for: layer).inbox.push(.task { worker in
                 worker.state.book.resume(mine, finished: ended, baselines: maxima, written: dropped)
-                worker.prepareBaselineWeights()
             })
         }
         if !passes.isEmpty { logger.info("resumed open passes from checkpoint", metadata: ["passes": "\(passes.count)"]) }

@@ -22,7 +22,6 @@ extension LayerWorker {
         switch result {
         case let .success((key, outcome)):
             state.counters.batchesAccepted += 1
-            prepareBaselineWeights() // a new pass of a run-layer whose weights were dropped
             state.counters.imagesAccepted += UInt64(outcome.accepted)
             if !outcome.duplicates.isEmpty {
                 context.logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
@@ -39,6 +38,10 @@ extension LayerWorker {
     func writeDuePasses(now: Double) {
         let due = state.book.due(now: now)
         guard !due.isEmpty else { return }
+        // A complete snapshot whose baseline's weights are being built waits for them rather than
+        // building its own.
+        let complete = due.filter { state.book.open[$0]?.accumulator.imagesSeen == state.book.index.imageCount }
+        attachBuiltBaselineWeights(waitingFor: Set(complete.map(RunLayer.init)))
         var rows: [LayerSnapshot] = []
         var written: [OpenPass] = []
         for key in due {
@@ -77,23 +80,11 @@ extension LayerWorker {
         }
         written.removeAll()
         context.outbox.wantCheckpoint()
-        prepareBaselineWeights()
+        startBaselineWeightsBuilds() // of baselines these passes made: after their snapshots are out
         // The finished passes' arrays were freed into the heap (the top-k's buffers, among
         // others, are smaller than its mapping threshold), and a burst of messages may have left
         // free space in it: give the pages back, so that an idle daemon holds what it keeps.
         ProcessHeap.trim()
-    }
-
-    /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
-    /// after the due passes are out: the baseline pass's own snapshot does not wait for them.
-    func prepareBaselineWeights() {
-        guard !state.book.baselineWeights.pending.isEmpty else { return }
-        for built in state.book.prepareBaselineWeights(clock: { Date().timeIntervalSince1970 }) {
-            context.logger.info("baseline weights built", metadata: [
-                "baseline": "\(built.runLayer)", "seconds": "\(String(format: "%.3f", built.seconds))",
-                "MB": "\(String(format: "%.1f", Double(built.bytes) / 1e6))",
-                "kept_MB": "\(String(format: "%.1f", Double(state.book.baselineWeights.bytes) / 1e6))"])
-        }
     }
 
     /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state
