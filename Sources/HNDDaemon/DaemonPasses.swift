@@ -21,14 +21,15 @@ extension Daemon {
             queue.release(byteCount: message.byteCount)
             return
         }
-        layerWorkers.worker(for: layer).inbox.push(.batch(message))
+        layerWorkers.route(message, of: layer)
     }
 
-    /// Publishes the snapshots the workers left, in the order they left them, and notes whether
-    /// one of them wants a checkpoint (it wrote a pass).
+    /// Publishes the snapshots the workers left, in the order they left them, notes whether one
+    /// of them wants a checkpoint (it wrote a pass), and forgets the layers they hold nothing of.
     func publishOutbox(on publish: ZMQSocket) {
-        let (publications, checkpointWanted) = outbox.take()
-        for frames in publications {
+        let taken = outbox.take()
+        for (layer, number) in taken.forgettable { layerWorkers.forget(layer, refusedBatch: number) }
+        for frames in taken.publications {
             do {
                 // Never blocks: a subscriber that cannot keep up loses snapshots, not the daemon time.
                 _ = try publish.send(frames, dontWait: true)
@@ -36,7 +37,7 @@ extension Daemon {
                 logger.error("publish: \(error)")
             }
         }
-        if checkpointWanted { checkpointOwed = true }
+        if taken.checkpointWanted { checkpointOwed = true }
     }
 
     /// Checkpoints every open pass, the workers waiting at their next batch boundary meanwhile

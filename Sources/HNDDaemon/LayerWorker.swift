@@ -73,11 +73,11 @@ final class LayerWorker: @unchecked Sendable {
     private func serve() {
         while true {
             switch inbox.pop(timeout: Daemon.turnSeconds) {
-            case .batch(let message)?:
+            case .batch(let batch)?:
                 // In hand now, no longer waiting: as the engine thread's one batch in hand before,
                 // each worker's is outside the queue's budget.
-                context.queue.release(byteCount: message.byteCount)
-                ingestBatch(message)
+                context.queue.release(byteCount: batch.message.byteCount)
+                ingestBatch(batch)
             case .task(let task)?:
                 task(self)
             case .stop?:

@@ -1,10 +1,18 @@
 import Foundation
 import HNDWire
 
+/// An admitted ingest message of one of a worker's layers, as the engine thread routed it.
+struct RoutedBatch {
+    let message: ZMQMultipart
+    let layer: String
+    /// Its number in the router (`LayerRouter.route`), by which a worker that refused it and holds
+    /// nothing of its layer has the name forgotten (`EngineOutbox.forget`).
+    let number: UInt64
+}
+
 /// What the engine thread hands a layer worker.
 enum WorkItem {
-    /// An admitted ingest message of one of the worker's layers.
-    case batch(ZMQMultipart)
+    case batch(RoutedBatch)
     /// Work on the worker's state, run on its thread between batches (restoring a checkpoint,
     /// waiting at a `Rendezvous`).
     case task(@Sendable (LayerWorker) -> Void)

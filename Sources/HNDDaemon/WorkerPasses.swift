@@ -5,10 +5,10 @@ import HNDWire
 
 /// What a layer worker does with its batches and passes: apply, refuse, publish, write.
 extension LayerWorker {
-    func ingestBatch(_ message: ZMQMultipart) {
+    func ingestBatch(_ routed: RoutedBatch) {
         let result: Result<(PassKey, BatchOutcome), Rejection>
         do {
-            result = try context.decoder.withDecoded(message, scratch: &values) { batch, v in
+            result = try context.decoder.withDecoded(routed.message, scratch: &values) { batch, v in
                 let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
                 return Result { () throws(Rejection) in
                     (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
@@ -17,6 +17,7 @@ extension LayerWorker {
             }
         } catch {
             state.counters.reject(error.reason, "\(error)", logger: context.logger)
+            forgetUnlessHeld(routed)
             return
         }
         switch result {
@@ -29,7 +30,15 @@ extension LayerWorker {
             logMemory(after: key)
         case let .failure(error):
             state.counters.reject(error.reason, error.description, logger: context.logger)
+            forgetUnlessHeld(routed)
         }
+    }
+
+    /// After refusing `routed`: when this worker holds nothing of its layer (every batch of it was
+    /// refused), asks the engine thread to forget the name (`LayerRouter.forget`).
+    func forgetUnlessHeld(_ routed: RoutedBatch) {
+        guard !state.holdsAnything(of: routed.layer) else { return }
+        context.outbox.forget(routed.layer, refusedBatch: routed.number)
     }
 
     /// Writes the passes due now (complete, timed out or superseded) as one append, publishes

@@ -36,7 +36,7 @@ import Testing
         /// As the engine thread does: through the queue, then to the layer's worker.
         func route(_ batch: Batch) throws {
             queue.push(try batch.message())
-            workers.worker(for: batch.layer).inbox.push(.batch(queue.pop(timeout: 0)!))
+            workers.route(queue.pop(timeout: 0)!, of: batch.layer)
         }
 
         /// Keeps every worker of `layers` busy for a while, so that what is routed next waits.
@@ -206,9 +206,9 @@ import Testing
         #expect(worker.state.book.open[b]!.accumulator.imagesSeen == 1)
         #expect(try rig.output.writtenPasses().map { "\($0.layer)/\($0.run)/\($0.step)" } == ["a/r/1"])
         #expect(worker.state.latest["a"]!.complete)
-        let (publications, checkpointWanted) = rig.outbox.take()
-        #expect(checkpointWanted)
-        #expect(publications.count >= 1 && publications.allSatisfy { $0.count == 2 })
+        let taken = rig.outbox.take()
+        #expect(taken.checkpointWanted)
+        #expect(taken.publications.count >= 1 && taken.publications.allSatisfy { $0.count == 2 })
     }
 
     @Test func anEvictedBaselinesWeightsAreRebuiltWhileItsLayersBatchesGoOn() throws {
@@ -242,5 +242,26 @@ import Testing
         let latest = try #require(worker.state.latest["l"])
         #expect(latest.complete && latest.run == "a" && latest.step == 1)
         #expect(!latest.globalChangeP.isEmpty && latest.globalChangeP.allSatisfy { $0 == 1 })
+    }
+
+    @Test func aLayerWhoseBatchesWereAllRefusedIsForgotten() throws {
+        let rig = try Rig()
+        try rig.route(Batch(layer: "a", ids: [0], salt: 0))
+        // Image 99 is not in the five-image dictionary: refused, and nothing of the layer kept.
+        try rig.route(Batch(layer: "bogus", ids: [99], salt: 0))
+        try rig.route(Batch(layer: "bogus", ids: [99], salt: 1))
+        try rig.route(Batch(layer: "a", ids: [99], salt: 0)) // refused too, but "a" has a pass
+        rig.workers.afterQueuedWork { _ in }
+        #expect(rig.workers.router.workerOfLayer == ["a": 0, "bogus": 1])
+        let forgettable = rig.outbox.take().forgettable
+        #expect(forgettable.map(\.layer) == ["bogus", "bogus"] && forgettable.map(\.refusedBatch) == [2, 3])
+        for (layer, number) in forgettable { rig.workers.forget(layer, refusedBatch: number) }
+        #expect(rig.workers.router.workerOfLayer == ["a": 0])
+        #expect(rig.workers.owner(of: "bogus") == nil)
+        // Its worker takes the next new layer.
+        try rig.route(Batch(layer: "b", ids: [1], salt: 0))
+        #expect(rig.workers.router.workerOfLayer == ["a": 0, "b": 1])
+        #expect(rig.workers.afterQueuedWork(imagesSeen) == [1, 1])
+        rig.workers.stop {}
     }
 }
