@@ -6,22 +6,19 @@ import HNDWire
 /// What the engine thread does with batches and passes: hand them to their layer's worker,
 /// refuse the malformed, publish what the workers computed, checkpoint, resume.
 extension Daemon {
-    /// Hands an admitted batch to its layer's worker. Its header is read here only for the layer
-    /// (the worker decodes it again, with its tensor): a message refused here never reaches one.
+    /// Hands an admitted batch to its layer's worker. Its header is checked here, once (the worker
+    /// takes it with the message): a message refused here never reaches one.
     func route(_ message: ZMQMultipart, security: EndpointSecurity) {
         guard admits(message, security: security, what: "batch") else {
             queue.release(byteCount: message.byteCount)
             return
         }
-        let layer: String
         do {
-            layer = try layerWorkers.context.decoder.header(of: message).layer
+            layerWorkers.route(try layerWorkers.context.decoder.check(message))
         } catch {
             counters.reject(error.reason, "\(error)", logger: logger)
             queue.release(byteCount: message.byteCount)
-            return
         }
-        layerWorkers.route(message, of: layer)
     }
 
     /// Publishes the snapshots the workers left, in the order they left them, notes whether one

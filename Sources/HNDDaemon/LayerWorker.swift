@@ -76,7 +76,7 @@ final class LayerWorker: @unchecked Sendable {
             case .batch(let batch)?:
                 // In hand now, no longer waiting: as the engine thread's one batch in hand before,
                 // each worker's is outside the queue's budget.
-                context.queue.release(byteCount: batch.message.byteCount)
+                context.queue.release(byteCount: batch.byteCount)
                 ingestBatch(batch)
             case .task(let task)?:
                 task(self)

@@ -24,10 +24,10 @@ final class LayerWorkers {
         started(router.worker(for: layer))
     }
 
-    /// Hands an admitted batch of `layer` to its worker.
-    func route(_ message: ZMQMultipart, of layer: String) {
-        let (id, number) = router.route(batchOf: layer)
-        started(id).inbox.push(.batch(RoutedBatch(message: message, layer: layer, number: number)))
+    /// Hands an admitted batch to its layer's worker.
+    func route(_ batch: CheckedBatch) {
+        let (id, number) = router.route(batchOf: batch.header.layer)
+        started(id).inbox.push(.batch(RoutedBatch(batch: batch, number: number)))
     }
 
     /// Forgets `layer`, whose worker refused batch `number` of it and holds nothing of it, unless

@@ -5,20 +5,14 @@ import HNDWire
 
 /// What a layer worker does with its batches and passes: apply, refuse, publish, write.
 extension LayerWorker {
+    /// Applies a routed batch (its header checked by the engine thread) to its pass, or refuses it.
     func ingestBatch(_ routed: RoutedBatch) {
-        let result: Result<(PassKey, BatchOutcome), Rejection>
-        do {
-            result = try context.decoder.withDecoded(routed.message, scratch: &values) { batch, v in
-                let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
-                return Result { () throws(Rejection) in
-                    (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
-                                                width: batch.width, values: v, now: Date().timeIntervalSince1970))
-                }
+        let result = context.decoder.withDecoded(routed.batch, scratch: &values) { batch, v in
+            let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
+            return Result { () throws(Rejection) in
+                (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
+                                            width: batch.width, values: v, now: Date().timeIntervalSince1970))
             }
-        } catch {
-            state.counters.reject(error.reason, "\(error)", logger: context.logger)
-            forgetUnlessHeld(routed)
-            return
         }
         switch result {
         case let .success((key, outcome)):

@@ -36,7 +36,7 @@ import Testing
         /// As the engine thread does: through the queue, then to the layer's worker.
         func route(_ batch: Batch) throws {
             queue.push(try batch.message())
-            workers.route(queue.pop(timeout: 0)!, of: batch.layer)
+            workers.route(try BatchDecoder().check(queue.pop(timeout: 0)!))
         }
 
         /// Keeps every worker of `layers` busy for a while, so that what is routed next waits.
