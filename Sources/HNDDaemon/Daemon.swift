@@ -55,7 +55,8 @@ public final class Daemon: @unchecked Sendable {
         taxonomy = Hndd_Taxonomy(dictionary)
         let emptyBook = PassBook(index: DictionaryIndex(dictionary), options: configuration.options,
                                  passTimeout: configuration.passTimeout, supersededAfter: configuration.supersededAfter,
-                                 shard: configuration.shard, keptBaselineWeights: configuration.keptBaselineWeights)
+                                 shard: configuration.shard,
+                                 baselineWeights: SharedBaselineWeights(limit: configuration.keptBaselineWeights))
         dictionaryFingerprint = Checkpoint.dictionaryFingerprint(emptyBook.index)
         let defaults = Endpoints(runDirectory: configuration.runDirectory.path)
         endpoints = Endpoints(ingest: resolveEndpoint(configuration.ingest, default: defaults.ingest),

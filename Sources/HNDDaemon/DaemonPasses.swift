@@ -6,29 +6,27 @@ import HNDWire
 /// What the engine thread does with batches and passes: hand them to their layer's worker,
 /// refuse the malformed, publish what the workers computed, checkpoint, resume.
 extension Daemon {
-    /// Hands an admitted batch to its layer's worker. Its header is read here only for the layer
-    /// (the worker decodes it again, with its tensor): a message refused here never reaches one.
+    /// Hands an admitted batch to its layer's worker. Its header is checked here, once (the worker
+    /// takes it with the message): a message refused here never reaches one.
     func route(_ message: ZMQMultipart, security: EndpointSecurity) {
         guard admits(message, security: security, what: "batch") else {
             queue.release(byteCount: message.byteCount)
             return
         }
-        let layer: String
         do {
-            layer = try layerWorkers.context.decoder.header(of: message).layer
+            layerWorkers.route(try layerWorkers.context.decoder.check(message))
         } catch {
             counters.reject(error.reason, "\(error)", logger: logger)
             queue.release(byteCount: message.byteCount)
-            return
         }
-        layerWorkers.worker(for: layer).inbox.push(.batch(message))
     }
 
-    /// Publishes the snapshots the workers left, in the order they left them, and notes whether
-    /// one of them wants a checkpoint (it wrote a pass).
+    /// Publishes the snapshots the workers left, in the order they left them, notes whether one
+    /// of them wants a checkpoint (it wrote a pass), and forgets the layers they hold nothing of.
     func publishOutbox(on publish: ZMQSocket) {
-        let (publications, checkpointWanted) = outbox.take()
-        for frames in publications {
+        let taken = outbox.take()
+        for (layer, number) in taken.forgettable { layerWorkers.forget(layer, refusedBatch: number) }
+        for frames in taken.publications {
             do {
                 // Never blocks: a subscriber that cannot keep up loses snapshots, not the daemon time.
                 _ = try publish.send(frames, dontWait: true)
@@ -36,7 +34,7 @@ extension Daemon {
                 logger.error("publish: \(error)")
             }
         }
-        if checkpointWanted { checkpointOwed = true }
+        if taken.checkpointWanted { checkpointOwed = true }
     }
 
     /// Checkpoints every open pass, the workers waiting at their next batch boundary meanwhile
@@ -76,7 +74,6 @@ extension Daemon {
             let maxima = baselines.filter { $0.key.layer == layer }, dropped = written.filter { $0.layer == layer }
             layerWorkers.worker(for: layer).inbox.push(.task { worker in
                 worker.state.book.resume(mine, finished: ended, baselines: maxima, written: dropped)
-                worker.prepareBaselineWeights()
             })
         }
         if !passes.isEmpty { logger.info("resumed open passes from checkpoint", metadata: ["passes": "\(passes.count)"]) }

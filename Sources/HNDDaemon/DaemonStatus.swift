@@ -49,6 +49,14 @@ extension LayerWorkerState {
         Set(book.unitsOfLayer.keys).union(recentlyFinished.keys).union(book.open.keys.map(\.layer))
     }
 
+    /// Whether this worker keeps anything of `layer`: a pass (open or written), a shape, a
+    /// baseline, a snapshot. Its batches must then keep coming here.
+    func holdsAnything(of layer: String) -> Bool {
+        book.shapeOfLayer[layer] != nil || latest[layer] != nil || recentlyFinished[layer] != nil
+            || book.finishedCount[layer] != nil || book.open.keys.contains { $0.layer == layer }
+            || book.baselines.keys.contains { $0.layer == layer } || book.finished.contains { $0.layer == layer }
+    }
+
     func status(ofLayer name: String) -> Hndd_LayerStatus {
         var layer = Hndd_LayerStatus()
         layer.layer = name

@@ -16,6 +16,8 @@ struct WorkerContext: Sendable {
     let outbox: EngineOutbox
     let decoder: BatchDecoder
     let snapshotInterval: Double
+    /// Where baselines' weights are built, off the workers' threads (tests hold the builds back).
+    var runInBackground: @Sendable (@escaping @Sendable () -> Void) -> Void = { DispatchQueue.global().async(execute: $0) }
 }
 
 /// The state of one layer worker: its layers' share of the passes, and what it publishes.
@@ -45,6 +47,8 @@ final class LayerWorker: @unchecked Sendable {
     /// Scratch for decoded values that are not float32 on the wire (apart from `state`: a batch
     /// is decoded into it while `state.book` takes the batch).
     var values: [Float] = []
+    /// The baselines' weights being built for this worker's run-layers (its thread's alone).
+    var baselineWeightsBuilds: [RunLayer: BaselineWeightsBuild] = [:]
 
     init(id: Int, book: PassBook, context: WorkerContext) {
         self.id = id
@@ -69,11 +73,11 @@ final class LayerWorker: @unchecked Sendable {
     private func serve() {
         while true {
             switch inbox.pop(timeout: Daemon.turnSeconds) {
-            case .batch(let message)?:
+            case .batch(let batch)?:
                 // In hand now, no longer waiting: as the engine thread's one batch in hand before,
                 // each worker's is outside the queue's budget.
-                context.queue.release(byteCount: message.byteCount)
-                ingestBatch(message)
+                context.queue.release(byteCount: batch.byteCount)
+                ingestBatch(batch)
             case .task(let task)?:
                 task(self)
             case .stop?:
@@ -82,6 +86,9 @@ final class LayerWorker: @unchecked Sendable {
             case nil:
                 break
             }
+            // A batch may have opened a pass wanting weights, a task restored baselines.
+            startBaselineWeightsBuilds()
+            attachBuiltBaselineWeights()
             let now = Date().timeIntervalSince1970
             writeDuePasses(now: now)
             if state.schedule.isRoundDue(now: now, batchesWaiting: !inbox.isEmpty) {

@@ -21,7 +21,23 @@ final class LayerWorkers {
 
     /// The worker of `layer`, started if it is new.
     func worker(for layer: String) -> LayerWorker {
-        let id = router.worker(for: layer)
+        started(router.worker(for: layer))
+    }
+
+    /// Hands an admitted batch to its layer's worker.
+    func route(_ batch: CheckedBatch) {
+        let (id, number) = router.route(batchOf: batch.header.layer)
+        started(id).inbox.push(.batch(RoutedBatch(batch: batch, number: number)))
+    }
+
+    /// Forgets `layer`, whose worker refused batch `number` of it and holds nothing of it, unless
+    /// a later batch of it was routed (`LayerRouter.forget`).
+    func forget(_ layer: String, refusedBatch number: UInt64) {
+        router.forget(layer, refusedBatch: number)
+    }
+
+    /// Worker `id`, started (with every worker before it) if it was not.
+    private func started(_ id: Int) -> LayerWorker {
         while all.count <= id {
             let worker = LayerWorker(id: all.count, book: emptyBook, context: context)
             worker.start(running)

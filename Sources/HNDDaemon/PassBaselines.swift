@@ -14,11 +14,12 @@ public struct RunLayer: Hashable, Sendable, CustomStringConvertible {
 /// every later pass of it is tested against them.
 extension PassBook {
     /// Gives a pass the baseline of its run's layer, when there is one and the pass has none,
-    /// with the baseline's weights when they are built (`prepareBaselineWeights` builds them).
+    /// with the baseline's weights when they are built (else they are wanted:
+    /// `takeBaselineWeightsJobs`).
     mutating func attachBaseline(to key: PassKey) {
         let runLayer = RunLayer(key)
         guard let baseline = baselines[runLayer], open[key]?.accumulator.baselineMaxima == nil else { return }
-        let weights = wantsBaselineWeights ? baselineWeights.use(runLayer) : nil
+        let weights = wantsBaselineWeights ? keptBaselineWeights(of: runLayer) : nil
         // A pass of another shape cannot use it (the unit count of a layer is fixed, so this is
         // only a pass whose first batch was refused).
         update(key) { try? $0.accumulator.setBaseline(maxima: baseline, weights: weights) }
@@ -32,7 +33,7 @@ extension PassBook {
         guard baselines[runLayer] == nil, let pass = open[key], pass.accumulator.imagesSeen == expectedImages,
               pass.accumulator.units > 0 else { return }
         baselines[runLayer] = pass.accumulator.maxima
-        if wantsBaselineWeights { _ = baselineWeights.use(runLayer) }
+        if wantsBaselineWeights { _ = keptBaselineWeights(of: runLayer) }
         for other in open.keys where RunLayer(other) == runLayer { attachBaseline(to: other) }
     }
 
@@ -46,24 +47,39 @@ extension PassBook {
     /// an image shard's (merged by `hndd merge`) never needs the weights.
     var wantsBaselineWeights: Bool { expectedImages == index.imageCount }
 
-    /// Builds the weights of the baselines that want them and gives them to their open passes.
-    /// Called off the latency path (after the due passes are written); returns what it built,
-    /// with the seconds it took.
-    public mutating func prepareBaselineWeights(clock: () -> Double) -> [(runLayer: RunLayer, bytes: Int, seconds: Double)] {
-        var built: [(RunLayer, Int, Double)] = []
-        for runLayer in baselineWeights.pending {
-            guard let maxima = baselines[runLayer] else { baselineWeights.forget(runLayer); continue }
-            let started = clock()
-            guard let weights = try? BaselineWeights(maxima: maxima, units: maxima.count / max(1, index.imageCount), index: index) else {
-                baselineWeights.forget(runLayer)
-                continue
-            }
-            baselineWeights.keep(weights, for: runLayer, sparing: Set(open.keys.map(RunLayer.init)))
-            for key in open.keys where RunLayer(key) == runLayer && open[key]?.accumulator.baselineMaxima != nil {
-                update(key) { try? $0.accumulator.setBaseline(maxima: maxima, weights: weights) }
-            }
-            built.append((runLayer, weights.bytes, clock() - started))
+    /// The kept weights of `runLayer`'s baseline, marked as used; when there are none, they are
+    /// wanted.
+    private mutating func keptBaselineWeights(of runLayer: RunLayer) -> BaselineWeights? {
+        if let weights = baselineWeights.update({ $0.use(runLayer) }) { return weights }
+        pendingBaselineWeights.insert(runLayer)
+        return nil
+    }
+
+    /// Tells the daemon's weights cache whether `runLayer` has an open pass here (one whose
+    /// weights it must not drop), after this book opened or closed one of its passes.
+    mutating func noteOpenPasses(of runLayer: RunLayer) {
+        let isOpen = open.keys.contains { RunLayer($0) == runLayer }
+        baselineWeights.update { $0.setOpen(isOpen, runLayer) }
+    }
+
+    /// The weights wanted now, as builds to run anywhere (`BaselineWeightsJob.build`); no longer
+    /// pending. Their results come back through `attachBaselineWeights`.
+    public mutating func takeBaselineWeightsJobs() -> [BaselineWeightsJob] {
+        let wanted = pendingBaselineWeights
+        pendingBaselineWeights = []
+        return wanted.sorted { ($0.run, $0.layer) < ($1.run, $1.layer) }.compactMap { runLayer in
+            baselines[runLayer].map { BaselineWeightsJob(runLayer: runLayer, maxima: $0, index: index) }
         }
-        return built
+    }
+
+    /// Keeps the weights built for `runLayer`'s baseline in the daemon's cache and gives them to
+    /// its open passes that have the baseline but not yet its weights. nil (the build failed:
+    /// a baseline of another shape) keeps nothing; each snapshot then builds its own, as before.
+    public mutating func attachBaselineWeights(_ weights: BaselineWeights?, for runLayer: RunLayer) {
+        guard let weights, let maxima = baselines[runLayer] else { return }
+        baselineWeights.update { $0.keep(weights, for: runLayer) }
+        for key in open.keys where RunLayer(key) == runLayer && open[key]?.accumulator.baselineMaxima != nil {
+            update(key) { try? $0.accumulator.setBaseline(maxima: maxima, weights: weights) }
+        }
     }
 }

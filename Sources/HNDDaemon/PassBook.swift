@@ -57,16 +57,20 @@ public struct PassBook: Sendable {
     public private(set) var finishedCount: [String: Int] = [:]
     /// Per run's layer, the maxima [C, N] of its baseline pass (`PassBaselines.swift`).
     public internal(set) var baselines: [RunLayer: [Float]] = [:]
-    /// What the change test needs of those baselines, built once each (`BaselineWeightsCache`).
-    public internal(set) var baselineWeights: BaselineWeightsCache
+    /// What the change test needs of those baselines, built once each and kept in the daemon's
+    /// one cache, which every worker's book shares (a reference in this value: the weights are
+    /// the daemon's, the open passes this book's).
+    public let baselineWeights: SharedBaselineWeights
+    /// Run-layers of this book whose weights are wanted and not built (`takeBaselineWeightsJobs`).
+    public internal(set) var pendingBaselineWeights: Set<RunLayer> = []
     /// The images this daemon holds, when it serves one share of them (nil: every image).
     public let shard: ImageShard?
     /// Images a pass waits for: the dictionary's, or the shard's share of them.
     public let expectedImages: Int
 
     public init(index: DictionaryIndex, options: DissectionOptions, passTimeout: Double, supersededAfter: Double,
-                shard: ImageShard? = nil, keptBaselineWeights: Int = DaemonConfiguration.Defaults.keptBaselineWeights) {
-        baselineWeights = BaselineWeightsCache(limit: keptBaselineWeights)
+                shard: ImageShard? = nil, baselineWeights: SharedBaselineWeights = SharedBaselineWeights()) {
+        self.baselineWeights = baselineWeights
         self.index = index
         self.options = options
         self.passTimeout = passTimeout
@@ -110,7 +114,10 @@ public struct PassBook: Sendable {
         open[key]!.updatedAt = now
         open[key]!.duplicates += outcome.duplicates
         shapeOfLayer[key.layer] = (units, height, width)
-        if isNew { attachBaseline(to: key) }
+        if isNew {
+            noteOpenPasses(of: RunLayer(key))
+            attachBaseline(to: key)
+        }
         return outcome
     }
 
@@ -120,6 +127,7 @@ public struct PassBook: Sendable {
         open[pass.key]!.expectedImages = expectedImages
         let a = pass.accumulator
         if a.units > 0 { shapeOfLayer[pass.key.layer] = (a.units, a.height, a.width) }
+        noteOpenPasses(of: RunLayer(pass.key))
     }
 
     /// Passes to write now: complete ones, and incomplete ones timed out or superseded.
@@ -138,6 +146,7 @@ public struct PassBook: Sendable {
     public mutating func finish(_ key: PassKey, now: Double) -> (pass: OpenPass, snapshot: LayerSnapshot, phases: SnapshotPhases)? {
         recordBaselineIfFirst(key)
         guard let pass = open.removeValue(forKey: key) else { return nil }
+        noteOpenPasses(of: RunLayer(key))
         finished.insert(key)
         finishedCount[key.layer, default: 0] += 1
         let (snapshot, phases) = timedSnapshot(of: pass, now: now)
@@ -158,7 +167,7 @@ public struct PassBook: Sendable {
 
     /// Forgets an open pass that the snapshot file already holds, and refuses its late batches.
     public mutating func dropWritten(_ key: PassKey) {
-        open.removeValue(forKey: key)
+        if open.removeValue(forKey: key) != nil { noteOpenPasses(of: RunLayer(key)) }
         finished.insert(key)
     }
 

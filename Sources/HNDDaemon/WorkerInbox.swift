@@ -1,10 +1,20 @@
 import Foundation
 import HNDWire
 
+/// An admitted ingest message of one of a worker's layers, as the engine thread routed it: its
+/// header checked and parsed there, once.
+struct RoutedBatch {
+    let batch: CheckedBatch
+    /// Its number in the router (`LayerRouter.route`), by which a worker that refused it and holds
+    /// nothing of its layer has the name forgotten (`EngineOutbox.forget`).
+    let number: UInt64
+    var layer: String { batch.header.layer }
+    var byteCount: Int { batch.message.byteCount }
+}
+
 /// What the engine thread hands a layer worker.
 enum WorkItem {
-    /// An admitted ingest message of one of the worker's layers.
-    case batch(ZMQMultipart)
+    case batch(RoutedBatch)
     /// Work on the worker's state, run on its thread between batches (restoring a checkpoint,
     /// waiting at a `Rendezvous`).
     case task(@Sendable (LayerWorker) -> Void)

@@ -6,24 +6,18 @@ import Logging
 
 /// What a layer worker does with its batches and passes: apply, refuse, publish, write.
 extension LayerWorker {
-    func ingestBatch(_ message: ZMQMultipart) {
-        let result: Result<(PassKey, BatchOutcome), Rejection>
-        do {
-            result = try context.decoder.withDecoded(message, scratch: &values) { batch, v in
-                let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
-                return Result { () throws(Rejection) in
-                    (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
-                                                width: batch.width, values: v, now: Date().timeIntervalSince1970))
-                }
+    /// Applies a routed batch (its header checked by the engine thread) to its pass, or refuses it.
+    func ingestBatch(_ routed: RoutedBatch) {
+        let result = context.decoder.withDecoded(routed.batch, scratch: &values) { batch, v in
+            let key = PassKey(run: batch.run, layer: batch.layer, step: batch.step)
+            return Result { () throws(Rejection) in
+                (key, try state.book.ingest(key, imageIDs: batch.imageIDs, units: batch.units, height: batch.height,
+                                            width: batch.width, values: v, now: Date().timeIntervalSince1970))
             }
-        } catch {
-            state.counters.reject(error.reason, "\(error)", logger: context.logger)
-            return
         }
         switch result {
         case let .success((key, outcome)):
             state.counters.batchesAccepted += 1
-            prepareBaselineWeights() // a new pass of a run-layer whose weights were dropped
             state.counters.imagesAccepted += UInt64(outcome.accepted)
             if !outcome.duplicates.isEmpty {
                 context.logger.warning("repeated image ids counted once", metadata: ["pass": "\(key)", "ids": "\(outcome.duplicates.prefix(10))"])
@@ -31,7 +25,15 @@ extension LayerWorker {
             logMemory(after: key)
         case let .failure(error):
             state.counters.reject(error.reason, error.description, logger: context.logger)
+            forgetUnlessHeld(routed)
         }
+    }
+
+    /// After refusing `routed`: when this worker holds nothing of its layer (every batch of it was
+    /// refused), asks the engine thread to forget the name (`LayerRouter.forget`).
+    func forgetUnlessHeld(_ routed: RoutedBatch) {
+        guard !state.holdsAnything(of: routed.layer) else { return }
+        context.outbox.forget(routed.layer, refusedBatch: routed.number)
     }
 
     /// Writes the passes due now (complete, timed out or superseded) as one append, publishes
@@ -40,6 +42,10 @@ extension LayerWorker {
     func writeDuePasses(now: Double) {
         let due = state.book.due(now: now)
         guard !due.isEmpty else { return }
+        // A complete snapshot whose baseline's weights are being built waits for them rather than
+        // building its own.
+        let complete = due.filter { state.book.open[$0]?.accumulator.imagesSeen == state.book.index.imageCount }
+        attachBuiltBaselineWeights(waitingFor: Set(complete.map(RunLayer.init)))
         var rows: [LayerSnapshot] = []
         var written: [OpenPass] = []
         for key in due {
@@ -79,7 +85,7 @@ extension LayerWorker {
         }
         written.removeAll()
         context.outbox.wantCheckpoint()
-        prepareBaselineWeights()
+        startBaselineWeightsBuilds() // of baselines these passes made: after their snapshots are out
         // The finished passes' arrays were freed into the heap (the top-k's buffers, among
         // others, are smaller than its mapping threshold), and a burst of messages may have left
         // free space in it: give the pages back, so that an idle daemon holds what it keeps.
@@ -89,18 +95,6 @@ extension LayerWorker {
     /// The engine's seconds per phase of a snapshot (`SnapshotPhases.fields`), for its pass's line.
     static func metadata(of phases: SnapshotPhases) -> Logger.Metadata {
         Logger.Metadata(uniqueKeysWithValues: phases.fields.map { ($0.name, "\(String(format: "%.3f", $0.seconds))") })
-    }
-
-    /// Builds the change test's weights of new baselines (`PassBook.prepareBaselineWeights`),
-    /// after the due passes are out: the baseline pass's own snapshot does not wait for them.
-    func prepareBaselineWeights() {
-        guard !state.book.baselineWeights.pending.isEmpty else { return }
-        for built in state.book.prepareBaselineWeights(clock: { Date().timeIntervalSince1970 }) {
-            context.logger.info("baseline weights built", metadata: [
-                "baseline": "\(built.runLayer)", "seconds": "\(String(format: "%.3f", built.seconds))",
-                "MB": "\(String(format: "%.1f", Double(built.bytes) / 1e6))",
-                "kept_MB": "\(String(format: "%.1f", Double(state.book.baselineWeights.bytes) / 1e6))"])
-        }
     }
 
     /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state

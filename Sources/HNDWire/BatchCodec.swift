@@ -25,6 +25,14 @@ public struct DecodedBatch: Sendable, Equatable {
     public var valueCount: Int { imageCount * valuesPerImage }
 }
 
+/// An ingest message whose header `BatchDecoder.check` decoded and validated against its tensor
+/// frame; only the decoder makes one, so holding one means the tensor's size is the header's.
+public struct CheckedBatch {
+    public let message: ZMQMultipart
+    public let header: DecodedBatch
+    fileprivate init(message: ZMQMultipart, header: DecodedBatch) { self.message = message; self.header = header }
+}
+
 /// Validates ingest messages and converts their tensors to `Float`.
 ///
 /// Checks, in order: frame count, header protobuf, protocol version, dtype, names, shape, tensor
@@ -69,14 +77,20 @@ public struct BatchDecoder: Sendable {
         return (message.frames[0], message.frames[1])
     }
 
-    /// Decodes a received multipart message and lends its values to `body` as `Float`: in place,
-    /// without a copy, when the tensor is float32 and aligned (the common case: ZeroMQ's buffers
-    /// are malloc'd); otherwise converted into `scratch`. The values are valid during `body` only.
-    public func withDecoded<R>(_ message: ZMQMultipart, scratch: inout [Float],
-                               _ body: (DecodedBatch, UnsafeBufferPointer<Float>) -> R) throws(BatchRejection) -> R {
-        let batch = try header(of: message)
-        let tensorFrame = message.frames[1]
-        return tensorFrame.withUnsafeBytes { tensor in
+    /// A received message with its header checked (`header(of:)`): the header parsed once, where
+    /// the message is first looked at, and handed on with it to whoever decodes its tensor.
+    public func check(_ message: ZMQMultipart) throws(BatchRejection) -> CheckedBatch {
+        CheckedBatch(message: message, header: try header(of: message))
+    }
+
+    /// Lends a checked batch's values to `body` as `Float`: in place, without a copy, when the
+    /// tensor is float32 and aligned (the common case: ZeroMQ's buffers are malloc'd); otherwise
+    /// converted into `scratch`. The values are valid during `body` only. Nothing is left to
+    /// refuse: `check` validated the header against the tensor's size.
+    public func withDecoded<R>(_ checked: CheckedBatch, scratch: inout [Float],
+                               _ body: (DecodedBatch, UnsafeBufferPointer<Float>) -> R) -> R {
+        let batch = checked.header
+        return checked.message.frames[1].withUnsafeBytes { tensor in
             #if _endian(little)
             if batch.dtype == .float32, let base = tensor.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
                 return body(batch, UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: batch.valueCount))

@@ -40,7 +40,7 @@ struct Serve: HNDDCommand {
     @Option(name: .customLong("keep-partials"), help: "Retention, applied at start: each layer keeps every complete row and only its latest N incomplete ones.")
     var keepPartials: Int?
     @Option(name: .customLong("keep-baseline-weights"),
-            help: "Run-layers whose baseline weights (the change test's, C × labelled images doubles each) stay built, per layer worker (up to 8); past it the least recently used idle one rebuilds them at its next pass.")
+            help: "Run-layers whose baseline weights (the change test's, C × labelled images doubles each) stay built, in the whole daemon (its layer workers share them); past it the least recently used one without an open pass loses them, rebuilt in the background when its next pass opens.")
     var keepBaselineWeights: Int = Defaults.keptBaselineWeights
     @OptionGroup var engine: EngineOptions
 

@@ -18,21 +18,25 @@ import Testing
         let outbox = EngineOutbox()
         let output: SharedSnapshotFile
 
-        init(workerCount: Int = LayerRouter.maximumWorkers) throws {
+        init(workerCount: Int = LayerRouter.maximumWorkers, keptBaselineWeights: Int = DaemonConfiguration.Defaults.keptBaselineWeights,
+             builds: HeldBuilds? = nil) throws {
             let dictionary = bookDictionary()
             let directory = NSTemporaryDirectory() + "hndd-workers-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             output = SharedSnapshotFile(try SnapshotFile(path: directory + "/snapshots.h5", dictionary: dictionary))
-            let book = PassBook(index: DictionaryIndex(dictionary), options: .init(), passTimeout: 100, supersededAfter: 5)
-            workers = LayerWorkers(emptyBook: book, context: WorkerContext(
+            let book = PassBook(index: DictionaryIndex(dictionary), options: .init(), passTimeout: 100, supersededAfter: 5,
+                                baselineWeights: SharedBaselineWeights(limit: keptBaselineWeights))
+            var context = WorkerContext(
                 logger: Logger(label: "test"), taxonomy: Hndd_Taxonomy(dictionary), output: output, shardStates: nil,
-                queue: queue, outbox: outbox, decoder: BatchDecoder(), snapshotInterval: 3600), workerCount: workerCount)
+                queue: queue, outbox: outbox, decoder: BatchDecoder(), snapshotInterval: 3600)
+            if let builds { context.runInBackground = builds.hold }
+            workers = LayerWorkers(emptyBook: book, context: context, workerCount: workerCount)
         }
 
         /// As the engine thread does: through the queue, then to the layer's worker.
         func route(_ batch: Batch) throws {
             queue.push(try batch.message())
-            workers.worker(for: batch.layer).inbox.push(.batch(queue.pop(timeout: 0)!))
+            workers.route(try BatchDecoder().check(queue.pop(timeout: 0)!))
         }
 
         /// Keeps every worker of `layers` busy for a while, so that what is routed next waits.
@@ -44,16 +48,39 @@ import Testing
     /// A batch of 2 units of 2×2 maps whose values depend on the batch (`salt`), so that an image
     /// sent twice counts with the values of whichever batch came first.
     struct Batch {
+        var run = "r"
+        var step: Int64 = 1
         let layer: String
         let ids: [Int64]
         let salt: Int
-        var key: PassKey { PassKey(run: "r", layer: layer, step: 1) }
+        var key: PassKey { PassKey(run: run, layer: layer, step: step) }
         var values: [Float] { ids.flatMap { id in (0..<8).map { Float(id) + Float($0) * 0.1 + Float(salt) * 0.37 } } }
 
         func message() throws -> ZMQMultipart {
-            let frames = try BatchEncoder.encode(run: "r", layer: layer, step: 1, imageIDs: ids, units: 2, height: 2, width: 2,
+            let frames = try BatchEncoder.encode(run: run, layer: layer, step: step, imageIDs: ids, units: 2, height: 2, width: 2,
                                                  values: values)
             return ZMQMultipart(frames: try frames.map { try ZMQMessage(copying: $0) })
+        }
+    }
+
+    /// The workers' background builds of baselines' weights, held until the test runs them.
+    final class HeldBuilds: @unchecked Sendable {
+        private let lock = NSLock()
+        private var held: [@Sendable () -> Void] = []
+
+        var count: Int { lock.lock(); defer { lock.unlock() }; return held.count }
+
+        @Sendable func hold(_ build: @escaping @Sendable () -> Void) {
+            lock.lock(); held.append(build); lock.unlock()
+        }
+
+        /// Runs the held builds here, then lets every worker of `rig` take their results (a worker
+        /// takes them in the turn after an item: the second wait is behind that turn).
+        func release(in rig: Rig) {
+            lock.lock(); let builds = held; held = []; lock.unlock()
+            for build in builds { build() }
+            rig.workers.afterQueuedWork { _ in }
+            rig.workers.afterQueuedWork { _ in }
         }
     }
 
@@ -179,8 +206,62 @@ import Testing
         #expect(worker.state.book.open[b]!.accumulator.imagesSeen == 1)
         #expect(try rig.output.writtenPasses().map { "\($0.layer)/\($0.run)/\($0.step)" } == ["a/r/1"])
         #expect(worker.state.latest["a"]!.complete)
-        let (publications, checkpointWanted) = rig.outbox.take()
-        #expect(checkpointWanted)
-        #expect(publications.count >= 1 && publications.allSatisfy { $0.count == 2 })
+        let taken = rig.outbox.take()
+        #expect(taken.checkpointWanted)
+        #expect(taken.publications.count >= 1 && taken.publications.allSatisfy { $0.count == 2 })
+    }
+
+    @Test func anEvictedBaselinesWeightsAreRebuiltWhileItsLayersBatchesGoOn() throws {
+        let builds = HeldBuilds()
+        let rig = try Rig(keptBaselineWeights: 1, builds: builds)
+        let a = RunLayer(run: "a", layer: "l"), b = RunLayer(run: "b", layer: "l")
+        // Runs a and b each record a baseline; room for one run-layer's weights: b's evict a's.
+        for run in ["a", "b"] {
+            try rig.route(Batch(run: run, step: 0, layer: "l", ids: [0, 1, 2, 3, 4], salt: 0))
+            rig.workers.afterQueuedWork { _ in }
+            #expect(builds.count == 1)
+            builds.release(in: rig)
+        }
+        let worker = rig.workers.owner(of: "l")!
+        #expect(Set(worker.state.book.baselineWeights.now.kept.keys) == [b])
+        // A new pass of a: its weights are wanted, and its batches are applied while they build.
+        let pass = PassKey(run: "a", layer: "l", step: 1)
+        for ids in [[0, 1], [2, 3]] as [[Int64]] { try rig.route(Batch(run: "a", step: 1, layer: "l", ids: ids, salt: 0)) }
+        let (seen, hasBaseline, hasWeights) = rig.workers.afterQueuedWork { _ in
+            let accumulator = worker.state.book.open[pass]!.accumulator
+            return (accumulator.imagesSeen, accumulator.baselineMaxima != nil, accumulator.baselineWeights != nil)
+        }
+        #expect(seen == 4 && hasBaseline && !hasWeights)
+        #expect(builds.count == 1)
+        builds.release(in: rig)
+        #expect(rig.workers.afterQueuedWork { _ in worker.state.book.open[pass]!.accumulator.baselineWeights != nil })
+        #expect(Set(worker.state.book.baselineWeights.now.kept.keys) == [a])
+        // The same maxima as the baseline: the rebuilt weights test nothing as changed.
+        try rig.route(Batch(run: "a", step: 1, layer: "l", ids: [4], salt: 0))
+        rig.workers.stop {}
+        let latest = try #require(worker.state.latest["l"])
+        #expect(latest.complete && latest.run == "a" && latest.step == 1)
+        #expect(!latest.globalChangeP.isEmpty && latest.globalChangeP.allSatisfy { $0 == 1 })
+    }
+
+    @Test func aLayerWhoseBatchesWereAllRefusedIsForgotten() throws {
+        let rig = try Rig()
+        try rig.route(Batch(layer: "a", ids: [0], salt: 0))
+        // Image 99 is not in the five-image dictionary: refused, and nothing of the layer kept.
+        try rig.route(Batch(layer: "bogus", ids: [99], salt: 0))
+        try rig.route(Batch(layer: "bogus", ids: [99], salt: 1))
+        try rig.route(Batch(layer: "a", ids: [99], salt: 0)) // refused too, but "a" has a pass
+        rig.workers.afterQueuedWork { _ in }
+        #expect(rig.workers.router.workerOfLayer == ["a": 0, "bogus": 1])
+        let forgettable = rig.outbox.take().forgettable
+        #expect(forgettable.map(\.layer) == ["bogus", "bogus"] && forgettable.map(\.refusedBatch) == [2, 3])
+        for (layer, number) in forgettable { rig.workers.forget(layer, refusedBatch: number) }
+        #expect(rig.workers.router.workerOfLayer == ["a": 0])
+        #expect(rig.workers.owner(of: "bogus") == nil)
+        // Its worker takes the next new layer.
+        try rig.route(Batch(layer: "b", ids: [1], salt: 0))
+        #expect(rig.workers.router.workerOfLayer == ["a": 0, "b": 1])
+        #expect(rig.workers.afterQueuedWork(imagesSeen) == [1, 1])
+        rig.workers.stop {}
     }
 }

@@ -61,6 +61,30 @@ private func rejection(_ result: Result<DecodedBatch, BatchRejection>) -> BatchR
         }
     }
 
+    @Test func aCheckedBatchLendsItsValuesWithTheHeaderParsedOnce() throws {
+        let values = (0..<(3 * 24)).map { Float($0) * 0.25 - 7 }
+        for dtype in [Hndd_DType.float32, .float16, .bfloat16] {
+            let frames = try BatchEncoder.encode(run: "run-a", layer: "layer1", step: -3, imageIDs: [8, 1, 4], units: 2,
+                                                 height: 3, width: 4, dtype: dtype, values: values, rank: 2, sender: "h")
+            let message = ZMQMultipart(frames: try frames.map { try ZMQMessage(copying: $0) })
+            let checked = try BatchDecoder().check(message)
+            #expect(checked.header == DecodedBatch(run: "run-a", layer: "layer1", step: -3, imageIDs: [8, 1, 4], units: 2,
+                                                   height: 3, width: 4, dtype: dtype, rank: 2, sender: "h"))
+            var scratch: [Float] = []
+            let (header, lent) = BatchDecoder().withDecoded(checked, scratch: &scratch) { ($0, Array($1)) }
+            #expect(header == checked.header)
+            #expect(lent == values, "\(dtype)")
+        }
+        // What `check` refuses is what decoding refuses, with the same words.
+        let short = try BatchEncoder.encode(run: "r", layer: "l", step: 0, imageIDs: [1], units: 1, height: 1, width: 2, values: [1, 2])
+        let message = ZMQMultipart(frames: [try ZMQMessage(copying: short[0]), try ZMQMessage(copying: Array(short[1].prefix(4)))])
+        var output: [Float] = []
+        let refused = #expect(throws: BatchRejection.self) { try BatchDecoder().check(message) }
+        let decoded = #expect(throws: BatchRejection.self) { try BatchDecoder().decode(message, into: &output) }
+        #expect(refused == .sizeMismatch(expectedBytes: 8, receivedBytes: 4) && refused == decoded)
+        #expect(refused.map { "\($0)" } == decoded.map { "\($0)" })
+    }
+
     @Test func reusesTheOutputBufferAcrossSizes() throws {
         var output: [Float] = []
         let large = try BatchEncoder.encode(run: "r", layer: "l", step: 0, imageIDs: [0, 1], units: 3, height: 2,

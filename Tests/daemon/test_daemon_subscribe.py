@@ -133,3 +133,37 @@ def test_control_refusals_name_what_is_wrong(dataset, run_dir, start_daemon, pus
     assert reply.WhichOneof("reply") == "error", reply
     assert reply.error.message == f"no snapshot of layer no.such.layer yet (layers: {LAYER})"
     assert daemon.status()["rejected_batches"].get("control_malformed") == 1
+
+
+def test_refused_layer_names_are_forgotten(dataset, run_dir, start_daemon, push):
+    """Batches of many bogus layer names, every one refused (an image id outside the dictionary),
+    leave nothing behind: the names are not listed where the daemon names its layers, and the real
+    layer pushed after them works as before."""
+    daemon = start_daemon(run_dir)
+    bogus = [f"bogus.{i}" for i in range(300)]
+    _, units, height, width = dataset.maps.shape
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 5000)
+    try:
+        sock.connect(daemon.endpoints.ingest)
+        for layer in bogus:
+            header = hndd_pb2.BatchHeader(protocol_version=1, run=RUN, layer=layer, step=3, dtype=hndd_pb2.DTYPE_FLOAT32,
+                                          units=units, height=height, width=width, sender="misspeller")
+            header.image_ids.append(dataset.n_images)  # one past the last image
+            sock.send_multipart([header.SerializeToString(), np.ascontiguousarray(dataset.maps[:1], dtype="<f4").tobytes()])
+    finally:
+        sock.close()
+    push(run_dir, dataset.activations, RUN, 3, "--batch-size", "200")
+    daemon.wait_complete(RUN, 3)
+    status = daemon.status()
+    assert status["rejected_batches"]["image_id_out_of_range"] == len(bogus)
+    assert [layer["layer"] for layer in status["layers"]] == [LAYER]
+    request = hndd_pb2.ControlRequest()
+    request.snapshot.layer = bogus[0]
+    reply = control_request(daemon.endpoints.control, request)
+    assert reply.WhichOneof("reply") == "error", reply
+    assert reply.error.message == f"no snapshot of layer {bogus[0]} yet (layers: {LAYER})"
+    request.snapshot.layer = LAYER
+    reply = control_request(daemon.endpoints.control, request)
+    assert reply.WhichOneof("reply") == "snapshot" and reply.snapshot.complete, reply
+
