@@ -10,6 +10,7 @@ batch of the highest resident size, and at the written pass. What is left beyond
 parts is the binary, the dictionary's index and the heap's free space.
 
     HNDD_BIN=/path/to/hndd python3 tools/bench/memory_profile.py --workload 2048x7x7
+    HNDD_BIN=/path/to/hndd python3 tools/bench/memory_profile.py --workload real-1024x14x14 --dtype float16
 """
 import argparse
 import os
@@ -89,9 +90,24 @@ def breakdown(fields: dict) -> str:
     return ", ".join(parts)
 
 
+def pass_messages(args, units: int, h: int, w: int):
+    """The layer's name and its pass's messages, as bench.py sends them for --workload and --dtype."""
+    if args.workload in workloads.REAL_WORKLOADS:
+        layer, _, _, messages = bench.real_pass(args.workload, args.images, seed=args.seed,
+                                                real_images=args.real_images, dtype=args.dtype)
+        return layer, messages
+    layer = f"bench{args.workload}"
+    pool = bench.wire(bench.batch_pool(units, h, w, 8, args.seed, bench.batch_size(units, h, w)), args.dtype)
+    return layer, lambda: workloads.cycled(layer, pool, args.images)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=sorted(bench.WORKLOADS), default="2048x7x7")
+    parser.add_argument("--workload", choices=sorted([*bench.WORKLOADS, *workloads.REAL_WORKLOADS]), default="2048x7x7",
+                        help="a synthetic layer, or a real-map one (built and cached as bench.py does)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="the messages' dtype")
+    parser.add_argument("--real-images", type=int, default=workloads.REAL_IMAGES,
+                        help="distinct faces of a real-map workload, tiled to --images")
     parser.add_argument("--images", type=int, default=35632)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=7)
@@ -99,8 +115,8 @@ def main() -> int:
                         help="keep the datasets of the daemon's snapshot file there (compare_snapshots.py compares two)")
     args = parser.parse_args()
     binary = bench.hndd_binary()
-    units, h, w = bench.WORKLOADS[args.workload]
-    batch = bench.batch_size(units, h, w)
+    real = args.workload in workloads.REAL_WORKLOADS
+    units, h, w = workloads.REAL_WORKLOADS[args.workload].shape if real else bench.WORKLOADS[args.workload]
     work = Path(tempfile.mkdtemp(prefix="candidate-memory-profile-"))
     samples: list = []
     stop = threading.Event()
@@ -108,13 +124,11 @@ def main() -> int:
         dictionary = work / "dictionary.h5"
         n_global = min(11000, args.images * 11000 // 35632)
         bench.write_dictionary(dictionary, n_global, args.images - n_global, args.seed)
-        pool = bench.batch_pool(units, h, w, 8, args.seed, batch)
-        layer = f"bench{args.workload}"
+        layer, messages = pass_messages(args, units, h, w)
         sampler = threading.Thread(target=sample, args=(binary, args.interval, samples, stop), daemon=True)
         sampler.start()
         os.environ["HNDD_LOG"] = "debug"  # the daemon's memory line after every batch
-        r = bench.bench_serve(binary, dictionary, [layer], lambda: workloads.cycled(layer, pool, args.images),
-                              args.images, work)
+        r = bench.bench_serve(binary, dictionary, [layer], messages, args.images, work)
         stop.set()
         sampler.join()
         log = (work / "serve.log").read_text()
@@ -127,7 +141,7 @@ def main() -> int:
     n_local = args.images - n_global
     maxima_mb = units * args.images * 4 / 2**20
     topk_mb = units * int(0.005 * n_local * h * w + 1) * 4 / 2**20
-    print(f"{args.workload}: VmHWM {r['serve_peak_rss_mb']:.0f} MB; sampled peak {peak:.0f} MB at {peak_t:.1f} s "
+    print(f"{args.workload}, {args.dtype}: VmHWM {r['serve_peak_rss_mb']:.0f} MB; sampled peak {peak:.0f} MB at {peak_t:.1f} s "
           f"of {span:.1f} s; end to end {r['end_to_end_seconds']:.1f} s")
     print(f"  fixed: maxima {maxima_mb:.0f} MB (x2 with a baseline), top-k ~{topk_mb:.0f} MB")
     lines = memory_lines(log)
