@@ -92,9 +92,9 @@ extension LayerWorker {
         ProcessHeap.trim()
     }
 
-    /// The engine's seconds per phase of a snapshot (`SnapshotPhases.fields`), for its pass's line.
+    /// The engine's seconds per phase of a snapshot (`SnapshotPhases.printedFields`), for its pass's line.
     static func metadata(of phases: SnapshotPhases) -> Logger.Metadata {
-        Logger.Metadata(uniqueKeysWithValues: phases.fields.map { ($0.name, "\(String(format: "%.3f", $0.seconds))") })
+        Logger.Metadata(uniqueKeysWithValues: phases.printedFields.map { ($0.name, "\($0.value)") })
     }
 
     /// An image shard writes no rows (a share is not a pass): it keeps each finished pass's state

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Where one snapshot's wall-clock time went, in seconds, phase by phase (`timedSnapshot`):
 /// the complete snapshot is the latency a trainer waits for, and which phase dominates depends on
@@ -24,6 +25,12 @@ public struct SnapshotPhases: Sendable, Equatable {
     /// for the daemon's log, `hndd dissect` and the bench that reads them.
     public var fields: [(name: String, seconds: Double)] {
         [("sets_s", sets), ("thresholds_s", thresholds), ("count_s", counts), ("units_s", units), ("tests_s", tests)]
+    }
+
+    /// `fields` with their seconds as they are printed (milliseconds), in `serve`'s log and by
+    /// `hndd dissect`: one format for both.
+    public var printedFields: [(name: String, value: String)] {
+        fields.map { ($0.name, String(format: "%.3f", $0.seconds)) }
     }
 
     /// Seconds since the last lap (or since it was made).

@@ -55,7 +55,7 @@ struct Dissect: HNDDCommand {
                   + (counts.beyondUntrained.map { "; biased beyond the untrained network \($0.units)" } ?? "")
                   + (snapshot.complete ? "" : "; incomplete: \(snapshot.imagesSeen) of \(snapshot.imagesTotal) images"))
             print("\(plan.name): snapshot phases: "
-                  + phases.snapshotPhases.fields.map { "\($0.name)=\(String(format: "%.3f", $0.seconds))" }.joined(separator: " "))
+                  + phases.snapshotPhases.printedFields.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
             if let weights = phases.baselineWeights {
                 print("\(plan.name): baseline weights for the change test built once in "
                       + String(format: "%.2f s (%.1f MB)", weights.seconds, Double(weights.bytes) / 1e6))

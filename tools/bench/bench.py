@@ -232,11 +232,12 @@ def bench_dissect(binary: str, dictionary: Path, activations: Path, layer: str, 
     passed = re.search(r" in ([0-9.]+) s \(", proc.stdout)
     pass_seconds = float(passed.group(1)) if passed else float("nan")
     kernels = re.search(r"kernels (\w+)", proc.stdout)
+    snapshot = snapshot_phases(proc.stdout)
     return {"kernels": kernels.group(1) if kernels else "?",
             "engine_images_per_s": images / seconds, "engine_seconds": seconds, "dissect_peak_rss_mb": rss,
             "dissect_pass_s": pass_seconds, "dissect_start_up_s": seconds - pass_seconds,
             **{f"dissect_{name}_s": float(value) for name, value in phases.items()},
-            **({"dissect_snapshot_phases_s": snapshot_phases(proc.stdout)} if snapshot_phases(proc.stdout) else {})}
+            **({"dissect_snapshot_phases_s": snapshot} if snapshot else {})}
 
 
 #: The engine's seconds per phase of a snapshot (SnapshotPhases.fields: "sets_s=… thresholds_s=… count_s=…
@@ -315,11 +316,11 @@ def bench_serve(binary: str, dictionary: Path, layers: list[str], messages, imag
                                                        for step in range(1, len(sent) + 1)])
         (started, last_sent), times = sent[0], complete_at.of_step(1)
         finished = max(times.values())
+        last = costs.get((max(times, key=times.get), 1), {})  # the daemon's figures of the last layer to complete
         r = {"transport": transport, "end_to_end_images_per_s": images / (finished - started),
              "end_to_end_seconds": finished - started, "latency_last_batch_to_snapshot_s": finished - last_sent,
-             "complete_snapshot_cost_s": costs.get((max(times, key=times.get), 1), {}).get("snapshot_s", float("nan")),
+             "complete_snapshot_cost_s": last.get("snapshot_s", float("nan")),
              "serve_peak_rss_mb": rss}
-        last = costs.get((max(times, key=times.get), 1), {})
         if "candidates" in last:  # how many maps the data let survive the running bound, and their memory
             r["kept_maps"] = int(last["candidates"])
             r["kept_maps_mb"] = last.get("candidates_mb", float("nan"))
