@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -133,6 +134,10 @@ def test_revocation_takes_effect_without_a_restart(dataset, run_dir, start_daemo
         assert client.flush(30)
         daemon.wait_pass("revoked", 1, lambda p: p["images_seen"] == half, "alice's first half")
         assert drain(alice_sub, 1.0) >= 1 and drain(bob_sub, 0.5) >= 0  # both subscribers receive
+        # Revoking deletes alice's credential file; a copy stands for one that leaked, which is what
+        # revocation must stop (without it, the push below fails before connecting at all).
+        leaked = run_dir / "alice-leaked.secret"
+        shutil.copy2(alice, leaked)
         subprocess.run([str(hndd_binary), "keys", "revoke", "--run-dir", str(run_dir), "--name", "alice"], check=True,
                        capture_output=True)
         # The same connection, made before the revocation: its batches are dropped now.
@@ -146,7 +151,8 @@ def test_revocation_takes_effect_without_a_restart(dataset, run_dir, start_daemo
     # A new connection with alice's key is refused as revoked.
     # Generous waits: on a loaded machine (CI shares two cores) the refused handshake can reach the
     # daemon's count seconds after the client has given up.
-    status, stderr = push_to(daemon, dataset.activations, "revoked-again", 1, "--key", alice, "--timeout", "10")
+    assert not alice.exists()
+    status, stderr = push_to(daemon, dataset.activations, "revoked-again", 1, "--key", leaked, "--timeout", "10")
     assert status == 1, stderr
     wait_until(lambda: daemon.status()["auth_denied_by_reason"]["revoked_key"] >= 1, 30,
                f"a revoked key refused (denials when the wait began: {daemon.status()['auth_denied_by_reason']})")
