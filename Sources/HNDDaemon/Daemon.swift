@@ -119,10 +119,11 @@ public final class Daemon: @unchecked Sendable {
         var lastCheckpoint = Date().timeIntervalSince1970
     }
 
-    /// One turn: control requests, the batches waiting handed to their workers, the workers'
-    /// snapshots published, a checkpoint when one is due or wanted.
+    /// One turn: subscribers' comings and goings, control requests, the batches waiting handed
+    /// to their workers, the workers' snapshots published, a checkpoint when one is due or wanted.
     func serveOnce(_ loop: inout EngineLoop, sockets: DaemonSockets) {
         dropRevokedSubscribers(sockets)
+        do { try sockets.publish.processPendingCommands() } catch { logger.error("publish: \(error)") }
         serveControl(sockets)
         var wait = Self.turnSeconds
         for _ in 0..<Self.batchesRoutedPerTurn {

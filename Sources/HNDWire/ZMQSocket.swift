@@ -181,6 +181,15 @@ public final class ZMQSocket {
         return value
     }
 
+    /// Lets the socket act on what ZeroMQ's I/O thread told it: peers that came or left,
+    /// subscriptions, pipes to close after an `unbind`. A socket does that only inside its own
+    /// calls, so one that merely sends does it only when it sends — and an idle publish socket
+    /// would keep an unbound endpoint's subscribers half-closed, neither served nor told to
+    /// reconnect, until its next message (which they then miss). Reading `ZMQ_EVENTS` does it.
+    public func processPendingCommands() throws(WireError) {
+        _ = try intOption(ZMQ_EVENTS, "ZMQ_EVENTS")
+    }
+
     private func setBytesOption(_ option: Int32, _ name: String, _ bytes: [UInt8]) throws(WireError) {
         let status = bytes.withUnsafeBytes { zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }
         guard status == 0 else { throw zmqError("zmq_setsockopt(\(name))") }
