@@ -61,8 +61,10 @@ struct DaemonSockets {
     }
 
     /// Drops every subscriber by binding the publish endpoint anew: they reconnect, and each goes
-    /// through ZAP again — how a revoked key stops receiving snapshots. (ZeroMQ cannot close one
-    /// peer of a bound socket; ingest and control instead check every message's key.)
+    /// through ZAP again — how a revoked key stops receiving snapshots. The old connections close
+    /// only as the socket acts on the unbind's commands, which the engine loop has it do every
+    /// turn (`ZMQSocket.processPendingCommands`). (ZeroMQ cannot close one peer of a bound
+    /// socket; ingest and control instead check every message's key.)
     func rebindPublish() throws {
         try publish.unbind(bound.publish)
         var attempts = 0
