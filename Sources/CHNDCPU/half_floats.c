@@ -14,11 +14,23 @@
 // portable conversion gives a NaN and an infinity. The test is on the halves' bits, not on the
 // floats: clang turns a NaN test of converted floats into a scalar loop over the lanes (ten times
 // slower, measured).
+//
+// The other way, floats to halves, is only ever asked where nothing is lost: the conversion
+// rounds, converts back and compares bits, and reports whether every value came back the same.
 
 int hndd_decode_float16(const void *source, int64_t count, float *destination) {
     switch (hndd_vector_path()) {
     case HNDD_PATH_AVX512: hndd_decode_float16_avx512(source, count, destination); return 1;
     case HNDD_PATH_AVX2: hndd_decode_float16_avx2(source, count, destination); return 1;
+    case HNDD_PATH_PORTABLE: return 0;
+    }
+    return 0;
+}
+
+int hndd_encode_float16_exact(const float *source, int64_t count, uint16_t *destination) {
+    switch (hndd_vector_path()) {
+    case HNDD_PATH_AVX512: return hndd_encode_float16_exact_avx512(source, count, destination);
+    case HNDD_PATH_AVX2: return hndd_encode_float16_exact_avx2(source, count, destination);
     case HNDD_PATH_PORTABLE: return 0;
     }
     return 0;
@@ -80,6 +92,30 @@ HNDD_AVX2 void hndd_decode_bfloat16_avx2(const void *source, int64_t count, floa
     }
 }
 
+/// Eight floats to halves (nearest); `*exact` cleared when one of them is not a half exactly:
+/// converted back, its bits differ (an infinity converts back to itself).
+HNDD_AVX2 static inline __m128i exact_half8(__m256 v, int *exact) {
+    const __m128i half = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i back = _mm256_castps_si256(_mm256_cvtph_ps(half));
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(back, _mm256_castps_si256(v))) != -1) *exact = 0;
+    return half;
+}
+
+HNDD_AVX2 int hndd_encode_float16_exact_avx2(const float *source, int64_t count, uint16_t *destination) {
+    int exact = 1;
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm_storeu_si128((__m128i *)(destination + i), exact_half8(_mm256_loadu_ps(source + i), &exact));
+    if (i < count) { // the last few, through padded copies (the padding is 1.0, a half)
+        float floats[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        uint16_t halves[8];
+        memcpy(floats, source + i, (size_t)(count - i) * sizeof(float));
+        _mm_storeu_si128((__m128i *)halves, exact_half8(_mm256_loadu_ps(floats), &exact));
+        memcpy(destination + i, halves, (size_t)(count - i) * 2);
+    }
+    return exact;
+}
+
 /// Sixteen halves to floats.
 HNDD_AVX512 static inline __m512 half16(__m256i half) {
     const __m512 f = _mm512_cvtph_ps(half);
@@ -108,6 +144,28 @@ HNDD_AVX512 void hndd_decode_float16_avx512(const void *source, int64_t count, f
         _mm512_mask_storeu_ps(destination + i, (__mmask16)((1u << (count - i)) - 1), half16(last_halves(in + 2 * i, count - i)));
 }
 
+/// Sixteen floats to halves, as `exact_half8`.
+HNDD_AVX512 static inline __m256i exact_half16(__m512 v, int *exact) {
+    const __m256i half = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i back = _mm512_castps_si512(_mm512_cvtph_ps(half));
+    if (_mm512_cmpneq_epi32_mask(back, _mm512_castps_si512(v))) *exact = 0;
+    return half;
+}
+
+HNDD_AVX512 int hndd_encode_float16_exact_avx512(const float *source, int64_t count, uint16_t *destination) {
+    int exact = 1;
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm256_storeu_si256((__m256i *)(destination + i), exact_half16(_mm512_loadu_ps(source + i), &exact));
+    if (i < count) { // the last few: read under a mask (the other lanes 1.0, a half), stored through a copy
+        const __mmask16 valid = (__mmask16)((1u << (count - i)) - 1);
+        uint16_t halves[16];
+        _mm256_storeu_si256((__m256i *)halves, exact_half16(_mm512_mask_loadu_ps(_mm512_set1_ps(1), valid, source + i), &exact));
+        memcpy(destination + i, halves, (size_t)(count - i) * 2);
+    }
+    return exact;
+}
+
 HNDD_AVX512 void hndd_decode_bfloat16_avx512(const void *source, int64_t count, float *destination) {
     const uint8_t *in = source;
     int64_t i = 0;
@@ -123,6 +181,8 @@ HNDD_AVX512 void hndd_decode_bfloat16_avx512(const void *source, int64_t count, 
 #else
 
 // Never called off x86-64: hndd_vector_path() is then portable.
+int hndd_encode_float16_exact_avx2(const float *s, int64_t c, uint16_t *d) { (void)s; (void)c; (void)d; abort(); }
+int hndd_encode_float16_exact_avx512(const float *s, int64_t c, uint16_t *d) { (void)s; (void)c; (void)d; abort(); }
 void hndd_decode_float16_avx2(const void *s, int64_t c, float *d) { (void)s; (void)c; (void)d; abort(); }
 void hndd_decode_float16_avx512(const void *s, int64_t c, float *d) { (void)s; (void)c; (void)d; abort(); }
 void hndd_decode_bfloat16_avx2(const void *s, int64_t c, float *d) { (void)s; (void)c; (void)d; abort(); }

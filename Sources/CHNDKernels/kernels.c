@@ -259,29 +259,45 @@ static int64_t count_dense_avx512(const hndd_geometry *g, const void *kept, cons
 
 #endif
 
-/// Counts with `g`'s path, giving its kernel the dense map and the hot-block bits: on the stack
-/// for the maps of real layers (up to 64×64), on the heap beyond, where a worker thread's stack
-/// could not hold them.
-int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const float *values, float threshold,
+/// The number of kept positions of a record's `words` kept-position words (4-byte aligned).
+static int64_t kept_count(const void *kept, int32_t words) {
+    int64_t count = 0;
+    for (int32_t j = 0; j < words; j++) {
+        uint64_t word;
+        memcpy(&word, (const uint64_t *)kept + j, sizeof word);
+        count += __builtin_popcountll(word);
+    }
+    return count;
+}
+
+/// Counts with `g`'s path, giving its kernel the dense map and the hot-block bits — and the
+/// values as floats, widened first with the same path's conversion when they are halves: on the
+/// stack for the maps of real layers (up to 64×64), on the heap beyond, where a worker thread's
+/// stack could not hold them.
+int64_t hndd_count_map(const hndd_geometry *g, const void *kept, const void *values, int halfValues, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap) {
     hndd_count_fn count = NULL;
+    void (*widen)(const void *, int64_t, float *) = NULL;
 #if defined(__x86_64__)
-    if (g->path == HNDD_PATH_AVX512) count = count_dense_avx512;
-    if (g->path == HNDD_PATH_AVX2) count = hndd_count_dense_avx2;
+    if (g->path == HNDD_PATH_AVX512) { count = count_dense_avx512; widen = hndd_decode_float16_avx512; }
+    if (g->path == HNDD_PATH_AVX2) { count = hndd_count_dense_avx2; widen = hndd_decode_float16_avx2; }
 #endif
     if (!count) abort(); // never called on the portable path: the engine counts in Swift
     const int32_t n = g->height * g->width, words = g->words;
     enum { stackFloats = 4096 + HNDD_MAP_PADDING, stackWords = 128 };
-    float stackMap[stackFloats];
+    float stackMap[stackFloats], stackValues[stackFloats];
     uint64_t stackHot[stackWords];
     float *map = n + HNDD_MAP_PADDING <= stackFloats ? stackMap : malloc(sizeof(float) * ((size_t)n + HNDD_MAP_PADDING));
     uint64_t *hot = words <= stackWords ? stackHot : malloc(sizeof(uint64_t) * (size_t)words);
-    if (!map || !hot) abort(); // out of memory
+    float *widened = !halfValues ? NULL : n <= stackFloats ? stackValues : malloc(sizeof(float) * (size_t)n);
+    if (!map || !hot || (halfValues && !widened)) abort(); // out of memory
+    if (halfValues) widen(values, kept_count(kept, (n + 63) / 64), widened);
     memset(hot, 0, sizeof(uint64_t) * (size_t)words);
-    int64_t result = count(g, kept, values, threshold, masks, rowBits, colBits, runLo, runHi, overlap, map, hot);
+    int64_t result = count(g, kept, halfValues ? widened : values, threshold, masks, rowBits, colBits, runLo, runHi, overlap, map, hot);
     if (map != stackMap) free(map);
     if (hot != stackHot) free(hot);
+    if (widened && widened != stackValues) free(widened);
     return result;
 }
 

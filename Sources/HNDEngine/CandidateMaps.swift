@@ -20,6 +20,12 @@ import Darwin
 ///
 /// The maps are records in one byte arena, appended and swept in order: a pass keeps millions of
 /// them, and per-record arrays or objects cost more than the few values a record holds.
+///
+/// A store keeps its values as float16 halves while every value it was given is one exactly —
+/// as when a layer's messages are float16 (or bfloat16 in the usual range of activations) —
+/// and as floats from the first value that is not: it then widens what it holds, once. The kept
+/// values are most of a record, so halves save about a third of the memory of a pass sent in
+/// float16; the values and every count are the same either way.
 public struct CandidateMaps: Sendable, Equatable {
     public let height: Int, width: Int
     var mapSize: Int { height * width }
@@ -27,9 +33,16 @@ public struct CandidateMaps: Sendable, Equatable {
     let wordsPerMap: Int
     /// UInt32 words of a record's presence mask (see `headerBytes`): none when a map has one word.
     let presenceWords: Int
+    /// Whether the records' values are float16 halves (else floats): see the type's comment.
+    public private(set) var halfValues: Bool
+
+    /// Whether a new store keeps halves: where the process's vector path converts them (F16C or
+    /// AVX-512); on the portable path values are floats from the start.
+    public static let keepsHalves = hndd_vector_path() != HNDD_PATH_PORTABLE
 
     /// Record layout, 4-byte aligned: unit (Int32), image (Int32), peak (Float), `shedAt` (Float),
-    /// the kept positions, then the kept values (Float) in position order. The kept positions of
+    /// the kept positions, then the kept values (Float, or Float16 in a store of halves, padded to
+    /// 4 bytes) in position order. The kept positions of
     /// a map of at most 64 positions are one word, bit p set when position p is kept. A wider
     /// map's record stores only the words that hold a kept position: a presence mask (one UInt32
     /// per 32 words, bit j set when word j is stored), then those words in order: the 3×3
@@ -41,8 +54,10 @@ public struct CandidateMaps: Sendable, Equatable {
     static let headerBytes = 16
     /// Bytes of a record that stores `storedWords` kept-position words and `values` values.
     func recordBytes(storedWords: Int, values: Int) -> Int {
-        Self.headerBytes + (wordsPerMap == 1 ? 8 : 4 * presenceWords + 8 * storedWords) + 4 * values
+        Self.headerBytes + (wordsPerMap == 1 ? 8 : 4 * presenceWords + 8 * storedWords) + Self.valueBytes(values, halves: halfValues)
     }
+    /// Bytes of `count` values, as floats or halves (padded to 4).
+    @inline(__always) static func valueBytes(_ count: Int, halves: Bool) -> Int { halves ? (2 * count + 3) & ~3 : 4 * count }
     /// Bytes of a record keeping the positions `kept` (`wordsPerMap` words).
     @inline(__always)
     func recordBytes(kept: UnsafePointer<UInt64>) -> Int {
@@ -78,6 +93,10 @@ public struct CandidateMaps: Sendable, Equatable {
         }
 
         deinit { hndd_arena_free(base, capacity) }
+
+        func bytesEqual(_ other: Arena) -> Bool {
+            used == other.used && (used == 0 || memcmp(base!, other.base!, used) == 0)
+        }
 
         func copy() -> Arena {
             let other = Arena(recordsPerPiece: recordsPerPiece)
@@ -120,20 +139,25 @@ public struct CandidateMaps: Sendable, Equatable {
     /// For maps of at most 64 positions: those not in the first column, and not in the last.
     private let notFirstColumn: UInt64, notLastColumn: UInt64
 
-    /// `recordsPerPiece`: records a piece holds at most (see `pieces`).
-    public init(height: Int, width: Int, recordsPerPiece: Int = CandidateMaps.recordsPerPiece) {
+    /// `recordsPerPiece`: records a piece holds at most (see `pieces`). `halfValues`: whether to
+    /// start with halves (only where the vector path converts them: `keepsHalves`).
+    public init(height: Int, width: Int, recordsPerPiece: Int = CandidateMaps.recordsPerPiece,
+                halfValues: Bool = CandidateMaps.keepsHalves) {
         precondition(recordsPerPiece > 0)
+        precondition(!halfValues || Self.keepsHalves, "halves need a vector path that converts them")
         arena = Arena(recordsPerPiece: recordsPerPiece)
+        self.halfValues = halfValues
         self.height = height; self.width = width
         wordsPerMap = (height * width + 63) / 64
         presenceWords = wordsPerMap == 1 ? 0 : (wordsPerMap + 31) / 32
         (notFirstColumn, notLastColumn) = height * width <= 64 ? Self.columnMasks(height: height, width: width) : (0, 0)
     }
 
+    /// The same maps, values and bounds, in the same order, whether as halves or floats.
     public static func == (a: CandidateMaps, b: CandidateMaps) -> Bool {
-        guard a.height == b.height, a.width == b.width, a.arena.count == b.arena.count, a.arena.used == b.arena.used else { return false }
-        guard a.arena.used > 0 else { return true }
-        return memcmp(a.arena.base!, b.arena.base!, a.arena.used) == 0
+        guard a.height == b.height, a.width == b.width, a.arena.count == b.arena.count else { return false }
+        guard a.halfValues == b.halfValues else { return a.widened().arena.bytesEqual(b.widened().arena) }
+        return a.arena.bytesEqual(b.arena)
     }
 
     public var count: Int { arena.count }
@@ -147,8 +171,8 @@ public struct CandidateMaps: Sendable, Equatable {
     /// One kept map, read in place.
     struct Record {
         let pointer: UnsafeRawPointer
-        /// The store's `wordsPerMap` and `presenceWords`.
-        let words: Int, presenceWords: Int
+        /// The store's `wordsPerMap`, `presenceWords` and `halfValues`.
+        let words: Int, presenceWords: Int, halfValues: Bool
 
         var unit: Int32 { pointer.load(as: Int32.self) }
         var image: Int32 { pointer.load(fromByteOffset: 4, as: Int32.self) }
@@ -194,15 +218,33 @@ public struct CandidateMaps: Sendable, Equatable {
             }
             return UnsafeRawPointer(scratch)
         }
-        private var keptBytes: Int { words == 1 ? 8 : 4 * presenceWords + 8 * storedWords }
-        /// The kept values, in position order (4-byte aligned).
-        var values: UnsafePointer<Float> { (pointer + CandidateMaps.headerBytes + keptBytes).assumingMemoryBound(to: Float.self) }
+        /// The bytes of the header and the kept-position words.
+        @inline(__always) var keptEnd: Int { CandidateMaps.headerBytes + (words == 1 ? 8 : 4 * presenceWords + 8 * storedWords) }
+        /// The kept values as they are stored (floats or halves, 4-byte aligned), in position order.
+        var storedValues: UnsafeRawPointer { pointer + keptEnd }
+        /// The kept values as floats, in position order: in place, or widened into `scratch`
+        /// (room for `valueCount`) from halves.
+        @inline(__always)
+        func values(wideningInto scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+            guard halfValues else { return storedValues.assumingMemoryBound(to: Float.self) }
+            CandidateMaps.widen(storedValues, count: valueCount, into: scratch)
+            return UnsafePointer(scratch)
+        }
         /// The record's size in the arena.
-        @inline(__always) var bytes: Int { CandidateMaps.headerBytes + keptBytes + 4 * valueCount }
+        @inline(__always) var bytes: Int { keptEnd + CandidateMaps.valueBytes(valueCount, halves: halfValues) }
     }
 
     @inline(__always) func record(at pointer: UnsafeRawPointer) -> Record {
-        Record(pointer: pointer, words: wordsPerMap, presenceWords: presenceWords)
+        Record(pointer: pointer, words: wordsPerMap, presenceWords: presenceWords, halfValues: halfValues)
+    }
+
+    /// `count` halves to floats, with the vector path's conversion (a store of halves exists only
+    /// where there is one).
+    @inline(__always)
+    static func widen(_ halves: UnsafeRawPointer, count: Int, into floats: UnsafeMutablePointer<Float>) {
+        guard count > 0 else { return }
+        let converted = hndd_decode_float16(halves, Int64(count), floats)
+        precondition(converted != 0, "a store of halves on a path that cannot convert them")
     }
 
     /// Records a piece holds at most by default: 2¹⁵ (about 2 MB), so that a snapshot's workers
@@ -243,8 +285,14 @@ public struct CandidateMaps: Sendable, Equatable {
     /// Writes `record`'s map into `dense` (h×w), −∞ where no value was kept.
     @inline(__always)
     func expand(_ record: Record, into dense: UnsafeMutablePointer<Float>) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { scratch in
+            expand(record, into: dense, values: record.values(wideningInto: scratch.baseAddress!))
+        }
+    }
+
+    @inline(__always)
+    private func expand(_ record: Record, into dense: UnsafeMutablePointer<Float>, values: UnsafePointer<Float>) {
         dense.update(repeating: -.infinity, count: mapSize)
-        let values = record.values
         var v = 0
         for j in 0..<wordsPerMap {
             var bits = record.kept(j)
@@ -277,24 +325,34 @@ public struct CandidateMaps: Sendable, Equatable {
         appendRecord(unit: Int32(unit), image: image, peak: peak, kept: scratch, bound: bound, from: map)
     }
 
-    /// Appends the record of `map` (h×w) keeping the positions `kept`, written under `bound`.
+    /// Appends the record of `map` (h×w) keeping the positions `kept`, written under `bound`;
+    /// widens the store first if the record's values are not all halves and the store's are.
     @inline(__always)
     mutating func appendRecord(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, bound: Float,
                                from map: UnsafePointer<Float>) {
         let size = recordBytes(kept: kept)
         arena.reserve(size)
-        write(unit: unit, image: image, peak: peak, kept: kept, bound: bound, at: arena.base! + arena.used, from: map)
+        guard write(unit: unit, image: image, peak: peak, kept: kept, bound: bound, at: arena.base! + arena.used, from: map) != nil else {
+            widenValues()
+            return appendRecord(unit: unit, image: image, peak: peak, kept: kept, bound: bound, from: map)
+        }
+        noteAppended(bytes: size)
+    }
+
+    /// Counts the record just written at `arena.used`.
+    @inline(__always) mutating func noteAppended(bytes: Int) {
         arena.noteRecord(at: arena.used)
-        arena.used += size
+        arena.used += bytes
         arena.count += 1
     }
 
     /// Writes one record at `record`, kept under `bound`: the header, the kept words (those that
     /// hold a kept position, for a map of several), and the values of `map` (h×w) at the kept
-    /// positions, in order. Returns its size, `recordBytes(kept:)`.
+    /// positions, in order. Returns its size, `recordBytes(kept:)` — or nil, leaving the record
+    /// unfinished, in a store of halves when one of those values is not a half.
     @discardableResult @inline(__always)
     func write(unit: Int32, image: Int32, peak: Float, kept: UnsafePointer<UInt64>, bound: Float,
-               at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) -> Int {
+               at record: UnsafeMutableRawPointer, from map: UnsafePointer<Float>) -> Int? {
         var offset = Self.headerBytes
         if wordsPerMap == 1 {
             record.storeBytes(of: kept[0], toByteOffset: offset, as: UInt64.self)
@@ -310,15 +368,61 @@ public struct CandidateMaps: Sendable, Equatable {
                 offset += 8
             }
         }
-        let values = (record + offset).assumingMemoryBound(to: Float.self)
-        let shedAt = hndd_gather(map, Int32(mapSize), kept, bound, values)
+        var valueCount = 0
+        for j in 0..<wordsPerMap { valueCount += kept[j].nonzeroBitCount }
+        guard let shedAt = writeValues(valueCount, of: map, kept: kept, bound: bound, at: record + offset) else { return nil }
         record.storeBytes(of: unit, as: Int32.self)
         record.storeBytes(of: image, toByteOffset: 4, as: Int32.self)
         record.storeBytes(of: peak, toByteOffset: 8, as: Float.self)
         record.storeBytes(of: shedAt, toByteOffset: 12, as: Float.self)
-        var valueCount = 0
-        for j in 0..<wordsPerMap { valueCount += kept[j].nonzeroBitCount }
-        return offset + 4 * valueCount
+        return offset + Self.valueBytes(valueCount, halves: halfValues)
+    }
+
+    /// Writes the `count` values of `map` at the positions `kept` at `values`, as the store keeps
+    /// them, and returns the smallest of them above `bound` (`shedAt`); nil, in a store of halves,
+    /// when one of them is not a half.
+    @inline(__always)
+    private func writeValues(_ count: Int, of map: UnsafePointer<Float>, kept: UnsafePointer<UInt64>, bound: Float,
+                             at values: UnsafeMutableRawPointer) -> Float? {
+        guard halfValues else {
+            return hndd_gather(map, Int32(mapSize), kept, bound, values.assumingMemoryBound(to: Float.self))
+        }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: mapSize) { gathered -> Float? in
+            let shedAt = hndd_gather(map, Int32(mapSize), kept, bound, gathered.baseAddress!)
+            let halves = values.assumingMemoryBound(to: UInt16.self)
+            guard hndd_encode_float16_exact(gathered.baseAddress!, Int64(count), halves) != 0 else { return nil }
+            if count & 1 != 0 { halves[count] = 0 } // the padding, so that equal stores are equal bytes
+            return shedAt
+        }
+    }
+
+    /// Rewrites every record with its values as floats, and keeps floats from then on: the
+    /// store was given a value that is not a half. Once per store at most; it holds the old
+    /// records and the new ones for its length.
+    mutating func widenValues() {
+        guard halfValues else { return }
+        self = widened()
+    }
+
+    /// This store with its values as floats.
+    func widened() -> CandidateMaps {
+        guard halfValues else { return self }
+        var wide = CandidateMaps(height: height, width: width, recordsPerPiece: arena.recordsPerPiece, halfValues: false)
+        wide.arena.reserve(arena.used * 2)
+        forEach { wide.appendWidened($0) }
+        wide.bytesAfterDiscard = wide.arena.used
+        return wide
+    }
+
+    /// Appends `record` of a store of halves, the same but its values as floats, to this store of
+    /// floats (the header, `shedAt` included, and the kept words are copied as they are).
+    mutating func appendWidened(_ record: Record) {
+        let kept = record.keptEnd, count = record.valueCount, size = kept + 4 * count
+        arena.reserve(size)
+        let target = arena.base! + arena.used
+        target.copyMemory(from: record.pointer, byteCount: kept)
+        Self.widen(record.storedValues, count: count, into: (target + kept).assumingMemoryBound(to: Float.self))
+        noteAppended(bytes: size)
     }
 
     /// The positions to keep of `map` (−∞ where unknown) for thresholds above `bound`: those
@@ -413,7 +517,8 @@ public struct CandidateMaps: Sendable, Equatable {
                     expand(record, into: dense)
                     neededPositions(of: dense, above: bound, into: needed)
                     for j in 0..<words { needed[j] &= record.kept(j) }
-                    written += write(unit: unit, image: image, peak: peak, kept: needed, bound: bound, at: base + written, from: dense)
+                    // Its values are the record's own: as the store keeps them, whatever it keeps.
+                    written += write(unit: unit, image: image, peak: peak, kept: needed, bound: bound, at: base + written, from: dense)!
                 }
             }
         }}

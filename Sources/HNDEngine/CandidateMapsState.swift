@@ -16,8 +16,12 @@ extension CandidateMaps {
         column(records) { w, record, _ in w.put(record.image) }
         column(records) { w, record, _ in w.put(record.peak) }
         column(records * (stores.first?.wordsPerMap ?? 0)) { w, record, words in for j in 0..<words { w.put(record.kept(j)) } }
-        column(valueTotal) { w, record, _ in
-            w.append(UnsafeRawBufferPointer(UnsafeBufferPointer(start: record.values, count: record.valueCount)))
+        // Floats, whether a store keeps halves or not: the format does not depend on it.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: stores.first?.mapSize ?? 0) { scratch in
+            column(valueTotal) { w, record, _ in
+                let values = record.values(wideningInto: scratch.baseAddress!)
+                w.append(UnsafeRawBufferPointer(UnsafeBufferPointer(start: values, count: record.valueCount)))
+            }
         }
         var valueStart: Int64 = 0
         w.put(Int64(records + 1)); w.put(valueStart)

@@ -95,21 +95,21 @@ final class CountKernel: @unchecked Sendable {
         let groupStart: UnsafePointer<Int>
         let maskBlocksOfGroups: UnsafePointer<UInt64>
 
-        /// |M| of a map of `image` (`kept` position words and their `values`, as a candidate
-        /// record holds them) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]` for each of the
+        /// |M| of a map of `image` (`kept` position words and their `values`, floats or halves, as
+        /// a candidate record holds them) at `threshold`; adds |M ∩ masks[m]| to `overlap[m]` for each of the
         /// image's masks, one kernel call per group of 64 (|M| is that of the first).
         @inline(__always)
-        func count(kept: UnsafeRawPointer, values: UnsafePointer<Float>, threshold: Float, image: Int,
+        func count(kept: UnsafeRawPointer, values: UnsafeRawPointer, halfValues: Bool = false, threshold: Float, image: Int,
                    masks: UnsafePointer<ConceptSpans.Mask>, runLo: UnsafePointer<UInt16>, runHi: UnsafePointer<UInt16>,
                    overlap: UnsafeMutablePointer<Int64>) -> Int {
-            let first = groupStart[image]
+            let first = groupStart[image], half: Int32 = halfValues ? 1 : 0
             let bits = maskBlocksOfGroups + first * maskBlockWords
-            let area = Int(hndd_count_map(geometry, kept, values, threshold, masks, bits, bits + rowBlocks, runLo, runHi, overlap))
+            let area = Int(hndd_count_map(geometry, kept, values, half, threshold, masks, bits, bits + rowBlocks, runLo, runHi, overlap))
             guard area > 0 else { return 0 }
             for group in (first + 1)..<groupStart[image + 1] {
                 let offset = (group - first) * CountKernel.groupSize
                 let bits = maskBlocksOfGroups + group * maskBlockWords
-                _ = hndd_count_map(geometry, kept, values, threshold, masks + offset, bits, bits + rowBlocks, runLo, runHi, overlap + offset)
+                _ = hndd_count_map(geometry, kept, values, half, threshold, masks + offset, bits, bits + rowBlocks, runLo, runHi, overlap + offset)
             }
             return area
         }

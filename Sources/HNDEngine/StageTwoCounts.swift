@@ -88,8 +88,8 @@ extension LayerAccumulator {
         overlap.initialize(repeating: 0, count: maskCount)
         let area: Int
         if let kernel = inputs.kernel {
-            area = kernel.count(kept: record.keptWords(unpackingInto: scratch.kept), values: record.values, threshold: t, image: image,
-                                masks: imageMasks, runLo: inputs.runLo.baseAddress!, runHi: inputs.runHi.baseAddress!,
+            area = kernel.count(kept: record.keptWords(unpackingInto: scratch.kept), values: record.storedValues,
+                                halfValues: record.halfValues, threshold: t, image: image, masks: imageMasks, runLo: inputs.runLo.baseAddress!, runHi: inputs.runHi.baseAddress!,
                                 overlap: overlap)
         } else {
             store.expand(record, into: scratch.dense)

@@ -10,7 +10,8 @@ struct RandomCase {
     let units: Int, h: Int, w: Int
 
     /// `rasters`: a version-2 dictionary whose masks are `RasterShapes` drawn around the ellipses.
-    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64, maskSize: Int = 24, rasters: Bool = false) {
+    /// `halves`: every value a float16 (rounded to one), as a layer sent in float16 gives them.
+    init(images n: Int, units: Int, h: Int, w: Int, seed: UInt64, maskSize: Int = 24, rasters: Bool = false, halves: Bool = false) {
         var g = SplitMix(seed: seed)
         let l = 6
         var local = [Int8](), ellipse = [Float](), global = [Int32]()
@@ -29,7 +30,8 @@ struct RandomCase {
             conceptType: [0, 1, 2, 0, 1, 2], globalLabel: global, localLabel: local, ellipse: ellipse, maskSize: maskSize)
         if rasters { dictionary = RasterShapes.drawn(over: dictionary) }
         self.units = units; self.h = h; self.w = w
-        maps = (0..<(n * units * h * w)).map { _ in g.uniform() * 3 - 1 }
+        let values = (0..<(n * units * h * w)).map { _ in g.uniform() * 3 - 1 }
+        maps = halves ? values.map { Float(Float16($0)) } : values
     }
 
     func feed(_ layer: inout LayerAccumulator, order: [Int], batch: Int) throws {
@@ -294,6 +296,28 @@ struct RandomCase {
             #expect(layer.countKernel != nil)
             #expect(layer.stageTwoCounts(thresholds: thresholds, useKernel: true) == swift, "path \(path.rawValue)")
         }
+    }
+}
+
+/// Stores of halves (maps all float16, as a layer sent in float16) count what the same stores
+/// widened to floats count, with every count kernel and the Swift path.
+@Test(.enabled(if: CandidateMaps.keepsHalves, "the portable path keeps floats"),
+      arguments: [(3, 3, 24, 0.3), (7, 7, 112, 0.005), (14, 14, 112, 0.05), (70, 66, 140, 0.002), (9, 1, 20, 0.1)])
+func countsOfStoresOfHalvesEqualThoseOfFloats(h: Int, w: Int, maskSize: Int, quantile: Double) throws {
+    let random = RandomCase(images: 40, units: 5, h: h, w: w, seed: UInt64(h * 100 + w), maskSize: maskSize, halves: true)
+    var layer = LayerAccumulator(layer: "l", index: DictionaryIndex(random.dictionary), options: .init(quantile: quantile))
+    try random.feed(&layer, order: Array(0..<40), batch: 8)
+    #expect(layer.candidates.allSatisfy(\.halfValues) && layer.candidates.contains { $0.count > 0 })
+    let thresholds = layer.stageTwoThresholds()
+    var widened = layer
+    widened.candidates = layer.candidates.map { $0.widened() }
+    #expect(widened.candidates.allSatisfy { !$0.halfValues } && widened.candidates.map(\.count) == layer.candidates.map(\.count))
+    let floats = widened.stageTwoCounts(thresholds: thresholds, useKernel: false)
+    #expect(floats.contains { $0 > 0 }, "the case counts some pixels")
+    #expect(layer.stageTwoCounts(thresholds: thresholds, useKernel: false) == floats, "the Swift path")
+    for path in runnableCountPaths {
+        layer.countKernel = CountKernel(layer.upsampler!, spans: layer.index.spans, path: path)
+        #expect(layer.stageTwoCounts(thresholds: thresholds, useKernel: true) == floats, "path \(path.rawValue)")
     }
 }
 

@@ -106,6 +106,10 @@ import Testing
     }
 }
 
+/// The ways a store can keep its values on this CPU: floats, and halves where the vector path
+/// converts them.
+let valueLayouts = CandidateMaps.keepsHalves ? [false, true] : [false]
+
 @Suite struct CandidateMapsTests {
     @Test func keepsTheNeighbourhoodsOfValuesAboveTheBound() {
         var store = CandidateMaps(height: 4, width: 5)
@@ -169,10 +173,12 @@ import Testing
         #expect(store.images == [4, 5])
     }
 
-    @Test func aBoundBelowEveryKeptPeakShedsNothing() {
+    @Test(arguments: valueLayouts)
+    func aBoundBelowEveryKeptPeakShedsNothing(halves: Bool) {
         // 1×20, hot values 2, 3, 4, 5, 6 at 1, 5, 9, 13, 17: fifteen values kept. Shedding starts
         // only once the bound reaches 2, the smallest of them.
-        var store = CandidateMaps(height: 1, width: 20)
+        var store = CandidateMaps(height: 1, width: 20, halfValues: halves)
+        let shed = CandidateMaps.valueBytes(15, halves: halves) - CandidateMaps.valueBytes(12, halves: halves)
         var map = [Float](repeating: 0, count: 20)
         for (i, p) in [1, 5, 9, 13, 17].enumerated() { map[p] = Float(2 + i) }
         var scratch: [UInt64] = [0]
@@ -181,13 +187,13 @@ import Testing
         store.discard(bounds: [1.9])
         #expect(store.bytes == full)
         store.discard(bounds: [2])
-        #expect(store.bytes == full - 3 * 4)
+        #expect(store.bytes == full - shed && store.halfValues == halves)
         var dense = [Float](repeating: 0, count: 20)
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 18])
         // The rewritten record sheds again once the bound reaches its smallest value above.
         store.discard(bounds: [2.9])
-        #expect(store.bytes == full - 3 * 4)
+        #expect(store.bytes == full - shed)
         store.discard(bounds: [3.5])
         dense.withUnsafeMutableBufferPointer { store.expand(0, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [8, 9, 10, 12, 13, 14, 16, 17, 18] && dense[17] == 6)
@@ -207,10 +213,12 @@ import Testing
         for p in 0..<81 { #expect(dense[p] == (kept.contains(p) ? map[p] : -.infinity), "position \(p)") }
     }
 
-    @Test func aRecordOfAWideMapStoresOnlyTheWordsWithKeptPositions() throws {
+    @Test(arguments: valueLayouts)
+    func aRecordOfAWideMapStoresOnlyTheWordsWithKeptPositions(halves: Bool) throws {
         // 14×14: 196 positions, four words. A hot value at (1, 1) keeps positions 0–2, 14–16 and
         // 28–30, all in word 0; one at (9, 5) keeps 116–118 (word 1), 130–132 and 144–146 (word 2).
-        var store = CandidateMaps(height: 14, width: 14)
+        var store = CandidateMaps(height: 14, width: 14, halfValues: halves)
+        let nineValues = halves ? 9 * 2 + 2 : 9 * 4 // bytes, halves padded to 4
         var map = [Float](repeating: 0.5, count: 196)
         map[15] = 2
         var scratch = [UInt64](repeating: 0, count: 4)
@@ -223,10 +231,10 @@ import Testing
         }
         append(image: 3, peak: 2)
         // Header, presence mask, one word, nine values.
-        #expect(store.bytes == 16 + 4 + 8 + 9 * 4)
+        #expect(store.bytes == 16 + 4 + 8 + nineValues)
         map[15] = 0.5; map[131] = 3
         append(image: 4, peak: 3)
-        #expect(store.bytes == (16 + 4 + 8 + 9 * 4) + (16 + 4 + 2 * 8 + 9 * 4))
+        #expect(store.bytes == (16 + 4 + 8 + nineValues) + (16 + 4 + 2 * 8 + nineValues))
         var dense = [Float](repeating: 0, count: 196)
         dense.withUnsafeMutableBufferPointer { store.expand(1, into: $0.baseAddress!) }
         #expect(dense.indices.filter { dense[$0] > -.infinity } == [116, 117, 118, 130, 131, 132, 144, 145, 146] && dense[131] == 3)
@@ -244,10 +252,59 @@ import Testing
         #expect(try reader.getArray(UInt64.self) == [word(0, of: first), 0, 0, 0, 0, word(1, of: second), word(2, of: second), 0])
         reader = ByteReader(writer.bytes)
         let restored = try CandidateMaps.decode(from: &reader, height: 14, width: 14, storeCount: 1, store: { _ in 0 }) { _, _ in true }
-        #expect(restored[0].bytes == store.bytes)
+        // A restored store starts with halves where it can, as a new one does.
+        #expect(restored[0].halfValues == CandidateMaps.keepsHalves && restored[0].widened().bytes == store.widened().bytes)
         var again = [Float](repeating: 0, count: 196)
         again.withUnsafeMutableBufferPointer { restored[0].expand(1, into: $0.baseAddress!) }
         #expect(again == dense)
+    }
+
+    /// Halves until a value that is not one: then floats, the same as a store that kept floats
+    /// all along, byte for byte.
+    @Test(.enabled(if: CandidateMaps.keepsHalves, "the portable path keeps floats"))
+    func aStoreOfHalvesWidensAtItsFirstValueThatIsNotAHalf() {
+        var halves = CandidateMaps(height: 3, width: 3), floats = CandidateMaps(height: 3, width: 3, halfValues: false)
+        var scratch: [UInt64] = [0]
+        func append(_ map: [Float], image: Int32) {
+            map.withUnsafeBufferPointer { m in
+                halves.append(unit: 0, image: image, peak: map.max()!, map: m.baseAddress!, bound: 1, scratch: &scratch[0])
+                floats.append(unit: 0, image: image, peak: map.max()!, map: m.baseAddress!, bound: 1, scratch: &scratch[0])
+            }
+        }
+        append([0, 0.5, 0.25, 1.5, 2, -3, 0.125, 1024, 65504], image: 0) // all halves, all kept
+        #expect(halves.halfValues && halves.bytes == 16 + 8 + 20 && floats.bytes == 16 + 8 + 36)
+        append([0, 0, 0, 0, 6e-8, 0, 0, 0, 3], image: 1) // a half subnormal (the nearest to 6e-8 is not it)
+        #expect(!halves.halfValues)
+        #expect(halves == floats && halves.bytes == floats.bytes && halves.arena.bytesEqual(floats.arena))
+        append([0, 0, 0, 0, 2, 0, 0, 0, 0], image: 2) // floats from now on, even for halves
+        #expect(!halves.halfValues && halves.arena.bytesEqual(floats.arena) && halves.count == 3)
+    }
+
+    /// Copying records between stores that keep their values differently: widened, narrowed when
+    /// nothing is lost, else the receiving store widens.
+    @Test(.enabled(if: CandidateMaps.keepsHalves, "the portable path keeps floats"))
+    func copiesBetweenStoresOfHalvesAndOfFloats() {
+        var scratch: [UInt64] = [0]
+        func store(halves: Bool, _ maps: [[Float]]) -> CandidateMaps {
+            var store = CandidateMaps(height: 2, width: 2, halfValues: halves)
+            for (i, map) in maps.enumerated() {
+                map.withUnsafeBufferPointer { store.append(unit: i, image: Int32(i), peak: map.max()!, map: $0.baseAddress!, bound: 0, scratch: &scratch[0]) }
+            }
+            return store
+        }
+        let exact: [[Float]] = [[1, 2, 0.5, 4], [3, 0, 0, 1]], inexact: [[Float]] = [[1, 2, 0.1, 4]]
+        func copies(_ from: CandidateMaps, into: CandidateMaps) -> CandidateMaps {
+            var into = into
+            from.forEach { into.appendCopy(of: $0) }
+            return into
+        }
+        let narrowed = copies(store(halves: false, exact), into: CandidateMaps(height: 2, width: 2))
+        #expect(narrowed.halfValues && narrowed == store(halves: true, exact) && narrowed.arena.bytesEqual(store(halves: true, exact).arena))
+        let widened = copies(store(halves: true, exact), into: CandidateMaps(height: 2, width: 2, halfValues: false))
+        #expect(!widened.halfValues && widened.arena.bytesEqual(store(halves: false, exact).arena))
+        let forced = copies(store(halves: false, inexact), into: store(halves: true, exact))
+        let expected = copies(store(halves: false, inexact), into: store(halves: false, exact))
+        #expect(!forced.halfValues && forced.arena.bytesEqual(expected.arena) && forced.count == 3)
     }
 
     @Test func discardDropsMapsThatCanNoLongerCrossAndStateRoundTrips() throws {

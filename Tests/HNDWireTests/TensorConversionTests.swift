@@ -302,3 +302,60 @@ private struct HalfDecoder {
         }
     }
 }
+
+/// The exact float-to-half encoders (the candidate maps keep halves with them): every half's
+/// float encodes back to the half's bits and counts as exact; a single float that is not a half
+/// anywhere in a buffer makes the whole call report it, at every length around the lane blocks.
+@Suite struct ExactHalfEncodingTests {
+    struct Encoder {
+        let name: String
+        let encode: (UnsafePointer<Float>, Int, UnsafeMutablePointer<UInt16>) -> Int32
+    }
+
+    static var runnable: [Encoder] {
+        var all: [Encoder] = []
+        if hndd_vector_path() != HNDD_PATH_PORTABLE {
+            all.append(Encoder(name: "the process's (\(String(cString: hndd_vector_path_name())))") { hndd_encode_float16_exact($0, Int64($1), $2) })
+        }
+        if hndd_cpu_supports(HNDD_PATH_AVX2) != 0 { all.append(Encoder(name: "avx2") { hndd_encode_float16_exact_avx2($0, Int64($1), $2) }) }
+        if hndd_cpu_supports(HNDD_PATH_AVX512) != 0 { all.append(Encoder(name: "avx512") { hndd_encode_float16_exact_avx512($0, Int64($1), $2) }) }
+        return all
+    }
+
+    /// Every half that is not a NaN, as its float.
+    let halves: [UInt16] = (0...UInt16.max).filter { $0 & 0x7C00 != 0x7C00 || $0 & 0x3FF == 0 }
+
+    @Test(.enabled(if: !runnable.isEmpty, "no vector path on this CPU"))
+    func everyHalfEncodesToItsOwnBits() {
+        let floats = halves.map(TensorConversion.float(fromHalfBits:))
+        for encoder in Self.runnable {
+            var output = [UInt16](repeating: 0x1234, count: floats.count)
+            let exact = floats.withUnsafeBufferPointer { f in output.withUnsafeMutableBufferPointer { encoder.encode(f.baseAddress!, f.count, $0.baseAddress!) } }
+            #expect(exact == 1, "\(encoder.name)")
+            let wrong = halves.indices.filter { output[$0] != halves[$0] }
+            #expect(wrong.isEmpty, "\(encoder.name): \(wrong.count) halves differ, first \(wrong.prefix(4).map { String(halves[$0], radix: 16) })")
+        }
+    }
+
+    /// Floats that are not halves: next to one, past 65504 (rounding to 65504 or to infinity), and
+    /// below the smallest subnormal.
+    @Test(.enabled(if: !runnable.isEmpty, "no vector path on this CPU"),
+          arguments: [Float(1).nextUp, Float(0.1), 65505, 65520, 1e9, -3e-8, 1e-30, Float(2048).nextDown])
+    func oneFloatThatIsNotAHalfIsReportedAtAnyLengthAndPlace(notAHalf: Float) {
+        for encoder in Self.runnable {
+            for count in 1...41 {
+                for place in Set([0, count / 2, count - 1]) {
+                    var floats = (0..<count).map { Float($0) * 0.25 - 3 }
+                    var output = [UInt16](repeating: 0x5555, count: count + 1)
+                    #expect(floats.withUnsafeBufferPointer { f in output.withUnsafeMutableBufferPointer { encoder.encode(f.baseAddress!, count, $0.baseAddress!) } } == 1)
+                    #expect(output[..<count].map(TensorConversion.float(fromHalfBits:)) == floats && output[count] == 0x5555,
+                            "\(encoder.name): \(count) halves, nothing past them written")
+                    floats[place] = notAHalf
+                    #expect(floats.withUnsafeBufferPointer { f in output.withUnsafeMutableBufferPointer { encoder.encode(f.baseAddress!, count, $0.baseAddress!) } } == 0,
+                            "\(encoder.name): \(notAHalf) at \(place) of \(count)")
+                    #expect(output[count] == 0x5555)
+                }
+            }
+        }
+    }
+}

@@ -39,7 +39,16 @@ int hndd_decode_float16(const void *source, int64_t count, float *destination);
 /// The same for bfloat16 (the upper 16 bits of a float, every bit kept).
 int hndd_decode_bfloat16(const void *source, int64_t count, float *destination);
 
+/// Writes `count` floats at `source` as binary16 values to `destination` (2-byte aligned) and
+/// returns 1 when every one of them is a half exactly (finite, or an infinity; the halves are
+/// then exactly the values); returns 0 when one is not, or when the path is portable, and what
+/// `destination` then holds means nothing. For stores that keep values as halves only while
+/// that loses nothing (the engine's candidate maps, when a layer's messages are float16).
+int hndd_encode_float16_exact(const float *source, int64_t count, uint16_t *destination);
+
 /// Each vector path's conversions, for tests (call only where `hndd_cpu_supports` says so).
+int hndd_encode_float16_exact_avx2(const float *source, int64_t count, uint16_t *destination);
+int hndd_encode_float16_exact_avx512(const float *source, int64_t count, uint16_t *destination);
 void hndd_decode_float16_avx2(const void *source, int64_t count, float *destination);
 void hndd_decode_float16_avx512(const void *source, int64_t count, float *destination);
 void hndd_decode_bfloat16_avx2(const void *source, int64_t count, float *destination);

@@ -73,13 +73,13 @@ void hndd_mask_blocks(const hndd_geometry *geometry, const hndd_mask *masks, int
 
 /// For one h×w map, given sparsely as a candidate record holds it (bit p of the `kept` words —
 /// 4-byte aligned — set when position p's value is among `values`, in position order; −∞
-/// elsewhere): returns |M|, the number of upsampled pixels above `threshold`, and adds
+/// elsewhere; the values are floats, or binary16 halves when `halfValues` is 1): returns |M|, the number of upsampled pixels above `threshold`, and adds
 /// |M ∩ mask m| to `overlap[m]` for each mask of the image (`rowBits`, `colBits` from
 /// `hndd_mask_blocks`). Same arithmetic, in the same order, as the engine's `forEachBlockRun` (no
 /// fused multiply-add); a block with a corner above the threshold must have all four corners
 /// kept. `runLo` and `runHi` are padded by HNDD_RUN_PADDING runs at both ends. Only where
 /// `hndd_count_kernel_available()` (or a path was selected).
-int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const float *values, float threshold,
+int64_t hndd_count_map(const hndd_geometry *geometry, const void *kept, const void *values, int halfValues, float threshold,
                        const hndd_mask *masks, const uint64_t *rowBits, const uint64_t *colBits,
                        const uint16_t *runLo, const uint16_t *runHi, int64_t *overlap);
 
